@@ -1,0 +1,130 @@
+"""The model pool: a pretrained encoder and one expert per task, read lazily tensor by tensor from safetensors.
+
+Methods see weights only through this class, so a merge can stream parameter by parameter and its peak
+memory stays near one model plus the tensors in hand, whatever the number of experts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from bench.errors import BenchError
+from bench.models import ClassificationHead
+
+StateDict = dict[str, torch.Tensor]
+
+
+class CheckpointFile:
+    """One safetensors file, opened once; tensors are read on demand (memory-mapped)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._handle = safe_open(str(path), framework="pt")
+        except (OSError, SafetensorError) as error:
+            raise BenchError(f"{path}: cannot read as safetensors ({error})") from None
+
+    def keys(self) -> list[str]:
+        return list(self._handle.keys())
+
+    def get(self, key: str) -> torch.Tensor:
+        return self._handle.get_tensor(key).float()
+
+
+class ModelPool:
+    """Pretrained weights, experts and per-task heads and data of one suite (or a subset of its tasks)."""
+
+    def __init__(
+        self,
+        build_encoder: Callable[[], nn.Module],
+        pretrained: Path,
+        experts: Mapping[str, Path],
+        heads: Mapping[str, ClassificationHead],
+        sample_inputs: Callable[[str, str, int, int], torch.Tensor],
+        device: str = "cpu",
+    ) -> None:
+        self._build_encoder = build_encoder
+        self._pretrained_path = pretrained
+        self._expert_paths = dict(experts)
+        self.heads = dict(heads)
+        self._sample_inputs = sample_inputs
+        self.device = device
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks that have an expert in this pool, in suite order."""
+        return list(self._expert_paths)
+
+    def subset(self, tasks: Iterable[str]) -> "ModelPool":
+        """The same pool restricted to some experts (e.g. the seen tasks of a generalization split)."""
+        tasks = list(tasks)
+        return ModelPool(self._build_encoder, self._pretrained_path, {t: self._expert_paths[t] for t in tasks},
+                         self.heads, self._sample_inputs, self.device)
+
+    @cached_property
+    def _pretrained(self) -> CheckpointFile:
+        return CheckpointFile(self._pretrained_path)
+
+    @cached_property
+    def _experts(self) -> dict[str, CheckpointFile]:
+        return {task: CheckpointFile(path) for task, path in self._expert_paths.items()}
+
+    @cached_property
+    def parameter_names(self) -> list[str]:
+        return self._pretrained.keys()
+
+    def pretrained_tensor(self, key: str) -> torch.Tensor:
+        return self._pretrained.get(key)
+
+    def expert_tensor(self, task: str, key: str) -> torch.Tensor:
+        return self._experts[task].get(key)
+
+    def task_vector(self, task: str, key: str) -> torch.Tensor:
+        """Expert minus pretrained for one parameter tensor."""
+        return self._experts[task].get(key) - self._pretrained.get(key)
+
+    def pretrained_state(self) -> StateDict:
+        return {key: self.pretrained_tensor(key) for key in self.parameter_names}
+
+    def expert_state(self, task: str) -> StateDict:
+        return {key: self.expert_tensor(task, key) for key in self.parameter_names}
+
+    def encoder(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        """A fresh encoder holding `state`, in eval mode on the pool's device."""
+        encoder = self._build_encoder()
+        encoder.load_state_dict(state)
+        return encoder.eval().to(self.device)
+
+    def merge_parameters(self, merge: Callable[[str, torch.Tensor, list[torch.Tensor]], torch.Tensor]) -> nn.Module:
+        """Stream over parameters: `merge(key, pretrained, experts)` gives each merged tensor."""
+        state = {}
+        for key in self.parameter_names:
+            state[key] = merge(key, self.pretrained_tensor(key), [self.expert_tensor(t, key) for t in self.tasks])
+        return self.encoder(state)
+
+    def sample_inputs(self, task: str, split: str, n: int, seed: int = 0) -> torch.Tensor:
+        """n preprocessed inputs of a task's split, without labels (Fisher, test-time adaptation)."""
+        return self._sample_inputs(task, split, n, seed)
+
+    def validate(self) -> None:
+        """Every expert has the pretrained tensors' names and shapes, and only finite values; else name the culprit."""
+        reference = {key: self._pretrained.get(key).shape for key in self.parameter_names}
+        for task, checkpoint in self._experts.items():
+            keys = set(checkpoint.keys())
+            missing, extra = sorted(set(reference) - keys), sorted(keys - set(reference))
+            if missing or extra:
+                what = f"missing tensor {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
+                raise BenchError(f"{checkpoint.path}: {what} (expert for {task})")
+            for key, shape in reference.items():
+                tensor = checkpoint.get(key)
+                if tensor.shape != shape:
+                    raise BenchError(f"{checkpoint.path}: tensor {key} has shape {tuple(tensor.shape)}, "
+                                     f"pretrained has {tuple(shape)}")
+                if not torch.isfinite(tensor).all():
+                    raise BenchError(f"{checkpoint.path}: tensor {key} holds NaN or inf")
