@@ -1,0 +1,102 @@
+"""`MergeMethod`: a merge method declared once, with typed hyper-parameters, registered by subclassing.
+
+A subclass with a `name` becomes a dataclass whose fields are its hyper-parameters (defaults from the code
+that produced the published numbers) and is registered under that name. It turns a model pool into a
+merged encoder; it never reads files or writes results (the pool and the harness do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from torch import nn
+
+from bench.errors import BenchError
+
+if typing.TYPE_CHECKING:
+    from bench.pool import ModelPool
+
+# One encoder for every task, or (the `individual` reference) one per task.
+Merged = nn.Module | Mapping[str, nn.Module]
+
+REGISTRY: dict[str, type["MergeMethod"]] = {}
+
+
+@dataclasses.dataclass
+class MergeMethod:
+    name: ClassVar[str]
+    title: ClassVar[str] = ""  # the row label in tables, e.g. "Task Arithmetic"
+    reference: ClassVar[str] = ""  # URL of the paper or code the defaults come from
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # named settings of other codebases
+    preset: str = "default"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(cls)
+        if "name" not in cls.__dict__:
+            return  # an abstract intermediate class
+        if cls.name in REGISTRY and REGISTRY[cls.name].__qualname__ != cls.__qualname__:
+            raise BenchError(f"method name {cls.name!r} is registered twice "
+                             f"({REGISTRY[cls.name].__module__} and {cls.__module__})")
+        REGISTRY[cls.name] = cls
+
+    def merge(self, pool: "ModelPool") -> Merged:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """The table row: title, preset, and settings that differ from the preset (seeds are averaged over)."""
+        baseline = dataclasses.asdict(type(self).configure(self.preset))
+        changed = [f"{k}={v}" for k, v in dataclasses.asdict(self).items() if k != "seed" and v != baseline[k]]
+        suffix = [self.preset] if self.preset != "default" else []
+        text = self.title or self.name
+        return f"{text} ({', '.join(suffix + changed)})" if suffix or changed else text
+
+    @classmethod
+    def configure(cls, preset: str | None = None, overrides: Mapping[str, str] | None = None) -> "MergeMethod":
+        """An instance from a preset name and `key=value` strings, each value parsed by its field's type."""
+        values: dict[str, Any] = {}
+        if preset is not None and preset != "default":
+            if preset not in cls.presets:
+                raise BenchError(f"{cls.name}: unknown preset {preset!r}; valid: default, {', '.join(cls.presets) or '(none)'}")
+            values.update(cls.presets[preset], preset=preset)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, text in (overrides or {}).items():
+            if key not in fields or key == "preset":
+                valid = ", ".join(k for k in fields if k != "preset") or "(none)"
+                raise BenchError(f"{cls.name}: unknown parameter {key!r}; valid: {valid}")
+            values[key] = _parse(cls, key, typing.get_type_hints(cls)[key], text)
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line for `bench list methods`: name, defaults, presets."""
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name != "preset"}
+        presets = f" presets: {', '.join(cls.presets)}" if cls.presets else ""
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        return f"{cls.name:<22} {doc} {json.dumps(defaults) if defaults else ''}{presets}".rstrip()
+
+
+def _parse(cls: type, key: str, hint: Any, text: str) -> Any:
+    choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
+    if choices:
+        if text not in choices:
+            raise BenchError(f"{cls.name}: {key}={text!r} is not one of {', '.join(map(str, choices))}")
+        return text
+    try:
+        if hint is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        return hint(text)
+    except (TypeError, ValueError):
+        raise BenchError(f"{cls.name}: {key}={text!r} is not a valid {getattr(hint, '__name__', hint)}") from None
+
+
+def get_method(name: str) -> type[MergeMethod]:
+    if name not in REGISTRY:
+        raise BenchError(f"unknown method {name!r}; valid: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
