@@ -1,0 +1,142 @@
+"""`python -m bench zoo build`: train the mini zoo from its recipe and write it with a manifest."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from bench.evaluation import accuracy
+from bench.models import ClassificationHead, build_encoder
+from bench.zoo.manifest import write_manifest
+from bench.zoo.recipe import ZooRecipe
+from bench.zoo.training import train_encoder
+from tasks import procedural
+from tasks.base import tensor_batches
+from tasks.mini import load_split, pixels_to_inputs, split_arrays
+
+log = logging.getLogger(__name__)
+
+
+def class_vectors(recipe: ZooRecipe) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Per task, the class embeddings of pretraining and those of the frozen zero-shot heads.
+
+    They stand in for CLIP's text tower: pretraining aligns images with one embedding of each class (the
+    web captions), while the benchmark's heads embed the class names a little differently, as a prompt
+    template does. Both sets are orthonormal within a task (heads fitted on a weak encoder's own features
+    collapse); each head vector has cosine `head_fidelity` with its pretraining vector and is orthogonal to
+    the task's other pretraining vectors. So the encoder's features carry the class (experts can reach it by
+    a small change) while the zero-shot head reads it imperfectly, as CLIP's does.
+    """
+    pretraining, heads = {}, {}
+    for task in recipe.tasks:
+        n_classes = len(procedural.FAMILIES[task].class_names)
+        if 2 * n_classes > recipe.encoder.embed_dim:
+            raise ValueError(f"recipe: embed_dim {recipe.encoder.embed_dim} < 2 x {n_classes} classes of {task}")
+        generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + procedural.hash_name(task))
+        basis = torch.linalg.qr(torch.randn(recipe.encoder.embed_dim, 2 * n_classes, generator=generator)).Q.T
+        pretraining[task] = basis[:n_classes].contiguous()
+        fidelity = recipe.head_fidelity
+        heads[task] = (fidelity * basis[:n_classes] + (1 - fidelity**2) ** 0.5 * basis[n_classes:]).contiguous()
+    return pretraining, heads
+
+
+def _pretraining_set(recipe: ZooRecipe, vectors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Images of every family at the pretraining nuisance, labelled in the stacked class space of all tasks."""
+    offsets = np.cumsum([0] + [len(vectors[t]) for t in recipe.tasks])
+    inputs, targets, allowed = [], [], []
+    for offset, end, task in zip(offsets[:-1], offsets[1:], recipe.tasks):
+        images, labels = procedural.render(procedural.FAMILIES[task], recipe.seed + 1, recipe.pretrain_images_per_task,
+                                           recipe.pretrain_nuisance, "pretrain")
+        inputs.append(pixels_to_inputs(images))
+        targets.append(torch.as_tensor(labels) + int(offset))
+        mask = torch.zeros(len(labels), int(offsets[-1]), dtype=torch.bool)
+        mask[:, offset:end] = True
+        allowed.append(mask)
+    return torch.cat(inputs), torch.cat(targets), torch.cat([vectors[t] for t in recipe.tasks]), torch.cat(allowed)
+
+
+def _task_tensors(task: str, split: str, recipe: ZooRecipe) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = split_arrays(load_split(task, split, recipe.data))
+    return pixels_to_inputs(images), torch.as_tensor(labels)
+
+
+def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu") -> dict:
+    """Train pretrained model and experts, evaluate them, and write weights, heads and manifest to out_dir."""
+    torch.manual_seed(recipe.seed)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    pretrain_vectors, head_vectors = class_vectors(recipe)
+    splits = {task: {split: _task_tensors(task, split, recipe) for split in ("train", "test")} for task in recipe.tasks}
+    pretrain_set = _pretraining_set(recipe, pretrain_vectors)
+    timings["data_s"] = time.perf_counter() - started
+
+    encoder = build_encoder(recipe.encoder).to(device)
+    start = time.perf_counter()
+    log.info("pretraining %d steps on %d images", recipe.pretrain.steps, len(pretrain_set[0]))
+    with tqdm(total=recipe.pretrain.steps, desc="pretraining", unit="step") as bar:
+        losses = train_encoder(encoder, *pretrain_set, recipe.logit_scale, recipe.pretrain, recipe.seed,
+                               progress=_advance(bar))
+    timings["pretrain_s"] = time.perf_counter() - start
+    pretrained_state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+
+    heads = {task: ClassificationHead(head_vectors[task], recipe.logit_scale) for task in recipe.tasks}
+    accuracies: dict[str, dict[str, float]] = {"pretrained": {}, "expert": {}}
+    expert_states = {}
+    for index, task in enumerate(recipe.tasks):
+        test_inputs, test_labels = splits[task]["test"]
+        accuracies["pretrained"][task] = accuracy(encoder, heads[task], tensor_batches(test_inputs, test_labels, 1000))
+        expert = copy.deepcopy(encoder)
+        train_inputs, train_labels = splits[task]["train"]
+        start = time.perf_counter()
+        allowed = torch.ones(len(train_labels), len(head_vectors[task]), dtype=torch.bool)
+        with tqdm(total=recipe.finetune.steps, desc=f"expert {task}", unit="step") as bar:
+            train_encoder(expert, train_inputs, train_labels, head_vectors[task], allowed, recipe.logit_scale,
+                          recipe.finetune, recipe.seed + 1 + index, progress=_advance(bar))
+        timings[f"finetune_{task}_s"] = time.perf_counter() - start
+        accuracies["expert"][task] = accuracy(expert, heads[task], tensor_batches(test_inputs, test_labels, 1000))
+        expert_states[task] = {k: v.detach().cpu().contiguous() for k, v in expert.state_dict().items()}
+        log.info("%s: pretrained %.1f%%, expert %.1f%%", task, 100 * accuracies["pretrained"][task],
+                 100 * accuracies["expert"][task])
+    timings["total_s"] = time.perf_counter() - started
+
+    # Written beside the target and renamed at the end, so an interrupted build leaves no half zoo.
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "experts").mkdir(parents=True)
+    save_file(pretrained_state, str(staging / "pretrained.safetensors"))
+    save_file(head_vectors, str(staging / "heads.safetensors"))
+    for task, state in expert_states.items():
+        save_file(state, str(staging / "experts" / f"{task}.safetensors"))
+    machine = {"platform": platform.platform(), "cpu": _cpu_name(), "device": device,
+               "threads": torch.get_num_threads(), "torch": torch.__version__}
+    manifest = write_manifest(staging, recipe, accuracies, float(np.mean(losses[-100:])), timings, machine)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return manifest
+
+
+def _advance(bar: tqdm):
+    def update(step: int, loss: float) -> None:
+        bar.update()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+    return update
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

@@ -1,0 +1,52 @@
+"""Everything that determines the mini zoo, in one hashable record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+from bench.models import EncoderConfig
+from bench.zoo.training import Schedule
+from tasks.mini import MiniData
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    """The mini zoo: a small CLIP-layout ViT pretrained on all eight families, and one expert per family.
+
+    Pretraining sees fresh images of every family (the analogue of CLIP's web data) and aligns them with
+    pretraining class embeddings; the frozen zero-shot heads embed the same classes at cosine `head_fidelity`
+    (see `bench.zoo.build.class_vectors`), so the pretrained model is zero-shot usable yet imprecise; each
+    expert then fine-tunes all weights on its task's training split through its frozen head.
+    """
+
+    seed: int = 0
+    encoder: EncoderConfig = EncoderConfig(image_size=32, patch_size=8, width=96, layers=6, heads=4, embed_dim=64)
+    data: MiniData = MiniData()
+    logit_scale: float = 20.0
+    head_fidelity: float = 0.3
+    pretrain_images_per_task: int = 24000
+    pretrain_nuisance: float = 0.7
+    pretrain: Schedule = Schedule(steps=6000, batch_size=128, lr=1e-3, weight_decay=0.05)
+    finetune: Schedule = Schedule(steps=500, batch_size=64, lr=3e-4, weight_decay=0.1)
+    tasks: tuple[str, ...] = ("scenes", "vehicles", "aerial", "landcover", "house_numbers", "signs", "digits", "textures")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def tiny(cls) -> "ZooRecipe":
+        """Seconds on a CPU: the same code path, for tests."""
+        return replace(
+            cls(),
+            encoder=EncoderConfig(image_size=32, patch_size=8, width=32, layers=2, heads=2, embed_dim=32),
+            data=MiniData(train_per_task=96, test_per_task=48),
+            pretrain_images_per_task=64,
+            pretrain=Schedule(steps=30, batch_size=32, lr=1e-3, weight_decay=0.05),
+            finetune=Schedule(steps=15, batch_size=32, lr=3e-4, weight_decay=0.1),
+            tasks=("scenes", "signs", "digits", "textures"),
+        )
