@@ -1,0 +1,186 @@
+"""`python -m bench`: run methods, rebuild reports, list the registries, build or inspect the mini zoo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+log = logging.getLogger("bench")
+
+EPILOG = """examples:
+  python -m bench run --all                              every method on the mini suite, then the table
+  python -m bench run --method ties_merging --param ties_merging.scaling=0.5
+  python -m bench run --method fisher_merging:fusionbench   a method with a named preset
+  python -m bench run --plugin examples/median_merging.py --method median
+  python -m bench report                                 tables from results/*.parquet alone
+  python -m bench list methods
+  python -m bench zoo info
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="mergebench: compare model-merging methods "
+                                     "on one set of experts, the way the model-merging papers do.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="merge and evaluate; results go to parquet, then the report is rebuilt",
+                              description="Merge the suite's experts with each method, evaluate on every task, append "
+                              "rows to RESULTS/*.parquet and rebuild the report. Work already stored is skipped, so an "
+                              "interrupted run resumes where it stopped.")
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every registered method, with its default settings")
+    which.add_argument("--method", action="append", metavar="NAME[:PRESET]",
+                       help="a method to run (repeatable); `bench list methods` shows names and presets")
+    run.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                     help="override a hyper-parameter, e.g. task_arithmetic.scaling=0.5 (repeatable)")
+    run.add_argument("--suite", default="mini", help="the suite of tasks and experts (default: mini)")
+    run.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (default: multitask)")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
+    run.add_argument("--zoo", type=Path, help="zoo folder of the mini suite (default: the shipped zoo/mini-v1)")
+    run.add_argument("--device", default="cpu", help="torch device for merging and evaluation (default: cpu)")
+    _add_common(run)
+    run.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
+
+    report = commands.add_parser("report", help="rebuild the tables from the parquet results alone")
+    report.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
+
+    listing = commands.add_parser("list", help="list registered methods, suites, scenarios or a suite's tasks")
+    listing.add_argument("what", choices=["methods", "suites", "scenarios", "tasks"])
+    listing.add_argument("--suite", default="mini", help="suite whose tasks to list (default: mini)")
+    listing.add_argument("--zoo", type=Path, help="zoo folder of the mini suite")
+    listing.add_argument("--plugin", action="append", type=Path, default=[], metavar="FILE.py",
+                         help="a Python file defining MergeMethod subclasses (repeatable)")
+
+    zoo = commands.add_parser("zoo", help="build, inspect or verify the mini suite's expert zoo")
+    zoo_commands = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+    build = zoo_commands.add_parser("build", help="train pretrained model and experts from the recipe (about 20 "
+                                    "minutes on 2 CPU cores)")
+    build.add_argument("--out", type=Path, help="output folder (default: the shipped zoo/mini-v1)")
+    build.add_argument("--tiny", action="store_true", help="the tests' seconds-long recipe instead of the real one")
+    build.add_argument("--device", default="cpu", help="torch device for training (default: cpu)")
+    for name, text in (("info", "print the manifest: recipe, accuracies, timings"),
+                       ("verify", "check every zoo file against the sha256 in its manifest")):
+        sub = zoo_commands.add_parser(name, help=text)
+        sub.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped zoo/mini-v1)")
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", type=Path, default=[], metavar="FILE.py",
+                        help="a Python file defining MergeMethod subclasses (repeatable)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+
+
+def _load_methods(plugins: list[Path]) -> None:
+    import methods  # noqa: F401  (registers the built-in methods)
+    from bench.plugins import load_entry_points, load_plugin
+
+    load_entry_points()
+    for plugin in plugins:
+        load_plugin(plugin)
+
+
+def _method_specs(args: argparse.Namespace) -> list:
+    from bench.runner import MethodSpec
+    from methods.base import REGISTRY, get_method
+
+    overrides: dict[str, dict[str, str]] = {}
+    for item in args.param:
+        target, sep, value = item.partition("=")
+        method, dot, key = target.partition(".")
+        if not sep or not dot:
+            raise BenchError(f"--param {item!r}: expected METHOD.KEY=VALUE")
+        get_method(method)
+        overrides.setdefault(method, {})[key] = value
+    requested = [(name, None) for name in REGISTRY] if args.all else [
+        tuple(item.split(":", 1)) if ":" in item else (item, None) for item in args.method]
+    for name, _ in requested:
+        get_method(name)
+    return [MethodSpec(name, preset, overrides.get(name, {})) for name, preset in requested]
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from bench.reports import build_reports
+    from bench.results import ResultStore
+    from bench.runner import run
+    from tasks.scenarios import scenarios_for
+    from tasks.suites import load_suite
+
+    _load_methods(args.plugin)
+    specs = _method_specs(args)
+    suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
+    scenarios = [s for name in (args.scenario or ["multitask"]) for s in scenarios_for(name, suite)]
+    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results))
+    log.info("%d unit(s) run; results in %s/", done, args.results)
+    written = build_reports(args.results, args.reports)
+    print(written[0].read_text())
+    log.info("report: %s", ", ".join(map(str, written)))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from bench.reports import build_reports
+
+    for path in build_reports(args.results, args.out):
+        print(path)
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    if args.what == "methods":
+        _load_methods(args.plugin)
+        from methods.base import REGISTRY
+
+        for cls in REGISTRY.values():
+            print(cls.describe())
+    elif args.what == "suites":
+        from tasks.suites import SUITES
+
+        for name, (_, description) in SUITES.items():
+            print(f"{name:<12} {description}")
+    elif args.what == "scenarios":
+        from tasks.scenarios import SCENARIOS
+
+        for name, builder in SCENARIOS.items():
+            print(f"{name:<16} {(builder.__doc__ or '').strip().splitlines()[0]}")
+    else:
+        from tasks.suites import load_suite
+
+        for task in load_suite(args.suite, zoo=args.zoo).tasks.values():
+            names = ", ".join(task.class_names)
+            print(f"{task.name:<15} ({task.counterpart}) {len(task.class_names)} classes: {names}")
+
+
+def _cmd_zoo(args: argparse.Namespace) -> None:
+    from bench.zoo.manifest import verify_zoo
+    from tasks.suites import SHIPPED_ZOO
+
+    if args.zoo_command == "build":
+        from bench.zoo.build import build_zoo
+        from bench.zoo.recipe import ZooRecipe
+
+        recipe = ZooRecipe.tiny() if args.tiny else ZooRecipe()
+        manifest = build_zoo(recipe, args.out or SHIPPED_ZOO, device=args.device)
+        print(json.dumps({"accuracy": manifest["accuracy"], "timings_s": manifest["timings_s"]}, indent=2))
+        return
+    manifest = verify_zoo(args.zoo or SHIPPED_ZOO)
+    if args.zoo_command == "verify":
+        print(f"{args.zoo or SHIPPED_ZOO}: {len(manifest['files'])} files match manifest.json")
+    else:
+        print(json.dumps(manifest, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "zoo": _cmd_zoo}[args.command](args)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,128 @@
+"""The runner: for each scenario x method x seed, merge, evaluate, and store the rows; skip what is stored."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.evaluation import evaluate
+from bench.results import ResultStore, unit_key
+from methods.base import MergeMethod, get_method
+from tasks.base import Suite
+from tasks.scenarios import Scenario
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method as the user asked for it: registry name, preset and `key=value` overrides."""
+
+    name: str
+    preset: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def build(self, seed: int) -> MergeMethod:
+        cls = get_method(self.name)
+        overrides = dict(self.overrides)
+        if "seed" in {f.name for f in dataclasses.fields(cls)}:
+            overrides.setdefault("seed", str(seed))
+        return cls.configure(self.preset, overrides)
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs (sampled every 2 ms from /proc)."""
+
+    def __init__(self) -> None:
+        self.peak_mb = float("nan")
+
+    @staticmethod
+    def _rss_mb() -> float:
+        try:
+            with open("/proc/self/statm") as statm:
+                return int(statm.read().split()[1]) * 4096 / 2**20
+        except OSError:
+            return float("nan")
+
+    @contextmanager
+    def watch(self) -> Iterator["PeakMemory"]:
+        stop = threading.Event()
+        self.peak_mb = self._rss_mb()
+
+        def sample() -> None:
+            while not stop.wait(0.002):
+                self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+
+def code_version() -> str:
+    """Package version and, in a git checkout, the commit (with +dirty for uncommitted changes)."""
+    try:
+        package = version("mergebench")
+    except PackageNotFoundError:
+        package = "unknown"
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return package
+    return f"{package}+{commit}"
+
+
+def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str) -> list[dict]:
+    pool = suite.pool.subset(scenario.merged_tasks)
+    memory = PeakMemory()
+    with memory.watch():
+        start = time.perf_counter()
+        merged = method.merge(pool)
+        merge_s = time.perf_counter() - start
+        start = time.perf_counter()
+        accuracies = evaluate(merged, suite.tasks, scenario.evaluated)
+        eval_s = time.perf_counter() - start
+    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance.get("family", ""),
+              "scenario": scenario.name, "method": method.name, "label": method.label(), "preset": method.preset,
+              "params": json.dumps(dataclasses.asdict(method), sort_keys=True), "seed": seed, "metric": "accuracy", "step": None,
+              "merge_s": merge_s, "eval_s": eval_s, "peak_rss_mb": memory.peak_mb, "code_version": version}
+    return [common | {"task": task, "counterpart": suite.tasks[task].counterpart, "split": split, "value": value}
+            for (task, split), value in accuracies.items()]
+
+
+def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore) -> int:
+    """Run every missing unit; returns how many were run. Bad settings fail here, before any work."""
+    units = [(scenario, spec.build(seed), seed) for scenario in scenarios for spec in specs for seed in seeds]
+    suite.pool.validate()
+    run_id, version = uuid.uuid4().hex[:8], code_version()
+    todo = []
+    for scenario, method, seed in units:
+        key = unit_key(suite.name, scenario.name, method.name, dataclasses.asdict(method), seed)
+        if store.has(key):
+            log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
+        else:
+            todo.append((key, scenario, method, seed))
+    for key, scenario, method, seed in tqdm(todo, desc="units", unit="unit"):
+        rows = run_unit(suite, scenario, method, seed, run_id, version)
+        store.write(key, rows)
+        mean = sum(r["value"] for r in rows) / len(rows)
+        log.info("%s / %s (%s) seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", scenario.name, method.name,
+                 method.preset, seed, 100 * mean, rows[0]["merge_s"], rows[0]["eval_s"])
+    return len(todo)

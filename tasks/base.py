@@ -1,0 +1,65 @@
+"""A task (named `image`/`label` dataset splits and a frozen head) and a suite (tasks plus their model pool).
+
+Every suite's data follows the schema of the Hugging Face copies of the real benchmark, so one evaluation
+path serves the mini suite and the CLIP suite alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import datasets
+import torch
+
+from bench.models import ClassificationHead
+from bench.pool import ModelPool
+
+# A batch of decoded dataset images (PIL) to the encoder's input tensor.
+Preprocess = Callable[[list], torch.Tensor]
+
+
+def tensor_batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start in range(0, len(labels), batch_size):
+        yield inputs[start:start + batch_size], labels[start:start + batch_size]
+
+
+@dataclass
+class Task:
+    name: str
+    counterpart: str  # the task of the real 8-task benchmark this one is or stands in for
+    class_names: tuple[str, ...]
+    load_split: Callable[[str], datasets.Dataset]
+    preprocess: Preprocess
+    head: ClassificationHead
+    _inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def split(self, name: str) -> datasets.Dataset:
+        return self.load_split(name)
+
+    def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """All preprocessed inputs and labels of a split, decoded once and kept: every method reuses them."""
+        if split not in self._inputs:
+            dataset = self.split(split)
+            inputs = torch.cat([self.preprocess(batch["image"]) for batch in dataset.iter(batch_size=1024)])
+            self._inputs[split] = inputs, torch.as_tensor(dataset["label"])
+        return self._inputs[split]
+
+    def batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return tensor_batches(*self.tensors(split), batch_size)
+
+    def sample(self, split: str, n: int, seed: int) -> torch.Tensor:
+        """n inputs drawn without replacement by a seeded generator (labels are not returned)."""
+        inputs, _ = self.tensors(split)
+        order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))
+        return inputs[order[:n]]
+
+
+@dataclass
+class Suite:
+    """Tasks and the model pool whose experts were fine-tuned on them; what a run is about."""
+
+    name: str
+    tasks: dict[str, Task]
+    pool: ModelPool
+    provenance: dict  # what identifies the weights (zoo manifest hash, checkpoint family), kept in every row

@@ -1,0 +1,71 @@
+"""Suite registry: a name to a function that assembles tasks and model pool (`bench list suites`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from bench.errors import BenchError
+from bench.models import ClassificationHead, EncoderConfig, build_encoder
+from bench.pool import ModelPool
+from bench.zoo.manifest import verify_zoo
+from tasks.base import Suite, Task
+from tasks.mini import MiniData, load_split, pixels_to_inputs
+from tasks.procedural import FAMILIES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_ZOO = REPO_ROOT / "zoo" / "mini-v1"
+
+SuiteFactory = Callable[..., Suite]
+SUITES: dict[str, tuple[SuiteFactory, str]] = {}
+
+
+def register_suite(name: str, description: str) -> Callable[[SuiteFactory], SuiteFactory]:
+    def register(factory: SuiteFactory) -> SuiteFactory:
+        SUITES[name] = (factory, description)
+        return factory
+    return register
+
+
+def load_suite(name: str, zoo: Path | None = None, device: str = "cpu") -> Suite:
+    if name not in SUITES:
+        raise BenchError(f"unknown suite {name!r}; valid: {', '.join(sorted(SUITES))}")
+    return SUITES[name][0](zoo=zoo, device=device)
+
+
+def _mini_preprocess(images: list) -> torch.Tensor:
+    return pixels_to_inputs(np.stack([np.asarray(image.convert("RGB")) for image in images]))
+
+
+@register_suite("mini", "8 procedural tasks + a CLIP-layout ViT zoo trained on CPU, shipped in zoo/")
+def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
+    zoo = Path(zoo) if zoo is not None else SHIPPED_ZOO
+    manifest = verify_zoo(zoo)
+    recipe = manifest["recipe"]
+    data = MiniData(**recipe["data"])
+    if data.fingerprint() != manifest["data_fingerprint"]:
+        raise BenchError(f"{zoo}/manifest.json: the task generators changed since this zoo was built "
+                         f"(data fingerprint {data.fingerprint()} != {manifest['data_fingerprint']}); "
+                         f"rebuild it with `python -m bench zoo build --out {zoo}`")
+    class_vectors = load_file(str(zoo / "heads.safetensors"))
+    heads = {t: ClassificationHead(class_vectors[t], recipe["logit_scale"]) for t in recipe["tasks"]}
+    tasks = {
+        t: Task(name=t, counterpart=FAMILIES[t].counterpart, class_names=FAMILIES[t].class_names,
+                load_split=partial(load_split, t, data=data), preprocess=_mini_preprocess, head=heads[t])
+        for t in recipe["tasks"]
+    }
+    pool = ModelPool(
+        build_encoder=partial(build_encoder, EncoderConfig(**recipe["encoder"])),
+        pretrained=zoo / "pretrained.safetensors",
+        experts={t: zoo / "experts" / f"{t}.safetensors" for t in recipe["tasks"]},
+        heads=heads,
+        sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed),
+        device=device,
+    )
+    return Suite(name="mini", tasks=tasks, pool=pool,
+                 provenance={"family": f"mini-zoo:{manifest['recipe_hash']}", "zoo": str(zoo)})
