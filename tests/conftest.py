@@ -1,0 +1,29 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated task data goes to a per-session folder, never the user's cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["MERGEBENCH_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory: pytest.TempPathFactory, data_cache: Path) -> Path:
+    """A zoo from the tests' tiny recipe: the real build code, seconds on a CPU."""
+    from bench.zoo.build import build_zoo
+    from bench.zoo.recipe import ZooRecipe
+
+    zoo = tmp_path_factory.mktemp("zoo") / "tiny"
+    build_zoo(ZooRecipe.tiny(), zoo)
+    return zoo

@@ -1,0 +1,91 @@
+"""The command line end to end on the tiny zoo: run, resume, report, plugins, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.results import ResultStore
+
+ROOT = Path(__file__).resolve().parents[1]
+STATIC = ["pretrained", "individual", "weight_averaging", "task_arithmetic", "ties_merging"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_zoo, tmp_path_factory):
+    """One uninterrupted run of the static methods plus the README's plugin example."""
+    root = tmp_path_factory.mktemp("run")
+    methods = [arg for name in STATIC + ["median"] for arg in ("--method", name)]
+    assert main(["run", *methods, "--plugin", str(ROOT / "examples" / "median_merging.py"), "--zoo", str(tiny_zoo),
+                 "--results", str(root / "results"), "--reports", str(root / "reports")]) == 0
+    return root
+
+
+def test_run_writes_one_row_per_method_and_task(finished_run):
+    rows = ResultStore(finished_run / "results").load()
+    assert len(rows) == 6 * 4
+    assert set(rows["method"]) == set(STATIC) | {"median"}
+    assert rows["value"].between(0, 1).all()
+    assert {"merge_s", "eval_s", "peak_rss_mb", "code_version", "params", "family"} <= set(rows.columns)
+
+
+def test_the_plugin_method_appears_as_a_row_of_the_table(finished_run):
+    table = (finished_run / "reports" / "multitask.md").read_text()
+    for title in ["Pretrained", "Individual", "Weight Averaging", "Task Arithmetic", "TIES-Merging", "median"]:
+        assert f"| {title} " in table
+    assert r"\toprule" in (finished_run / "reports" / "multitask.tex").read_text()
+
+
+def test_an_interrupted_run_resumes_to_the_same_results(finished_run, tiny_zoo, tmp_path, capsys):
+    complete = ResultStore(finished_run / "results").load()
+    partial = tmp_path / "results"
+    for path in sorted((finished_run / "results").rglob("*.parquet"))[:2]:  # two units finished before the kill
+        target = partial / path.relative_to(finished_run / "results")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    (partial / "mini" / "multitask" / "junk.parquet.tmp").write_bytes(b"half-written")
+    methods = [arg for name in STATIC + ["median"] for arg in ("--method", name)]
+    assert main(["run", *methods, "--plugin", str(ROOT / "examples" / "median_merging.py"), "--zoo", str(tiny_zoo),
+                 "--results", str(partial), "--reports", str(tmp_path / "reports")]) == 0
+    resumed = ResultStore(partial).load()
+    columns = ["method", "task", "split", "value", "params", "seed"]
+    pd.testing.assert_frame_equal(resumed[columns].sort_values(columns).reset_index(drop=True),
+                                  complete[columns].sort_values(columns).reset_index(drop=True))
+    assert resumed["run_id"].nunique() == 2  # the two kept units were not run again
+
+
+def test_report_rebuilds_from_parquet_alone(finished_run, tmp_path):
+    assert main(["report", "--results", str(finished_run / "results"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "multitask.md").read_text() == (finished_run / "reports" / "multitask.md").read_text()
+
+
+def test_unknown_method_exits_2_with_the_valid_names(tiny_zoo, tmp_path, capsys):
+    assert main(["run", "--method", "nope", "--zoo", str(tiny_zoo), "--results", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: unknown method 'nope'; valid: ") and "ties_merging" in error
+    assert "\n" not in error
+
+
+def test_unknown_suite_and_bad_param_exit_2(tiny_zoo, tmp_path, capsys):
+    assert main(["run", "--all", "--suite", "imagenet", "--results", str(tmp_path)]) == 2
+    assert "unknown suite 'imagenet'; valid: mini" in capsys.readouterr().err
+    assert main(["run", "--method", "task_arithmetic", "--param", "task_arithmetic.lam=1", "--zoo", str(tiny_zoo),
+                 "--results", str(tmp_path)]) == 2
+    assert "task_arithmetic: unknown parameter 'lam'; valid: scaling" in capsys.readouterr().err
+
+
+def test_a_param_override_becomes_its_own_row(tiny_zoo, tmp_path):
+    assert main(["run", "--method", "task_arithmetic", "--param", "task_arithmetic.scaling=0.5", "--zoo", str(tiny_zoo),
+                 "--results", str(tmp_path / "r"), "--reports", str(tmp_path / "p")]) == 0
+    assert "| Task Arithmetic (scaling=0.5) " in (tmp_path / "p" / "multitask.md").read_text()
+
+
+def test_list_commands(capsys, tiny_zoo):
+    assert main(["list", "methods"]) == 0
+    assert "ties_merging" in capsys.readouterr().out
+    assert main(["list", "tasks", "--zoo", str(tiny_zoo)]) == 0
+    assert "signs           (GTSRB) 12 classes: stop, yield" in capsys.readouterr().out
+    assert main(["zoo", "verify", "--zoo", str(tiny_zoo)]) == 0

@@ -1,0 +1,150 @@
+"""Each static method against its formula, on a tiny random pool (the flattened reference is the spec)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import random_pool, state_of
+
+from methods.averaging import TaskArithmetic, WeightAveraging
+from methods.fisher import FisherMerging, batch_gradient_fisher, exact_fisher
+from methods.references import Individual, Pretrained
+from methods.ties import TiesMerging, trim_threshold
+
+
+def flat_vectors(pool) -> tuple[torch.Tensor, torch.Tensor, list[str], list[torch.Size]]:
+    keys = pool.parameter_names
+    pretrained = torch.cat([pool.pretrained_tensor(k).flatten() for k in keys])
+    task_vectors = torch.stack([torch.cat([pool.task_vector(t, k).flatten() for k in keys]) for t in pool.tasks])
+    return pretrained, task_vectors, keys, [pool.pretrained_tensor(k).shape for k in keys]
+
+
+def flatten_state(state: dict[str, torch.Tensor], keys: list[str]) -> torch.Tensor:
+    return torch.cat([state[k].flatten() for k in keys])
+
+
+def test_weight_averaging_is_the_mean_of_the_experts_only(tmp_path):
+    pool = random_pool(tmp_path)
+    merged = state_of(WeightAveraging().merge(pool))
+    for key in pool.parameter_names:
+        expected = sum(pool.expert_tensor(t, key) for t in pool.tasks) / len(pool.tasks)
+        torch.testing.assert_close(merged[key], expected)
+
+
+def test_task_arithmetic_adds_the_scaled_sum_of_task_vectors(tmp_path):
+    pool = random_pool(tmp_path)
+    merged = state_of(TaskArithmetic(scaling=0.3).merge(pool))
+    for key in pool.parameter_names:
+        expected = pool.pretrained_tensor(key) + 0.3 * sum(pool.task_vector(t, key) for t in pool.tasks)
+        torch.testing.assert_close(merged[key], expected)
+
+
+def test_references_return_pretrained_and_each_expert(tmp_path):
+    pool = random_pool(tmp_path)
+    pretrained = state_of(Pretrained().merge(pool))
+    individual = Individual().merge(pool)
+    assert set(individual) == set(pool.tasks)
+    for key in pool.parameter_names:
+        torch.testing.assert_close(pretrained[key], pool.pretrained_tensor(key))
+        torch.testing.assert_close(state_of(individual["task1"])[key], pool.expert_tensor("task1", key))
+
+
+def reference_ties(pretrained, task_vectors, keep, scaling, disjoint, per_tensor_sizes=None):
+    """TIES on flattened vectors, written from the paper's three steps."""
+    n = task_vectors.shape[1]
+    if per_tensor_sizes is None:
+        kth = task_vectors.abs().kthvalue(n - int(n * keep), dim=1, keepdim=True).values
+    else:
+        kth = torch.cat([chunk.abs().kthvalue(chunk.shape[1] - int(chunk.shape[1] * keep), dim=1, keepdim=True)
+                         .values.expand(-1, chunk.shape[1]) for chunk in task_vectors.split(per_tensor_sizes, dim=1)], 1)
+    trimmed = task_vectors * (task_vectors.abs() >= kth)
+    signs = torch.sign(trimmed.sum(0))
+    signs[signs == 0] = torch.sign(signs.sum())
+    agree = ((trimmed > 0) & (signs > 0)) | ((trimmed < 0) & (signs < 0))
+    selected = (trimmed * agree).sum(0)
+    if disjoint == "mean":
+        selected = selected / agree.sum(0).clamp(min=1)
+    return pretrained + scaling * selected
+
+
+@pytest.mark.parametrize("disjoint", ["sum", "mean"])
+def test_ties_matches_the_flattened_reference(tmp_path, disjoint):
+    pool = random_pool(tmp_path, n_experts=4)
+    pretrained, task_vectors, keys, _ = flat_vectors(pool)
+    merged = flatten_state(state_of(TiesMerging(disjoint=disjoint).merge(pool)), keys)
+    torch.testing.assert_close(merged, reference_ties(pretrained, task_vectors, 0.2, 0.3, disjoint))
+
+
+def test_ties_per_tensor_trim_matches_the_reference(tmp_path):
+    pool = random_pool(tmp_path, n_experts=3)
+    pretrained, task_vectors, keys, shapes = flat_vectors(pool)
+    merged = flatten_state(state_of(TiesMerging(trim="per_tensor").merge(pool)), keys)
+    sizes = [s.numel() for s in shapes]
+    torch.testing.assert_close(merged, reference_ties(pretrained, task_vectors, 0.2, 0.3, "sum", sizes))
+
+
+def test_ties_keeps_top_20_percent_of_each_task_vector_over_all_parameters(tmp_path):
+    pool = random_pool(tmp_path, n_experts=1)
+    _, task_vectors, keys, _ = flat_vectors(pool)
+    # One expert: nothing to disagree with, so the merge is exactly 0.3 x the trimmed task vector.
+    merged = flatten_state(state_of(TiesMerging().merge(pool)), keys) - flat_vectors(pool)[0]
+    kept = (merged != 0).sum().item()
+    n = task_vectors.numel()
+    assert kept == n - (n - int(0.2 * n)) + 1  # entries >= the k-th smallest magnitude
+    assert merged.abs()[merged != 0].min() >= 0.3 * task_vectors.abs().quantile(0.79)
+
+
+def test_trim_threshold_keeps_everything_at_keep_one():
+    assert trim_threshold(torch.tensor([3.0, 1.0, 2.0]), 1.0) == 0.0
+
+
+def test_ties_paper_preset_uses_disjoint_mean_and_scaling_one():
+    method = TiesMerging.configure("ties_paper")
+    assert (method.disjoint, method.scaling, method.preset) == ("mean", 1.0, "ties_paper")
+
+
+def naive_exact_fisher(encoder, head, inputs):
+    fisher = {n: torch.zeros_like(p) for n, p in encoder.named_parameters()}
+    for x in inputs:
+        log_probs = F.log_softmax(head(encoder(x[None])), -1)[0]
+        for c in range(len(log_probs)):
+            grads = torch.autograd.grad(log_probs[c], list(encoder.parameters()), retain_graph=True)
+            for (name, _), g in zip(encoder.named_parameters(), grads):
+                fisher[name] += log_probs[c].exp().detach() * g.square()
+    return {n: f / len(inputs) for n, f in fisher.items()}
+
+
+def test_exact_fisher_equals_the_per_example_definition(tmp_path):
+    pool = random_pool(tmp_path)
+    encoder, head = pool.encoder(pool.expert_state("task0")), pool.heads["task0"]
+    inputs = pool.sample_inputs("task0", "train", 10, 0)
+    fast, slow = exact_fisher(encoder, head, inputs, chunk=4), naive_exact_fisher(encoder, head, inputs)
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-7)
+
+
+def test_batch_gradient_fisher_squares_the_batch_summed_gradient(tmp_path):
+    pool = random_pool(tmp_path)
+    encoder, head = pool.encoder(pool.expert_state("task0")), pool.heads["task0"]
+    inputs = pool.sample_inputs("task0", "train", 8, 0)
+    fisher = batch_gradient_fisher(encoder, head, inputs, batch_size=8)
+    logits = head(encoder(inputs))
+    objective = (F.softmax(logits, -1).detach().sqrt() * F.log_softmax(logits, -1)).sum()
+    grads = torch.autograd.grad(objective, list(encoder.parameters()))
+    for (name, _), g in zip(encoder.named_parameters(), grads):
+        torch.testing.assert_close(fisher[name], g.square() / 8)
+
+
+def test_fisher_merging_is_the_normalised_fisher_weighted_average(tmp_path):
+    pool = random_pool(tmp_path, n_experts=2)
+    merged = state_of(FisherMerging(examples=6).merge(pool))
+    fishers = []
+    for task in pool.tasks:
+        encoder = pool.encoder(pool.expert_state(task))
+        fisher = {k: f.clamp(min=1e-6) for k, f in exact_fisher(encoder, pool.heads[task], pool.sample_inputs(task, "train", 6, 0)).items()}
+        norm = torch.sqrt(sum(f.square().sum() for f in fisher.values()))
+        fishers.append({k: f / norm for k, f in fisher.items()})
+    for key in pool.parameter_names:
+        numerator = sum(f[key] * pool.expert_tensor(t, key) for f, t in zip(fishers, pool.tasks))
+        torch.testing.assert_close(merged[key], numerator / sum(f[key] for f in fishers), rtol=1e-4, atol=1e-6)
