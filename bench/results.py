@@ -1,4 +1,4 @@
-"""Results as long-format parquet: one file per completed unit (suite, scenario, method settings, seed).
+"""Results as long-format parquet: one file per completed unit (suite, weights, scenario, method settings, seed).
 
 A unit's file is written to a temporary name and renamed, so a run killed at any point leaves only whole
 units; a restart skips them and loses nothing.
@@ -17,10 +17,10 @@ COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset",
            "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "code_version"]
 
 
-def unit_key(suite: str, scenario: str, method: str, params: dict, seed: int) -> str:
-    """A file-name-safe identifier of one unit of work."""
+def unit_key(suite: str, family: str, scenario: str, method: str, params: dict, seed: int) -> str:
+    """A file-name-safe identifier of one unit of work; `family` tells apart results of different weights."""
     settings = json.dumps(params, sort_keys=True)
-    digest = hashlib.sha256(f"{suite}|{scenario}|{method}|{settings}|{seed}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{suite}|{family}|{scenario}|{method}|{settings}|{seed}".encode()).hexdigest()[:12]
     return f"{suite}/{scenario.replace('/', '_')}/{method}-{digest}-seed{seed}"
 
 

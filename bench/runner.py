@@ -99,7 +99,7 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
         start = time.perf_counter()
         accuracies = evaluate(merged, suite.tasks, scenario.evaluated)
         eval_s = time.perf_counter() - start
-    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance.get("family", ""),
+    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"],
               "scenario": scenario.name, "method": method.name, "label": method.label(), "preset": method.preset,
               "params": json.dumps(dataclasses.asdict(method), sort_keys=True), "seed": seed, "metric": "accuracy", "step": None,
               "merge_s": merge_s, "eval_s": eval_s, "peak_rss_mb": memory.peak_mb, "code_version": version}
@@ -114,7 +114,7 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
     run_id, version = uuid.uuid4().hex[:8], code_version()
     todo = []
     for scenario, method, seed in units:
-        key = unit_key(suite.name, scenario.name, method.name, dataclasses.asdict(method), seed)
+        key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method), seed)
         if store.has(key):
             log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
         else:

@@ -62,4 +62,4 @@ class Suite:
     name: str
     tasks: dict[str, Task]
     pool: ModelPool
-    provenance: dict  # what identifies the weights (zoo manifest hash, checkpoint family), kept in every row
+    provenance: dict[str, str]  # "family": what identifies the weights (zoo recipe, checkpoint family); in every row

@@ -67,5 +67,4 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed),
         device=device,
     )
-    return Suite(name="mini", tasks=tasks, pool=pool,
-                 provenance={"family": f"mini-zoo:{manifest['recipe_hash']}", "zoo": str(zoo)})
+    return Suite(name="mini", tasks=tasks, pool=pool, provenance={"family": f"mini-zoo:{manifest['recipe_hash']}"})

@@ -89,3 +89,24 @@ def test_list_commands(capsys, tiny_zoo):
     assert main(["list", "tasks", "--zoo", str(tiny_zoo)]) == 0
     assert "signs           (GTSRB) 12 classes: stop, yield" in capsys.readouterr().out
     assert main(["zoo", "verify", "--zoo", str(tiny_zoo)]) == 0
+
+
+def test_report_shows_the_spread_over_zoos_of_one_recipe(finished_run, tiny_zoo, tmp_path):
+    from dataclasses import replace
+
+    from bench.zoo.build import build_zoo
+    from bench.zoo.recipe import ZooRecipe
+
+    other = tmp_path / "zoo-seed1"
+    build_zoo(replace(ZooRecipe.tiny(), seed=1), other)
+    results = tmp_path / "results"
+    for path in (finished_run / "results").rglob("*.parquet"):
+        target = results / path.relative_to(finished_run / "results")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    assert main(["run", "--method", "pretrained", "--method", "task_arithmetic", "--zoo", str(other),
+                 "--results", str(results), "--reports", str(tmp_path / "reports")]) == 0
+    report = (tmp_path / "reports" / "multitask.md").read_text()
+    assert "spread over zoos" in report
+    spread = report.split("spread over zoos")[1]
+    assert "| Task Arithmetic " in spread and "| 2 " in spread.split("| Task Arithmetic ")[1].splitlines()[0] + " "
