@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "minutes on 2 CPU cores)")
     build.add_argument("--out", type=Path, help="output folder (default: the shipped zoo/mini-v1)")
     build.add_argument("--tiny", action="store_true", help="the tests' seconds-long recipe instead of the real one")
+    build.add_argument("--seed", type=int, default=0, help="recipe seed: another seed gives another zoo of the same "
+                       "recipe on the same task data, to measure the spread of results over zoos (default: 0)")
     build.add_argument("--device", default="cpu", help="torch device for training (default: cpu)")
     for name, text in (("info", "print the manifest: recipe, accuracies, timings"),
                        ("verify", "check every zoo file against the sha256 in its manifest")):
@@ -164,7 +167,7 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
         from bench.zoo.build import build_zoo
         from bench.zoo.recipe import ZooRecipe
 
-        recipe = ZooRecipe.tiny() if args.tiny else ZooRecipe()
+        recipe = dataclasses.replace(ZooRecipe.tiny() if args.tiny else ZooRecipe(), seed=args.seed)
         manifest = build_zoo(recipe, args.out or SHIPPED_ZOO, device=args.device)
         print(json.dumps({"accuracy": manifest["accuracy"], "timings_s": manifest["timings_s"]}, indent=2))
         return

@@ -32,6 +32,15 @@ def multitask_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def zoo_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the 8-task average over zoos built from the same recipe with different seeds (families)."""
+    averages = rows.groupby(["label", "method", "family", "seed"])["value"].mean().groupby(["label", "method", "family"]).mean() * 100
+    spread = averages.groupby(["label", "method"]).agg(["mean", "std", "min", "max", "count"])
+    rank = {name: i for i, name in enumerate(METHOD_ORDER)}
+    order = sorted(spread.index, key=lambda lm: (rank.get(lm[1], len(rank)), lm[1], lm[0]))
+    return spread.loc[order].droplevel("method")
+
+
 def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows; Avg. carries ± std over seeds where there are several."""
     task_columns = [c for c in table.columns if c not in ("Avg.", "Avg. std", "seeds")]
@@ -77,6 +86,15 @@ def build_reports(results: Path, out: Path) -> list[Path]:
         caption = f"Multi-task performance when merging {rows['task'].nunique()} experts, suite {suite} ({family}); accuracy (%)."
         markdown.append(f"## Suite `{suite}` ({family})\n\n{caption}\n\n{to_markdown(table)}\n")
         latex.append(to_latex(table, caption))
+    for suite, rows in multitask.groupby("suite", sort=False):
+        if rows["family"].nunique() > 1:
+            spread = zoo_spread_table(rows)
+            body = [[label, f"{r['mean']:.1f} ± {r['std']:.1f}", f"{r['min']:.1f}", f"{r['max']:.1f}", int(r["count"])]
+                    for label, r in spread.iterrows()]
+            markdown.append(f"## Suite `{suite}`: spread over zoos\n\nAverage accuracy (%) over the tasks, for zoos built "
+                            f"from one recipe with different seeds (mean ± std over zoos).\n\n"
+                            + tabulate(body, headers=["Method", "Avg. (mean ± std)", "min", "max", "zoos"],
+                                       tablefmt="github", disable_numparse=True) + "\n")
     written = [out / "multitask.md", out / "multitask.tex"]
     written[0].write_text("\n".join(markdown))
     written[1].write_text("\n".join(latex))

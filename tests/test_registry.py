@@ -63,3 +63,17 @@ def test_label_names_preset_and_changed_settings_only():
 def test_a_second_class_under_a_taken_name_is_refused():
     with pytest.raises(BenchError, match="registered twice"):
         type("Impostor", (MergeMethod,), {"name": "task_arithmetic", "__module__": "somewhere"})
+
+
+def test_installed_packages_register_methods_through_entry_points(monkeypatch):
+    import bench.plugins
+
+    class FakeEntryPoint:
+        name, value = "fake", "fake_package.methods"
+
+        def load(self):
+            return type("EntryPointMethod", (MergeMethod,), {"name": "test_from_entry_point", "__module__": "fake"})
+
+    monkeypatch.setattr(bench.plugins, "entry_points", lambda group: [FakeEntryPoint()] if group == "mergebench.methods" else [])
+    bench.plugins.load_entry_points()
+    assert "test_from_entry_point" in REGISTRY
