@@ -7,6 +7,7 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,8 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu") -> dict:
     return manifest
 
 
-def _advance(bar: tqdm):
+def _advance(bar: tqdm) -> Callable[[int, float], None]:
+    """A training-loop callback that moves the progress bar and shows the loss now and then."""
     def update(step: int, loss: float) -> None:
         bar.update()
         if step % 50 == 0:
