@@ -90,7 +90,7 @@ def build_reports(results: Path, out: Path) -> list[Path]:
         if rows["family"].nunique() > 1:
             spread = zoo_spread_table(rows)
             body = [[label, f"{r['mean']:.1f} ± {r['std']:.1f}", f"{r['min']:.1f}", f"{r['max']:.1f}", int(r["count"])]
-                    for label, r in spread.iterrows()]
+                    for label, r in spread.iterrows() if r["count"] > 1]
             markdown.append(f"## Suite `{suite}`: spread over zoos\n\nAverage accuracy (%) over the tasks, for zoos built "
                             f"from one recipe with different seeds (mean ± std over zoos).\n\n"
                             + tabulate(body, headers=["Method", "Avg. (mean ± std)", "min", "max", "zoos"],
