@@ -19,6 +19,12 @@ from bench.pool import ModelPool
 Preprocess = Callable[[list], torch.Tensor]
 
 
+def decode_split(dataset: datasets.Dataset, preprocess: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:
+    """All preprocessed inputs and labels of a split, decoded in batches of 1,024 images."""
+    inputs = torch.cat([preprocess(batch["image"]) for batch in dataset.iter(batch_size=1024)])
+    return inputs, torch.as_tensor(dataset["label"])
+
+
 def tensor_batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(labels), batch_size):
         yield inputs[start:start + batch_size], labels[start:start + batch_size]
@@ -40,9 +46,7 @@ class Task:
     def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """All preprocessed inputs and labels of a split, decoded once and kept: every method reuses them."""
         if split not in self._inputs:
-            dataset = self.split(split)
-            inputs = torch.cat([self.preprocess(batch["image"]) for batch in dataset.iter(batch_size=1024)])
-            self._inputs[split] = inputs, torch.as_tensor(dataset["label"])
+            self._inputs[split] = decode_split(self.split(split), self.preprocess)
         return self._inputs[split]
 
     def batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

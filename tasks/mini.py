@@ -68,7 +68,6 @@ def load_split(family_name: str, split: str, data: MiniData = MiniData()) -> dat
     return datasets.load_from_disk(str(path))
 
 
-def split_arrays(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """All images (uint8 [N, H, W, 3]) and labels of a split, decoded in one pass."""
-    numpy = dataset.with_format("numpy")
-    return np.stack(numpy["image"]), np.asarray(numpy["label"], dtype=np.int64)
+def preprocess(images: list) -> torch.Tensor:
+    """Decoded split images (PIL) to encoder inputs: the one path of the zoo build and the harness."""
+    return pixels_to_inputs(np.stack([np.asarray(image.convert("RGB")) for image in images]))

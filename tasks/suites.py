@@ -6,8 +6,6 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-import torch
 from safetensors.torch import load_file
 
 from bench.errors import BenchError
@@ -15,7 +13,7 @@ from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.zoo.manifest import verify_zoo
 from tasks.base import Suite, Task
-from tasks.mini import MiniData, load_split, pixels_to_inputs
+from tasks.mini import MiniData, load_split, preprocess
 from tasks.procedural import FAMILIES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +36,6 @@ def load_suite(name: str, zoo: Path | None = None, device: str = "cpu") -> Suite
     return SUITES[name][0](zoo=zoo, device=device)
 
 
-def _mini_preprocess(images: list) -> torch.Tensor:
-    return pixels_to_inputs(np.stack([np.asarray(image.convert("RGB")) for image in images]))
-
-
 @register_suite("mini", "8 procedural tasks + a CLIP-layout ViT zoo trained on CPU, shipped in zoo/")
 def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
     zoo = Path(zoo) if zoo is not None else SHIPPED_ZOO
@@ -56,7 +50,7 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
     heads = {t: ClassificationHead(class_vectors[t], recipe["logit_scale"]) for t in recipe["tasks"]}
     tasks = {
         t: Task(name=t, counterpart=FAMILIES[t].counterpart, class_names=FAMILIES[t].class_names,
-                load_split=partial(load_split, t, data=data), preprocess=_mini_preprocess, head=heads[t])
+                load_split=partial(load_split, t, data=data), preprocess=preprocess, head=heads[t])
         for t in recipe["tasks"]
     }
     pool = ModelPool(

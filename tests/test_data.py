@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tasks import procedural
-from tasks.mini import MiniData, load_split, split_arrays
+from tasks.base import decode_split
+from tasks.mini import MiniData, load_split, preprocess
 from tasks.procedural import FAMILIES
 
 
@@ -54,7 +55,7 @@ def test_splits_follow_the_hub_schema_and_are_cached_by_fingerprint(data_cache):
     dataset = load_split("signs", "test", data)
     assert dataset.features["label"].names == list(FAMILIES["signs"].class_names)
     assert set(dataset.column_names) == {"image", "label"}
-    images, labels = split_arrays(dataset)
-    assert images.shape == (10, 32, 32, 3) and len(labels) == 10
+    inputs, labels = decode_split(dataset, preprocess)
+    assert inputs.shape == (10, 3, 32, 32) and len(labels) == 10
     assert (data_cache / "mini-data" / data.fingerprint() / "signs" / "test").is_dir()
     assert MiniData(train_per_task=21, test_per_task=10).fingerprint() != data.fingerprint()

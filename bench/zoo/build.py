@@ -21,8 +21,8 @@ from bench.zoo.manifest import write_manifest
 from bench.zoo.recipe import ZooRecipe
 from bench.zoo.training import train_encoder
 from tasks import procedural
-from tasks.base import tensor_batches
-from tasks.mini import load_split, pixels_to_inputs, split_arrays
+from tasks.base import decode_split, tensor_batches
+from tasks.mini import load_split, pixels_to_inputs, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +65,14 @@ def _pretraining_set(recipe: ZooRecipe, vectors: dict[str, torch.Tensor]) -> tup
     return torch.cat(inputs), torch.cat(targets), torch.cat([vectors[t] for t in recipe.tasks]), torch.cat(allowed)
 
 
-def _task_tensors(task: str, split: str, recipe: ZooRecipe) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = split_arrays(load_split(task, split, recipe.data))
-    return pixels_to_inputs(images), torch.as_tensor(labels)
-
-
 def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu") -> dict:
     """Train pretrained model and experts, evaluate them, and write weights, heads and manifest to out_dir."""
     torch.manual_seed(recipe.seed)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     pretrain_vectors, head_vectors = class_vectors(recipe)
-    splits = {task: {split: _task_tensors(task, split, recipe) for split in ("train", "test")} for task in recipe.tasks}
+    splits = {task: {split: decode_split(load_split(task, split, recipe.data), preprocess) for split in ("train", "test")}
+              for task in recipe.tasks}
     pretrain_set = _pretraining_set(recipe, pretrain_vectors)
     timings["data_s"] = time.perf_counter() - started
 
