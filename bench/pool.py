@@ -48,6 +48,7 @@ class ModelPool:
         heads: Mapping[str, ClassificationHead],
         sample_inputs: Callable[[str, str, int, int], torch.Tensor],
         device: str = "cpu",
+        test_splits: Mapping[str, str] | None = None,
     ) -> None:
         self._build_encoder = build_encoder
         self._pretrained_path = pretrained
@@ -55,17 +56,22 @@ class ModelPool:
         self.heads = dict(heads)
         self._sample_inputs = sample_inputs
         self.device = device
+        self._test_splits = {task: "test" for task in self._expert_paths} | dict(test_splits or {})
 
     @property
     def tasks(self) -> list[str]:
         """The tasks that have an expert in this pool, in suite order."""
         return list(self._expert_paths)
 
-    def subset(self, tasks: Iterable[str]) -> "ModelPool":
-        """The same pool restricted to some experts (e.g. the seen tasks of a generalization split)."""
+    def subset(self, tasks: Iterable[str], test_splits: Mapping[str, str] | None = None) -> "ModelPool":
+        """The same pool restricted to some experts (e.g. the seen tasks of a generalization split).
+
+        `test_splits` names, per task, the split the scenario tests on (a corrupted copy, say): the one
+        that test-time adaptive methods may draw unlabeled inputs from.
+        """
         tasks = list(tasks)
         return ModelPool(self._build_encoder, self._pretrained_path, {t: self._expert_paths[t] for t in tasks},
-                         self.heads, self._sample_inputs, self.device)
+                         self.heads, self._sample_inputs, self.device, test_splits)
 
     @cached_property
     def _pretrained(self) -> CheckpointFile:
@@ -111,6 +117,10 @@ class ModelPool:
     def sample_inputs(self, task: str, split: str, n: int, seed: int = 0) -> torch.Tensor:
         """n preprocessed inputs of a task's split, without labels (Fisher, test-time adaptation)."""
         return self._sample_inputs(task, split, n, seed)
+
+    def test_inputs(self, task: str, n: int, seed: int) -> torch.Tensor:
+        """n unlabeled inputs of the split `task` is tested on, for test-time adaptation (AdaMerging, WEMoE)."""
+        return self._sample_inputs(task, self._test_splits[task], n, seed)
 
     def validate(self) -> None:
         """Every expert has the pretrained tensors' names and shapes, and only finite values; else name the culprit."""

@@ -30,24 +30,61 @@ def elect_signs(trimmed: torch.Tensor, majority_sign: float) -> torch.Tensor:
     return torch.where(signs == 0, torch.full_like(signs, majority_sign), signs)
 
 
-def disjoint_merge(trimmed: torch.Tensor, signs: torch.Tensor, mode: Literal["sum", "mean"]) -> torch.Tensor:
-    """Sum (or mean) over tasks of the trimmed entries whose sign agrees with the elected one."""
-    agrees = torch.where(signs > 0, trimmed > 0, trimmed < 0)
-    selected = trimmed * agrees
+def agreeing_entries(trimmed: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """The trimmed task vectors (dim 0: tasks), zero wherever an entry's sign differs from the elected one."""
+    return trimmed * torch.where(signs > 0, trimmed > 0, trimmed < 0)
+
+
+def disjoint_merge(selected: torch.Tensor, mode: Literal["sum", "mean"]) -> torch.Tensor:
+    """Sum (or mean over the tasks that contribute) of the agreeing entries."""
     if mode == "sum":
         return selected.sum(0)
-    return selected.sum(0) / agrees.sum(0).clamp(min=1)
+    return selected.sum(0) / (selected != 0).sum(0).clamp(min=1)
+
+
+class TiesVectors:
+    """The TIES-processed task vectors of a pool, parameter by parameter: trimmed, then sign-resolved.
+
+    Built in two streaming passes (per-task trim thresholds, then the overall majority sign), so memory
+    holds one task vector's magnitudes at a time, never a flattened copy of every expert. TIES-merging
+    aggregates them; AdaMerging++ learns a coefficient for each.
+    """
+
+    def __init__(self, pool: ModelPool, keep: float, trim: Literal["global", "per_tensor"]) -> None:
+        self.pool = pool
+        self.thresholds = self._thresholds(keep, trim)
+        # The majority sign, for weights whose elected sign is 0: the sign of the sum of the elected signs.
+        balance = sum(torch.sign(self._trimmed(key).sum(0)).sum().item() for key in pool.parameter_names)
+        self.majority = 1.0 if balance >= 0 else -1.0
+
+    def __call__(self, key: str) -> torch.Tensor:
+        """Stacked over the pool's tasks (dim 0): each task's trimmed entries that agree with the elected sign."""
+        trimmed = self._trimmed(key)
+        return agreeing_entries(trimmed, elect_signs(trimmed, self.majority))
+
+    def _trimmed(self, key: str) -> torch.Tensor:
+        return torch.stack([trim(self.pool.task_vector(task, key), self.thresholds[task, key]) for task in self.pool.tasks])
+
+    def _thresholds(self, keep: float, scope: Literal["global", "per_tensor"]) -> dict[tuple[str, str], float]:
+        """Per (task, parameter), the magnitude threshold of the trim."""
+        thresholds = {}
+        for task in self.pool.tasks:
+            magnitudes = {key: self.pool.task_vector(task, key).abs().flatten() for key in self.pool.parameter_names}
+            if scope == "global":
+                threshold = trim_threshold(torch.cat(list(magnitudes.values())), keep)
+                thresholds.update({(task, key): threshold for key in magnitudes})
+            else:
+                thresholds.update({(task, key): trim_threshold(m, keep) for key, m in magnitudes.items()})
+        return thresholds
 
 
 class TiesMerging(MergeMethod):
-    """TIES-merging (Yadav et al., 2023) in three streaming passes over the parameters.
+    """TIES-merging (Yadav et al., 2023), streamed parameter by parameter (see `TiesVectors`).
 
     Defaults are those of the code behind the published 8-task numbers (AdaMerging's ties_merging_utils,
     FusionBench's ties_merging.yaml): keep the top 20% of each task vector by magnitude with the threshold
     taken over the whole task vector, disjoint *sum*, scaling 0.3. Preset `ties_paper` is the TIES paper's
-    own setting: disjoint mean, scaling 1.0. Pass 1 finds each task vector's threshold, pass 2 the majority
-    sign over all weights, pass 3 merges; so memory holds one task vector's magnitudes at a time, never a
-    flattened copy of every expert.
+    own setting: disjoint mean, scaling 1.0.
     """
 
     name = "ties_merging"
@@ -60,29 +97,6 @@ class TiesMerging(MergeMethod):
     disjoint: Literal["sum", "mean"] = "sum"
 
     def merge(self, pool: ModelPool) -> Merged:
-        thresholds = self._thresholds(pool)
-
-        def trimmed(key: str) -> torch.Tensor:
-            return torch.stack([trim(pool.task_vector(task, key), thresholds[task, key]) for task in pool.tasks])
-
-        # Pass 2: the overall majority sign, i.e. the sign of the sum of the per-weight elected signs.
-        balance = sum(torch.sign(trimmed(key).sum(0)).sum().item() for key in pool.parameter_names)
-        majority = 1.0 if balance >= 0 else -1.0
-
-        def merge_tensor(key: str, pretrained: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
-            task_vectors = trimmed(key)
-            return pretrained + self.scaling * disjoint_merge(task_vectors, elect_signs(task_vectors, majority), self.disjoint)
-
-        return pool.merge_parameters(merge_tensor)
-
-    def _thresholds(self, pool: ModelPool) -> dict[tuple[str, str], float]:
-        """Pass 1: per (task, parameter), the magnitude threshold of the trim."""
-        thresholds = {}
-        for task in pool.tasks:
-            magnitudes = {key: pool.task_vector(task, key).abs().flatten() for key in pool.parameter_names}
-            if self.trim == "global":
-                threshold = trim_threshold(torch.cat(list(magnitudes.values())), self.keep)
-                thresholds.update({(task, key): threshold for key in magnitudes})
-            else:
-                thresholds.update({(task, key): trim_threshold(m, self.keep) for key, m in magnitudes.items()})
-        return thresholds
+        vectors = TiesVectors(pool, self.keep, self.trim)
+        return pool.merge_parameters(
+            lambda key, pretrained, experts: pretrained + self.scaling * disjoint_merge(vectors(key), self.disjoint))

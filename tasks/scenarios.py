@@ -15,6 +15,15 @@ class Scenario:
     merged_tasks: tuple[str, ...]
     evaluated: tuple[tuple[str, str], ...]  # (task, split)
 
+    def test_splits(self) -> dict[str, str]:
+        """Per merged task, the split it is tested on: where test-time adaptation draws its unlabeled inputs."""
+        splits: dict[str, str] = {}
+        for task, split in self.evaluated:
+            if task in self.merged_tasks and splits.setdefault(task, split) != split:
+                raise BenchError(f"scenario {self.name!r} tests merged task {task!r} on two splits "
+                                 f"({splits[task]}, {split}); make one scenario per split")
+        return splits
+
 
 def multitask(suite: Suite) -> list[Scenario]:
     """Merge every expert of the suite; test on every task's test split (the papers' Table 1)."""
