@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from torch import nn
@@ -47,6 +47,14 @@ class MergeMethod:
     def merge(self, pool: "ModelPool") -> Merged:
         raise NotImplementedError
 
+    def merge_steps(self, pool: "ModelPool", every: int | None = None) -> Iterator[tuple[int | None, Merged]]:
+        """The merged models to evaluate, each with its adaptation step (None for a method that does not adapt).
+
+        A static method yields its one merged model; a test-time adaptive one also yields the model every
+        `every` steps, so accuracy can be followed along the adaptation. The last model yielded is the result.
+        """
+        yield None, self.merge(pool)
+
     def label(self) -> str:
         """The table row: title, preset, and settings that differ from the preset (seeds are averaged over)."""
         baseline = dataclasses.asdict(type(self).configure(self.preset))
@@ -81,11 +89,11 @@ class MergeMethod:
 
 
 def _parse(cls: type, key: str, hint: Any, text: str) -> Any:
-    choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
+    choices = {str(c): c for c in typing.get_args(hint)} if typing.get_origin(hint) is typing.Literal else {}
     if choices:
         if text not in choices:
-            raise BenchError(f"{cls.name}: {key}={text!r} is not one of {', '.join(map(str, choices))}")
-        return text
+            raise BenchError(f"{cls.name}: {key}={text!r} is not one of {', '.join(choices)}")
+        return choices[text]
     try:
         if hint is bool:
             if text.lower() not in ("true", "false", "1", "0"):

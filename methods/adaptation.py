@@ -1,0 +1,97 @@
+"""Test-time adaptation: a merge's few free parameters learned by minimising prediction entropy on unlabeled
+test inputs of every merged task, each through its own frozen head (AdaMerging, WEMoE).
+
+The methods differ only in the model they build (`AdaptiveModel`); this module owns the loop: batches drawn
+afresh at every step, Adam, an optional cosine schedule, tqdm progress with the current loss, and the
+intermediate models the runner evaluates with `--eval-every`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bench.pool import ModelPool
+from methods.base import Merged, MergeMethod
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy of the softmax of each row of `logits`."""
+    return -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+
+
+class AdaptiveModel(nn.Module):
+    """An encoder whose trainable parameters (requires_grad) are the merge's free parameters."""
+
+    def merged(self) -> Merged:
+        """The model as it stands, detached from the adaptation graph, ready to evaluate."""
+        raise NotImplementedError
+
+
+class AdaptiveMethod(MergeMethod):
+    """Base of the methods that adapt on unlabeled test inputs; subclasses build the model to adapt.
+
+    The loss of a step is, summed over tasks and over `batches_per_step` batches of `batch_size` inputs
+    each, the mean entropy of the task head's predictions: the objective of the AdaMerging and WEMoE code.
+    """
+
+    steps: int = 500
+    lr: float = 1e-3
+    batch_size: int = 16
+    batches_per_step: int = 1
+    schedule: Literal["constant", "cosine"] = "constant"
+    seed: int = 0
+
+    def build(self, pool: ModelPool) -> AdaptiveModel:
+        raise NotImplementedError
+
+    def separate_task_batches(self) -> bool:
+        """Whether each task's batch must go through the model alone (when the model mixes a batch's samples)."""
+        return False
+
+    def merge(self, pool: ModelPool) -> Merged:
+        *_, (_, merged) = self.merge_steps(pool)
+        return merged
+
+    def merge_steps(self, pool: ModelPool, every: int | None = None) -> Iterator[tuple[int | None, Merged]]:
+        model = self.build(pool)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=self.lr, betas=(0.9, 0.999))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        heads = {task: pool.heads[task].to(pool.device) for task in pool.tasks}
+        draws = torch.Generator().manual_seed(self.seed)
+        if every:
+            yield 0, model.merged()
+        progress = tqdm(range(1, self.steps + 1), desc=self.name, unit="step", leave=False)
+        for step in progress:
+            n = self.batch_size * self.batches_per_step
+            inputs = {task: pool.test_inputs(task, n, int(torch.randint(2**31, (1,), generator=draws))).to(pool.device)
+                      for task in pool.tasks}
+            loss = self._loss(model, heads, inputs)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            progress.set_postfix(entropy=f"{loss.item():.4f}")
+            if every and step % every == 0 and step < self.steps:
+                yield step, model.merged()
+        yield self.steps, model.merged()
+
+    def _lr_factor(self, step: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * step / self.steps)) if self.schedule == "cosine" else 1.0
+
+    def _loss(self, model: AdaptiveModel, heads: dict[str, nn.Module], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.separate_task_batches():
+            features = {task: model(x) for task, x in inputs.items()}
+        else:
+            features = dict(zip(inputs, model(torch.cat(list(inputs.values()))).split([len(x) for x in inputs.values()])))
+        loss = torch.zeros((), device=next(iter(inputs.values())).device)
+        for task, task_features in features.items():
+            per_sample = entropy(heads[task](task_features))
+            loss = loss + per_sample.view(self.batches_per_step, -1).mean(-1).sum()
+        return loss
