@@ -17,6 +17,8 @@ EPILOG = """examples:
   python -m bench run --all                              every method on the mini suite, then the table
   python -m bench run --method ties_merging --param ties_merging.scaling=0.5
   python -m bench run --method fisher_merging:fusionbench   a method with a named preset
+  python -m bench run --method adamerging_layerwise:default --eval-every 50
+                                                         the paper's 500 steps, accuracy every 50
   python -m bench run --plugin examples/median_merging.py --method median
   python -m bench report                                 tables from results/*.parquet alone
   python -m bench list methods
@@ -35,9 +37,11 @@ def _parser() -> argparse.ArgumentParser:
                               "rows to RESULTS/*.parquet and rebuild the report. Work already stored is skipped, so an "
                               "interrupted run resumes where it stopped.")
     which = run.add_mutually_exclusive_group(required=True)
-    which.add_argument("--all", action="store_true", help="every registered method, with its default settings")
+    which.add_argument("--all", action="store_true", help="every registered method, each with the settings --method would give it")
     which.add_argument("--method", action="append", metavar="NAME[:PRESET]",
-                       help="a method to run (repeatable); `bench list methods` shows names and presets")
+                       help="a method to run (repeatable); `bench list methods` shows names and presets. Without "
+                       "PRESET, a method's preset named after the suite (e.g. `mini`: fewer adaptation steps) is used "
+                       "where it has one, else its defaults; NAME:default forces the defaults")
     run.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="override a hyper-parameter, e.g. task_arithmetic.scaling=0.5 (repeatable)")
     run.add_argument("--suite", default="mini", help="the suite of tasks and experts (default: mini)")
@@ -45,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     run.add_argument("--zoo", type=Path, help="zoo folder of the mini suite (default: the shipped zoo/mini-v1)")
     run.add_argument("--device", default="cpu", help="torch device for merging and evaluation (default: cpu)")
+    run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
+                     "(AdaMerging, WEMoE) at step 0 and every STEPS steps; rows carry the step (default: final only)")
     _add_common(run)
     run.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
 
@@ -120,7 +126,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
     specs = _method_specs(args)
     suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
     scenarios = [s for name in (args.scenario or ["multitask"]) for s in scenarios_for(name, suite)]
-    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results))
+    if args.eval_every is not None and args.eval_every < 1:
+        raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
+    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     written = build_reports(args.results, args.reports)
     print(written[0].read_text())

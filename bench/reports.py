@@ -8,10 +8,20 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.errors import BenchError
+from bench.figures import adaptation_curves
 from bench.results import ResultStore
 
 # Row order of the WEMoE paper's Table 1: references first, then static methods, then the rest by name.
 METHOD_ORDER = ["pretrained", "individual", "weight_averaging", "fisher_merging", "task_arithmetic", "ties_merging"]
+
+
+UNIT = ["suite", "family", "scenario", "method", "params", "seed"]
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each unit's result: its last adaptation step (or the only rows, for a method that does not adapt)."""
+    last = frame.groupby(UNIT, dropna=False)["step"].transform("max")
+    return frame[last.isna() | (frame["step"] == last)]
 
 
 def multitask_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -79,7 +89,7 @@ def build_reports(results: Path, out: Path) -> list[Path]:
     if frame.empty:
         raise BenchError(f"{results}: no results (*.parquet) to report; run `python -m bench run --all` first")
     out.mkdir(parents=True, exist_ok=True)
-    multitask = frame[(frame["scenario"] == "multitask") & (frame["metric"] == "accuracy") & frame["step"].isna()]
+    multitask = final_rows(frame[(frame["scenario"] == "multitask") & (frame["metric"] == "accuracy")])
     markdown, latex = ["# Multi-task model merging\n"], []
     for (suite, family), rows in multitask.groupby(["suite", "family"], sort=False):
         table = multitask_table(rows)
@@ -98,4 +108,30 @@ def build_reports(results: Path, out: Path) -> list[Path]:
     written = [out / "multitask.md", out / "multitask.tex"]
     written[0].write_text("\n".join(markdown))
     written[1].write_text("\n".join(latex))
-    return written
+    return written + adaptation_report(frame, out)
+
+
+def adaptation_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Method rows x adaptation steps: average accuracy (%) over tasks, mean over seeds."""
+    per_seed = rows.groupby(["label", "seed", "step"])["value"].mean() * 100
+    return per_seed.groupby(["label", "step"]).mean().unstack("step")
+
+
+def adaptation_report(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Accuracy along test-time adaptation, for the units run with `--eval-every`: a table and a figure per suite."""
+    stepped = frame[(frame["scenario"] == "multitask") & frame["step"].notna()]
+    stepped = stepped[stepped.groupby(UNIT)["step"].transform("nunique") > 1]
+    if stepped.empty:
+        return []
+    markdown, written = ["# Accuracy along test-time adaptation\n"], []
+    for (suite, family), rows in stepped.groupby(["suite", "family"], sort=False):
+        table = adaptation_table(rows)
+        title = f"suite {suite} ({family}): multi-task average accuracy (%) by adaptation step"
+        figure = adaptation_curves(table, title, out / f"adaptation-{suite}.png")
+        body = [[label] + [f"{v:.1f}" if pd.notna(v) else "" for v in row] for label, row in table.iterrows()]
+        markdown.append(f"## Suite `{suite}` ({family})\n\n![{title}]({figure.name})\n\n"
+                        + tabulate(body, headers=["Method"] + [str(int(s)) for s in table.columns], tablefmt="github",
+                                   disable_numparse=True) + "\n")
+        written.append(figure)
+    (out / "adaptation.md").write_text("\n".join(markdown))
+    return [out / "adaptation.md"] + written

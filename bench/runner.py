@@ -28,18 +28,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method as the user asked for it: registry name, preset and `key=value` overrides."""
+    """A method as the user asked for it: registry name, preset and `key=value` overrides.
+
+    With no preset named, a method's preset named after the suite (e.g. `mini`: fewer adaptation steps on the
+    CPU-sized suite) is used where the method has one, else its defaults; the row's label shows which.
+    """
 
     name: str
     preset: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)
 
-    def build(self, seed: int) -> MergeMethod:
+    def build(self, seed: int, suite: str | None = None) -> MergeMethod:
         cls = get_method(self.name)
         overrides = dict(self.overrides)
         if "seed" in {f.name for f in dataclasses.fields(cls)}:
             overrides.setdefault("seed", str(seed))
-        return cls.configure(self.preset, overrides)
+        preset = self.preset if self.preset is not None or suite not in cls.presets else suite
+        return cls.configure(preset, overrides)
 
 
 class PeakMemory:
@@ -89,27 +94,45 @@ def code_version() -> str:
     return f"{package}+{commit}"
 
 
-def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str) -> list[dict]:
-    pool = suite.pool.subset(scenario.merged_tasks)
+def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,
+             eval_every: int | None = None) -> list[dict]:
+    """Merge (adapting, for adaptive methods), evaluate at each step the method yields, and return the rows.
+
+    merge_s is the time spent inside the method up to the step (evaluations excluded); eval_s that step's
+    evaluation.
+    """
+    pool = suite.pool.subset(scenario.merged_tasks, scenario.test_splits())
+    params = json.dumps(dataclasses.asdict(method), sort_keys=True)
+    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
+              "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
+              "metric": "accuracy", "code_version": version}
+    rows: list[dict] = []
     memory = PeakMemory()
+    merge_s = 0.0
     with memory.watch():
-        start = time.perf_counter()
-        merged = method.merge(pool)
-        merge_s = time.perf_counter() - start
-        start = time.perf_counter()
-        accuracies = evaluate(merged, suite.tasks, scenario.evaluated)
-        eval_s = time.perf_counter() - start
-    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"],
-              "scenario": scenario.name, "method": method.name, "label": method.label(), "preset": method.preset,
-              "params": json.dumps(dataclasses.asdict(method), sort_keys=True), "seed": seed, "metric": "accuracy", "step": None,
-              "merge_s": merge_s, "eval_s": eval_s, "peak_rss_mb": memory.peak_mb, "code_version": version}
-    return [common | {"task": task, "counterpart": suite.tasks[task].counterpart, "split": split, "value": value}
-            for (task, split), value in accuracies.items()]
+        steps = method.merge_steps(pool, eval_every)
+        while True:
+            start = time.perf_counter()
+            try:
+                step, merged = next(steps)
+            except StopIteration:
+                break
+            merge_s += time.perf_counter() - start
+            start = time.perf_counter()
+            accuracies = evaluate(merged, suite.tasks, scenario.evaluated)
+            eval_s = time.perf_counter() - start
+            rows += [common | {"task": task, "counterpart": suite.tasks[task].counterpart, "split": split, "value": value,
+                               "step": step, "merge_s": merge_s, "eval_s": eval_s}
+                     for (task, split), value in accuracies.items()]
+    return [row | {"peak_rss_mb": memory.peak_mb} for row in rows]
 
 
-def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore) -> int:
+def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore,
+        eval_every: int | None = None) -> int:
     """Run every missing unit; returns how many were run. Bad settings fail here, before any work."""
-    units = [(scenario, spec.build(seed), seed) for scenario in scenarios for spec in specs for seed in seeds]
+    units = [(scenario, spec.build(seed, suite.name), seed) for scenario in scenarios for spec in specs for seed in seeds]
+    for scenario in scenarios:
+        scenario.test_splits()
     suite.pool.validate()
     run_id, version = uuid.uuid4().hex[:8], code_version()
     todo = []
@@ -120,9 +143,10 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
         else:
             todo.append((key, scenario, method, seed))
     for key, scenario, method, seed in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, scenario, method, seed, run_id, version)
+        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every)
         store.write(key, rows)
-        mean = sum(r["value"] for r in rows) / len(rows)
-        log.info("%s / %s (%s) seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", scenario.name, method.name,
-                 method.preset, seed, 100 * mean, rows[0]["merge_s"], rows[0]["eval_s"])
+        final = [r for r in rows if r["step"] == rows[-1]["step"]]
+        mean = sum(r["value"] for r in final) / len(final)
+        log.info("%s / %s seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", scenario.name, method.label(),
+                 seed, 100 * mean, final[0]["merge_s"], final[0]["eval_s"])
     return len(todo)

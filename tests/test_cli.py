@@ -110,3 +110,27 @@ def test_report_shows_the_spread_over_zoos_of_one_recipe(finished_run, tiny_zoo,
     assert "spread over zoos" in report
     spread = report.split("spread over zoos")[1]
     assert "| Task Arithmetic " in spread and "| 2 " in spread.split("| Task Arithmetic ")[1].splitlines()[0] + " "
+
+
+def test_eval_every_stores_each_step_and_the_table_shows_the_last(tiny_zoo, tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    assert main(["run", "--method", "adamerging_taskwise", "--method", "wemoe", "--param", "adamerging_taskwise.steps=4",
+                 "--param", "wemoe.steps=4", "--eval-every", "2", "--zoo", str(tiny_zoo), "--results", str(results),
+                 "--reports", str(reports)]) == 0
+    rows = ResultStore(results).load()
+    assert sorted(rows.groupby("method")["step"].unique().map(sorted).iloc[0]) == [0, 2, 4]
+    assert (rows.groupby(["method", "step"])["merge_s"].nunique() == 1).all()
+    final = rows[rows["step"] == 4].groupby("method")["value"].mean() * 100
+    table = (reports / "multitask.md").read_text()
+    row = table.split("| Task-wise AdaMerging (mini, steps=4) ")[1].splitlines()[0]
+    assert row.split("|")[-2].strip() == f"{final['adamerging_taskwise']:.1f}"  # the Avg. column
+    assert (reports / "adaptation-mini.png").stat().st_size > 0
+    assert "| WEMoE (mini, steps=4) " in (reports / "adaptation.md").read_text()
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "again")]) == 0
+    for name in ("multitask.md", "adaptation.md", "adaptation-mini.png"):
+        assert (tmp_path / "again" / name).read_bytes() == (reports / name).read_bytes()
+
+
+def test_a_non_positive_eval_every_is_refused(tiny_zoo, tmp_path, capsys):
+    assert main(["run", "--method", "wemoe", "--eval-every", "0", "--zoo", str(tiny_zoo), "--results", str(tmp_path)]) == 2
+    assert "--eval-every 0: expected a positive number of steps" in capsys.readouterr().err
