@@ -22,6 +22,7 @@ EPILOG = """examples:
   python -m bench run --plugin examples/median_merging.py --method median
   python -m bench report                                 tables from results/*.parquet alone
   python -m bench list methods
+  python -m bench perf                                   adaptive methods' speed as ratios, with goals
   python -m bench zoo info
 """
 
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild the tables from the parquet results alone")
     report.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
+
+    perf = commands.add_parser("perf", help="time the adaptive methods' inner loops as ratios to a reference",
+                               description="Benchmarks, each a ratio to a reference timed in the same run on the "
+                               "same tensors, printed with its goal: AdaMerging step / forward+backward, WEMoE "
+                               "throughput / dense model, WEMoE fast path / per-sample oracle.")
+    perf.add_argument("--suite", default="mini", help="suite whose model and inputs are timed (default: mini)")
+    perf.add_argument("--zoo", type=Path, help="zoo folder of the mini suite")
 
     listing = commands.add_parser("list", help="list registered methods, suites, scenarios or a suite's tasks")
     listing.add_argument("what", choices=["methods", "suites", "scenarios", "tasks"])
@@ -142,6 +150,20 @@ def _cmd_report(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _cmd_perf(args: argparse.Namespace) -> None:
+    import platform
+
+    import torch
+
+    from bench.perf import run_perf
+    from tasks.suites import load_suite
+
+    suite = load_suite(args.suite, zoo=args.zoo)
+    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    for figure in run_perf(suite):
+        print(figure.line())
+
+
 def _cmd_list(args: argparse.Namespace) -> None:
     if args.what == "methods":
         _load_methods(args.plugin)
@@ -190,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "zoo": _cmd_zoo}[args.command](args)
+        {"run": _cmd_run, "report": _cmd_report, "perf": _cmd_perf, "list": _cmd_list, "zoo": _cmd_zoo}[args.command](args)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -134,3 +134,10 @@ def test_eval_every_stores_each_step_and_the_table_shows_the_last(tiny_zoo, tmp_
 def test_a_non_positive_eval_every_is_refused(tiny_zoo, tmp_path, capsys):
     assert main(["run", "--method", "wemoe", "--eval-every", "0", "--zoo", str(tiny_zoo), "--results", str(tmp_path)]) == 2
     assert "--eval-every 0: expected a positive number of steps" in capsys.readouterr().err
+
+
+def test_perf_prints_each_ratio_with_its_goal(tiny_zoo, capsys):
+    assert main(["perf", "--zoo", str(tiny_zoo)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " goal " in line]
+    assert [line.split()[0] for line in lines] == ["AdaMerging", "WEMoE", "WEMoE"]
+    assert all(float(line.split("goal")[0].split()[-1]) > 0 for line in lines)
