@@ -85,7 +85,7 @@ class MergeMethod:
         defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name != "preset"}
         presets = f" presets: {', '.join(cls.presets)}" if cls.presets else ""
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        return f"{cls.name:<22} {doc} {json.dumps(defaults) if defaults else ''}{presets}".rstrip()
+        return f"{cls.name:<26} {doc} {json.dumps(defaults) if defaults else ''}{presets}".rstrip()
 
 
 def _parse(cls: type, key: str, hint: Any, text: str) -> Any:
