@@ -17,7 +17,7 @@ def adaptation_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
     for label, row in curves.iterrows():
         axes.plot(row.index, row.values, marker="o", markersize=3, label=label)
     axes.set_xlabel("adaptation step")
-    axes.set_ylabel("average accuracy (%)")
+    axes.set_ylabel("multi-task average accuracy (%)")
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)

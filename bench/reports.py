@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -127,7 +128,8 @@ def adaptation_report(frame: pd.DataFrame, out: Path) -> list[Path]:
     for (suite, family), rows in stepped.groupby(["suite", "family"], sort=False):
         table = adaptation_table(rows)
         title = f"suite {suite} ({family}): multi-task average accuracy (%) by adaptation step"
-        figure = adaptation_curves(table, title, out / f"adaptation-{suite}.png")
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{suite}-{family}")
+        figure = adaptation_curves(table, f"suite {suite} ({family})", out / f"adaptation-{slug}.png")
         body = [[label] + [f"{v:.1f}" if pd.notna(v) else "" for v in row] for label, row in table.iterrows()]
         markdown.append(f"## Suite `{suite}` ({family})\n\n![{title}]({figure.name})\n\n"
                         + tabulate(body, headers=["Method"] + [str(int(s)) for s in table.columns], tablefmt="github",
