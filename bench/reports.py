@@ -119,7 +119,8 @@ def adaptation_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def adaptation_report(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Accuracy along test-time adaptation, for the units run with `--eval-every`: a table and a figure per suite."""
+    """Accuracy along test-time adaptation, for the units run with `--eval-every`: a table and a figure per zoo
+    (suite and weights family)."""
     stepped = frame[(frame["scenario"] == "multitask") & frame["step"].notna()]
     stepped = stepped[stepped.groupby(UNIT)["step"].transform("nunique") > 1]
     if stepped.empty:

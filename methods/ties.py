@@ -97,6 +97,6 @@ class TiesMerging(MergeMethod):
     disjoint: Literal["sum", "mean"] = "sum"
 
     def merge(self, pool: ModelPool) -> Merged:
-        vectors = TiesVectors(pool, self.keep, self.trim)
-        return pool.merge_parameters(
-            lambda key, pretrained, experts: pretrained + self.scaling * disjoint_merge(vectors(key), self.disjoint))
+        vectors = TiesVectors(pool, self.keep, self.trim)  # reads the experts itself; merge_parameters would read them again
+        return pool.encoder({key: pool.pretrained_tensor(key) + self.scaling * disjoint_merge(vectors(key), self.disjoint)
+                             for key in pool.parameter_names})
