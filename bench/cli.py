@@ -14,7 +14,8 @@ from bench.errors import BenchError
 log = logging.getLogger("bench")
 
 EPILOG = """examples:
-  python -m bench run --all                              every method on the mini suite, then the table
+  python -m bench run --all                              every method and scenario on the mini suite, then the report
+  python -m bench run --all --scenario multitask         only the 8-task table
   python -m bench run --method ties_merging --param ties_merging.scaling=0.5
   python -m bench run --method fisher_merging:fusionbench   a method with a named preset
   python -m bench run --method adamerging_layerwise:default --eval-every 50
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="override a hyper-parameter, e.g. task_arithmetic.scaling=0.5 (repeatable)")
     run.add_argument("--suite", default="mini", help="the suite of tasks and experts (default: mini)")
-    run.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (default: multitask)")
+    run.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: all of "
+                     "them, see `bench list scenarios`)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     run.add_argument("--zoo", type=Path, help="zoo folder of the mini suite (default: the shipped zoo/mini-v1)")
     run.add_argument("--device", default="cpu", help="torch device for merging and evaluation (default: cpu)")
@@ -55,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(run)
     run.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
 
-    report = commands.add_parser("report", help="rebuild the tables from the parquet results alone")
+    report = commands.add_parser("report", help="rebuild tables, figures and index.md from the parquet results alone")
     report.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
 
@@ -127,20 +129,28 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from bench.reports import build_reports
     from bench.results import ResultStore
     from bench.runner import run
-    from tasks.scenarios import scenarios_for
+    from tasks.scenarios import SCENARIOS, ScenarioUnavailable, scenarios_for
     from tasks.suites import load_suite
 
     _load_methods(args.plugin)
     specs = _method_specs(args)
     suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
-    scenarios = [s for name in (args.scenario or ["multitask"]) for s in scenarios_for(name, suite)]
+    scenarios = []
+    for name in args.scenario or SCENARIOS:
+        try:
+            scenarios += scenarios_for(name, suite)
+        except ScenarioUnavailable as error:
+            if args.scenario:
+                raise
+            log.info("scenario %s skipped: %s", name, error)
     if args.eval_every is not None and args.eval_every < 1:
         raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
     done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     written = build_reports(args.results, args.reports)
-    print(written[0].read_text())
-    log.info("report: %s", ", ".join(map(str, written)))
+    if (args.reports / "multitask.md").is_file():
+        print((args.reports / "multitask.md").read_text())
+    log.info("report: %s (links %d files)", written[0], len(written) - 1)
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

@@ -30,5 +30,7 @@ def accuracy(encoder: nn.Module, head: ClassificationHead, batches: Iterable[tup
 
 def evaluate(merged: Merged, tasks: Mapping[str, Task], pairs: Iterable[tuple[str, str]],
              batch_size: int = 1000) -> dict[tuple[str, str], float]:
+    """Accuracy per (task, split). One model per task (the individual experts) has none for a task outside the
+    merge, such as an unseen task of the generalization scenario: those pairs get no result."""
     return {(task, split): accuracy(encoder_for(merged, task), tasks[task].head, tasks[task].batches(split, batch_size))
-            for task, split in pairs}
+            for task, split in pairs if not isinstance(merged, Mapping) or task in merged}

@@ -1,4 +1,8 @@
-"""Figures drawn from the parquet results alone (matplotlib, no display needed)."""
+"""Figures drawn from the parquet results alone (matplotlib, no display needed).
+
+Each function takes a table (see `bench.tables`) and writes one PNG without a version stamp, so rebuilding
+the report from the same results gives the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(figure)
+    return path
+
+
 def adaptation_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
     """Average accuracy (%) against adaptation step, one line per method row (`curves`: label x step)."""
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
@@ -21,7 +32,45 @@ def adaptation_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120, metadata={"Software": None})  # no version stamp: rebuilds are byte-identical
-    plt.close(figure)
-    return path
+    return _save(figure, path)
+
+
+def average_bars(averages: pd.Series, title: str, path: Path) -> Path:
+    """One horizontal bar per method row (top to bottom in table order), its value printed at the bar's end."""
+    figure, axes = plt.subplots(figsize=(6.4, 0.35 * len(averages) + 1.2))
+    positions = range(len(averages))[::-1]
+    bars = axes.barh(list(positions), averages.values, color="tab:blue")
+    axes.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
+    axes.set_yticks(list(positions), averages.index, fontsize=8)
+    axes.set_xlim(0, 105)
+    axes.set_xlabel("average accuracy (%)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(axis="x", alpha=0.3)
+    return _save(figure, path)
+
+
+def heat_map(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """Methods x columns, each cell coloured and printed with its accuracy (%)."""
+    figure, axes = plt.subplots(figsize=(1.0 * len(table.columns) + 3.2, 0.38 * len(table) + 1.4))
+    image = axes.imshow(table.values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    axes.set_xticks(range(len(table.columns)), table.columns, fontsize=8, rotation=30, ha="right")
+    axes.set_yticks(range(len(table)), table.index, fontsize=8)
+    for (i, j), value in pd.DataFrame(table.values).stack().items():
+        axes.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7, color="white" if value < 60 else "black")
+    figure.colorbar(image, ax=axes, label="accuracy (%)")
+    axes.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
+def scaling_sweep(curves: pd.DataFrame, title: str, path: Path) -> Path:
+    """Average accuracy (%) against the scaling coefficient λ, one line per method (`curves`: method x λ)."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for method, row in curves.iterrows():
+        row = row.dropna()
+        axes.plot(row.index, row.values, marker="o", markersize=4, label=method)
+    axes.set_xlabel("scaling coefficient λ")
+    axes.set_ylabel("average accuracy (%)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)

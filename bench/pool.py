@@ -57,6 +57,7 @@ class ModelPool:
         self._sample_inputs = sample_inputs
         self.device = device
         self._test_splits = {task: "test" for task in self._expert_paths} | dict(test_splits or {})
+        self.test_inputs_read = False  # a merge that never read them can serve every scenario with its experts
 
     @property
     def tasks(self) -> list[str]:
@@ -120,6 +121,7 @@ class ModelPool:
 
     def test_inputs(self, task: str, n: int, seed: int) -> torch.Tensor:
         """n unlabeled inputs of the split `task` is tested on, for test-time adaptation (AdaMerging, WEMoE)."""
+        self.test_inputs_read = True
         return self._sample_inputs(task, self._test_splits[task], n, seed)
 
     def validate(self) -> None:

@@ -1,140 +1,192 @@
-"""Paper-layout tables built from the parquet results alone (no model, no data, no registry needed)."""
+"""The report, rebuilt from the parquet results alone (no model, no data, no registry needed).
+
+One Markdown and one LaTeX file per scenario family present (multitask, generalization, robustness), the
+figures (average bars, robustness heat map, λ sweep, adaptation curves) and `index.md` linking them all.
+Each is written per zoo (suite and weights family), since numbers of different weights do not mix.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
+from bench import tables
 from bench.errors import BenchError
-from bench.figures import adaptation_curves
+from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
 from bench.results import ResultStore
 
-# Row order of the WEMoE paper's Table 1: references first, then static methods, then the rest by name.
-METHOD_ORDER = ["pretrained", "individual", "weight_averaging", "fisher_merging", "task_arithmetic", "ties_merging"]
+
+@dataclass
+class Section:
+    """One part of the report: its title, the files holding its tables, and its figures."""
+
+    title: str
+    files: list[Path] = field(default_factory=list)
+    figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, PNG)
 
 
-UNIT = ["suite", "family", "scenario", "method", "params", "seed"]
+def slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts))
 
 
-def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each unit's result: its last adaptation step (or the only rows, for a method that does not adapt)."""
-    last = frame.groupby(UNIT, dropna=False)["step"].transform("max")
-    return frame[last.isna() | (frame["step"] == last)]
+def zoos(rows: pd.DataFrame):
+    """(suite, family, rows) per zoo, in the order the results list them."""
+    for (suite, family), group in rows.groupby(["suite", "family"], sort=False):
+        yield suite, family, group
 
 
-def multitask_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Methods x tasks (+ Avg), accuracy in %, mean over seeds; columns in the suite's task order."""
-    tasks = list(dict.fromkeys(rows["task"]))
-    counterparts = dict(zip(rows["task"], rows["counterpart"]))
-    per_seed = rows.pivot_table(index=["method", "label", "seed"], columns="task", values="value", aggfunc="mean")
-    per_seed = per_seed[tasks] * 100
-    per_seed["Avg."] = per_seed.mean(axis=1)
-    table = per_seed.groupby(level=["method", "label"]).mean()
-    spread = per_seed["Avg."].groupby(level=["method", "label"]).std()
-    table["seeds"] = per_seed.groupby(level=["method", "label"]).size()
-    table["Avg. std"] = spread
-    rank = {name: i for i, name in enumerate(METHOD_ORDER)}
-    order = sorted(table.index, key=lambda ml: (rank.get(ml[0], len(rank)), ml[0], ml[1]))
-    table = table.loc[order].droplevel("method")
-    table.columns = [c if c not in counterparts or counterparts[c] == c else f"{c} ({counterparts[c]})" for c in table.columns]
-    return table
+def write_tables(out: Path, name: str, title: str, blocks: list[tuple[str, str, pd.DataFrame]]) -> list[Path]:
+    """`name`.md and `name`.tex holding the tables of `blocks` ((heading, caption, table)) in order."""
+    markdown = [f"# {title}\n"] + [f"## {heading}\n\n{caption}\n\n{tables.to_markdown(table)}\n" for heading, caption, table in blocks]
+    latex = [tables.to_latex(table, caption) for _, caption, table in blocks]
+    (out / f"{name}.md").write_text("\n".join(markdown))
+    (out / f"{name}.tex").write_text("\n".join(latex))
+    return [out / f"{name}.md", out / f"{name}.tex"]
 
 
-def zoo_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per method, the 8-task average over zoos built from the same recipe with different seeds (families)."""
-    averages = rows.groupby(["label", "method", "family", "seed"])["value"].mean().groupby(["label", "method", "family"]).mean() * 100
-    spread = averages.groupby(["label", "method"]).agg(["mean", "std", "min", "max", "count"])
-    rank = {name: i for i, name in enumerate(METHOD_ORDER)}
-    order = sorted(spread.index, key=lambda lm: (rank.get(lm[1], len(rank)), lm[1], lm[0]))
-    return spread.loc[order].droplevel("method")
+def multitask_section(rows: pd.DataFrame, out: Path) -> Section | None:
+    if rows.empty:
+        return None
+    section, blocks = Section("Multi-task model merging"), []
+    for suite, family, group in zoos(rows):
+        table = tables.multitask_table(group)
+        caption = f"Multi-task performance when merging {group['task'].nunique()} experts, suite {suite} ({family}); accuracy (%)."
+        blocks.append((f"Suite `{suite}` ({family})", caption, table))
+        figure = average_bars(table["Avg."], f"suite {suite} ({family}): multi-task average",
+                              out / f"multitask-average-{slug(suite, family)}.png")
+        section.figures.append((f"Multi-task average accuracy, suite {suite} ({family})", figure))
+    section.files = write_tables(out, "multitask", section.title, blocks)
+    spread = zoo_spread_markdown(rows)
+    if spread:
+        section.files[0].write_text(section.files[0].read_text() + "\n" + spread)
+    return section
 
 
-def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows; Avg. carries ± std over seeds where there are several."""
-    task_columns = [c for c in table.columns if c not in ("Avg.", "Avg. std", "seeds")]
-    body = []
-    for label, row in table.iterrows():
-        average = f"{row['Avg.']:.1f}"
-        if row["seeds"] > 1:
-            average += f" ± {row['Avg. std']:.1f}"
-        body.append([label] + [f"{row[c]:.1f}" for c in task_columns] + [average])
-    return ["Method"] + task_columns + ["Avg."], body
+def zoo_spread_markdown(rows: pd.DataFrame) -> str:
+    """Per suite with results of several zoos of one recipe: each method's average over zoos, mean ± std."""
+    parts = []
+    for suite, group in rows.groupby("suite", sort=False):
+        if group["family"].nunique() < 2:
+            continue
+        spread = tables.zoo_spread_table(group)
+        body = [[label, f"{r['mean']:.1f} ± {r['std']:.1f}", f"{r['min']:.1f}", f"{r['max']:.1f}", int(r["count"])]
+                for label, r in spread.iterrows() if r["count"] > 1]
+        parts.append(f"## Suite `{suite}`: spread over zoos\n\nAverage accuracy (%) over the tasks, for zoos built "
+                     f"from one recipe with different seeds (mean ± std over zoos).\n\n"
+                     + tabulate(body, headers=["Method", "Avg. (mean ± std)", "min", "max", "zoos"],
+                                tablefmt="github", disable_numparse=True) + "\n")
+    return "\n".join(parts)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header, body = _cells(table)
-    return tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+def generalization_section(rows: pd.DataFrame, out: Path) -> Section | None:
+    if rows.empty:
+        return None
+    section, blocks = Section("Generalization to unseen tasks"), []
+    for suite, family, group in zoos(rows):
+        for _, split in group.groupby("scenario", sort=False):
+            merged = split["merged"].astype(bool)
+            seen = ", ".join(dict.fromkeys(split.loc[merged, "counterpart"]))
+            unseen = ", ".join(dict.fromkeys(split.loc[~merged, "counterpart"]))
+            caption = (f"Merging the experts of {seen} only; tested on those (seen) and on {unseen} (unseen, through "
+                       f"their own heads), suite {suite} ({family}); accuracy (%).")
+            blocks.append((f"Suite `{suite}` ({family}): unseen {unseen}", caption, tables.generalization_table(split)))
+    section.files = write_tables(out, "generalization", section.title, blocks)
+    return section
 
 
-def to_latex(table: pd.DataFrame, caption: str) -> str:
-    header, body = _cells(table)
-    escape = lambda text: text.replace("_", r"\_").replace("&", r"\&").replace("±", r"$\pm$")  # noqa: E731
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\resizebox{\linewidth}{!}{%",
-             rf"\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}", r"\toprule",
-             " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]
-    references = sum(1 for row in body if row[0] in ("Pretrained", "Individual"))
-    for i, row in enumerate(body):
-        lines.append(" & ".join(escape(c) for c in row) + r" \\")
-        if i + 1 == references and references < len(body):
-            lines.append(r"\midrule")
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
+    if rows.empty:
+        return None
+    section, blocks = Section("Robustness to corrupted test data"), []
+    for suite, family, group in zoos(rows):
+        tasks = list(dict.fromkeys(group["task"]))
+        counterparts = dict(zip(group["task"], group["counterpart"]))
+        average = tables.robustness_table(group)
+        caption = (f"Merging the {', '.join(counterparts[t] for t in tasks)} experts; accuracy (%) averaged over those "
+                   f"tasks on their clean and corrupted test sets, suite {suite} ({family}).")
+        blocks.append((f"Suite `{suite}` ({family}): average over tasks", caption, average))
+        for task in tasks:
+            caption = f"As above, on {task} ({counterparts[task]}) alone."
+            blocks.append((f"Suite `{suite}` ({family}): {task} ({counterparts[task]})", caption,
+                           tables.robustness_table(group[group["task"] == task])))
+        values = average[[c for c in average.columns if c != "seeds" and not c.endswith(" std")]]
+        figure = heat_map(values, f"suite {suite} ({family}): accuracy on clean and corrupted test sets",
+                          out / f"robustness-{slug(suite, family)}.png")
+        section.figures.append((f"Robustness heat map, suite {suite} ({family})", figure))
+    section.files = write_tables(out, "robustness", section.title, blocks)
+    return section
 
 
-def build_reports(results: Path, out: Path) -> list[Path]:
-    """Rebuild every table under `out` from the parquet files under `results`; returns the files written."""
-    frame = ResultStore(results).load()
-    if frame.empty:
-        raise BenchError(f"{results}: no results (*.parquet) to report; run `python -m bench run --all` first")
-    out.mkdir(parents=True, exist_ok=True)
-    multitask = final_rows(frame[(frame["scenario"] == "multitask") & (frame["metric"] == "accuracy")])
-    markdown, latex = ["# Multi-task model merging\n"], []
-    for (suite, family), rows in multitask.groupby(["suite", "family"], sort=False):
-        table = multitask_table(rows)
-        caption = f"Multi-task performance when merging {rows['task'].nunique()} experts, suite {suite} ({family}); accuracy (%)."
-        markdown.append(f"## Suite `{suite}` ({family})\n\n{caption}\n\n{to_markdown(table)}\n")
-        latex.append(to_latex(table, caption))
-    for suite, rows in multitask.groupby("suite", sort=False):
-        if rows["family"].nunique() > 1:
-            spread = zoo_spread_table(rows)
-            body = [[label, f"{r['mean']:.1f} ± {r['std']:.1f}", f"{r['min']:.1f}", f"{r['max']:.1f}", int(r["count"])]
-                    for label, r in spread.iterrows() if r["count"] > 1]
-            markdown.append(f"## Suite `{suite}`: spread over zoos\n\nAverage accuracy (%) over the tasks, for zoos built "
-                            f"from one recipe with different seeds (mean ± std over zoos).\n\n"
-                            + tabulate(body, headers=["Method", "Avg. (mean ± std)", "min", "max", "zoos"],
-                                       tablefmt="github", disable_numparse=True) + "\n")
-    written = [out / "multitask.md", out / "multitask.tex"]
-    written[0].write_text("\n".join(markdown))
-    written[1].write_text("\n".join(latex))
-    return written + adaptation_report(frame, out)
+SWEPT = ("task_arithmetic", "ties_merging")
 
 
-def adaptation_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Method rows x adaptation steps: average accuracy (%) over tasks, mean over seeds."""
-    per_seed = rows.groupby(["label", "seed", "step"])["value"].mean() * 100
-    return per_seed.groupby(["label", "step"]).mean().unstack("step")
+def scaling_section(rows: pd.DataFrame, out: Path) -> Section | None:
+    """Task arithmetic and TIES average accuracy against their scaling coefficient, where several were run."""
+    rows = rows[rows["method"].isin(SWEPT)]
+    section = Section("Scaling coefficient λ of task arithmetic and TIES-Merging")
+    for suite, family, group in zoos(rows):
+        scaling = group["params"].map(lambda text: json.loads(text)["scaling"])
+        setting = group["label"].str.replace(r"scaling=[^,)]*(, )?", "", regex=True).str.replace(" ()", "", regex=False)
+        per_seed = group.assign(scaling=scaling, setting=setting).groupby(["setting", "scaling", "seed"])["value"].mean() * 100
+        curves = per_seed.groupby(["setting", "scaling"]).mean().unstack("scaling")
+        if (curves.notna().sum(axis=1) < 2).all():
+            continue
+        figure = scaling_sweep(curves, f"suite {suite} ({family}): multi-task average by λ",
+                               out / f"scaling-{slug(suite, family)}.png")
+        section.figures.append((f"λ sweep, suite {suite} ({family})", figure))
+    return section if section.figures else None
 
 
-def adaptation_report(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Accuracy along test-time adaptation, for the units run with `--eval-every`: a table and a figure per zoo
-    (suite and weights family)."""
+def adaptation_section(frame: pd.DataFrame, out: Path) -> Section | None:
+    """Accuracy along test-time adaptation, for the multitask units run with `--eval-every`, per zoo."""
     stepped = frame[(frame["scenario"] == "multitask") & frame["step"].notna()]
-    stepped = stepped[stepped.groupby(UNIT)["step"].transform("nunique") > 1]
+    stepped = stepped[stepped.groupby(tables.UNIT)["step"].transform("nunique") > 1]
     if stepped.empty:
-        return []
-    markdown, written = ["# Accuracy along test-time adaptation\n"], []
-    for (suite, family), rows in stepped.groupby(["suite", "family"], sort=False):
-        table = adaptation_table(rows)
+        return None
+    section, markdown = Section("Accuracy along test-time adaptation"), ["# Accuracy along test-time adaptation\n"]
+    for suite, family, group in zoos(stepped):
+        table = tables.adaptation_table(group)
         title = f"suite {suite} ({family}): multi-task average accuracy (%) by adaptation step"
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{suite}-{family}")
-        figure = adaptation_curves(table, f"suite {suite} ({family})", out / f"adaptation-{slug}.png")
+        figure = adaptation_curves(table, f"suite {suite} ({family})", out / f"adaptation-{slug(suite, family)}.png")
         body = [[label] + [f"{v:.1f}" if pd.notna(v) else "" for v in row] for label, row in table.iterrows()]
         markdown.append(f"## Suite `{suite}` ({family})\n\n![{title}]({figure.name})\n\n"
                         + tabulate(body, headers=["Method"] + [str(int(s)) for s in table.columns], tablefmt="github",
                                    disable_numparse=True) + "\n")
-        written.append(figure)
+        section.figures.append((f"Adaptation curves, suite {suite} ({family})", figure))
     (out / "adaptation.md").write_text("\n".join(markdown))
-    return [out / "adaptation.md"] + written
+    section.files = [out / "adaptation.md"]
+    return section
+
+
+def write_index(sections: list[Section], out: Path) -> Path:
+    lines = ["# mergebench report\n", "Built from the parquet results alone by `python -m bench report`.\n"]
+    for section in sections:
+        links = " · ".join(f"[{path.name}]({path.name})" for path in section.files)
+        lines.append(f"## {section.title}\n" + (f"\n{links}\n" if links else ""))
+        lines += [f"![{caption}]({path.name})\n" for caption, path in section.figures]
+    (out / "index.md").write_text("\n".join(lines))
+    return out / "index.md"
+
+
+def build_reports(results: Path, out: Path) -> list[Path]:
+    """Rebuild the whole report under `out` from the parquet files under `results`; returns the files written,
+    `index.md` first."""
+    frame = ResultStore(results).load()
+    if frame.empty:
+        raise BenchError(f"{results}: no results (*.parquet) to report; run `python -m bench run --all` first")
+    out.mkdir(parents=True, exist_ok=True)
+    accuracy = tables.final_rows(frame[frame["metric"] == "accuracy"])
+    family = accuracy["scenario"].str.split("/").str[0]
+    multitask = accuracy[family == "multitask"]
+    sections = [s for s in (multitask_section(multitask, out),
+                            generalization_section(accuracy[family == "generalization"], out),
+                            robustness_section(accuracy[family == "robustness"], out),
+                            scaling_section(multitask, out),
+                            adaptation_section(frame, out)) if s is not None]
+    index = write_index(sections, out)
+    return [index] + [path for s in sections for path in s.files + [figure for _, figure in s.figures]]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
-           "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "code_version"]
+           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "code_version"]
+# merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`)
 
 
 def unit_key(suite: str, family: str, scenario: str, method: str, params: dict, seed: int) -> str:

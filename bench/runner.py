@@ -18,8 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.evaluation import evaluate
+from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
-from methods.base import MergeMethod, get_method
+from methods.base import Merged, MergeMethod, get_method
 from tasks.base import Suite
 from tasks.scenarios import Scenario
 
@@ -94,23 +95,23 @@ def code_version() -> str:
     return f"{package}+{commit}"
 
 
-def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,
-             eval_every: int | None = None) -> list[dict]:
-    """Merge (adapting, for adaptive methods), evaluate at each step the method yields, and return the rows.
+@dataclass
+class SharedMerge:
+    """The last merge that did not read test inputs, kept for the next unit merging the same experts with the
+    same settings: static methods merge once for all scenarios (e.g. the eight robustness splits)."""
 
-    merge_s is the time spent inside the method up to the step (evaluations excluded); eval_s that step's
-    evaluation.
-    """
-    pool = suite.pool.subset(scenario.merged_tasks, scenario.test_splits())
-    params = json.dumps(dataclasses.asdict(method), sort_keys=True)
-    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
-              "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
-              "metric": "accuracy", "code_version": version}
-    rows: list[dict] = []
-    memory = PeakMemory()
-    merge_s = 0.0
-    with memory.watch():
-        steps = method.merge_steps(pool, eval_every)
+    key: tuple | None = None
+    steps: list[tuple[int | None, Merged, float]] = field(default_factory=list)
+
+    def timed_steps(self, key: tuple, method: MergeMethod, pool: ModelPool,
+                    eval_every: int | None) -> Iterator[tuple[int | None, Merged, float]]:
+        """(step, merged model, seconds in the method so far); evaluation time between steps excluded."""
+        if key == self.key:
+            yield from self.steps
+            return
+        self.key, self.steps = None, []
+        steps, merge_s = method.merge_steps(pool, eval_every), 0.0
+        produced = []
         while True:
             start = time.perf_counter()
             try:
@@ -118,10 +119,34 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
             except StopIteration:
                 break
             merge_s += time.perf_counter() - start
+            produced.append((step, merged, merge_s))
+            yield step, merged, merge_s
+        if not pool.test_inputs_read:
+            self.key, self.steps = key, produced
+
+
+def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,
+             eval_every: int | None = None, shared: SharedMerge | None = None) -> list[dict]:
+    """Merge (adapting, for adaptive methods), evaluate at each step the method yields, and return the rows.
+
+    merge_s is the time spent inside the method up to the step (evaluations excluded; for a merge shared with
+    an earlier unit, the time it took there); eval_s that step's evaluation.
+    """
+    pool = suite.pool.subset(scenario.merged_tasks, scenario.test_splits())
+    params = json.dumps(dataclasses.asdict(method), sort_keys=True)
+    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
+              "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
+              "metric": "accuracy", "code_version": version}
+    shared = shared or SharedMerge()
+    rows: list[dict] = []
+    memory = PeakMemory()
+    with memory.watch():
+        for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool, eval_every):
             start = time.perf_counter()
             accuracies = evaluate(merged, suite.tasks, scenario.evaluated)
             eval_s = time.perf_counter() - start
-            rows += [common | {"task": task, "counterpart": suite.tasks[task].counterpart, "split": split, "value": value,
+            rows += [common | {"task": task, "counterpart": suite.tasks[task].counterpart,
+                               "merged": task in scenario.merged_tasks, "split": split, "value": value,
                                "step": step, "merge_s": merge_s, "eval_s": eval_s}
                      for (task, split), value in accuracies.items()]
     return [row | {"peak_rss_mb": memory.peak_mb} for row in rows]
@@ -129,8 +154,11 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
 
 def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore,
         eval_every: int | None = None) -> int:
-    """Run every missing unit; returns how many were run. Bad settings fail here, before any work."""
-    units = [(scenario, spec.build(seed, suite.name), seed) for scenario in scenarios for spec in specs for seed in seeds]
+    """Run every missing unit; returns how many were run. Bad settings fail here, before any work.
+
+    Units go method by method, so that a static merge is reused across the scenarios that merge its experts.
+    """
+    units = [(scenario, spec.build(seed, suite.name), seed) for spec in specs for seed in seeds for scenario in scenarios]
     for scenario in scenarios:
         scenario.test_splits()
     suite.pool.validate()
@@ -142,8 +170,9 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
             log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
         else:
             todo.append((key, scenario, method, seed))
+    shared = SharedMerge()
     for key, scenario, method, seed in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every)
+        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every, shared)
         store.write(key, rows)
         final = [r for r in rows if r["step"] == rows[-1]["step"]]
         mean = sum(r["value"] for r in final) / len(final)

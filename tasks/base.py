@@ -14,13 +14,14 @@ import torch
 
 from bench.models import ClassificationHead
 from bench.pool import ModelPool
+from tasks.corruptions import corrupt, parse_split
 
-# A batch of decoded dataset images (PIL) to the encoder's input tensor.
+# A batch of decoded dataset images (PIL) to a tensor: pixels in [0, 1] or the encoder's inputs.
 Preprocess = Callable[[list], torch.Tensor]
 
 
 def decode_split(dataset: datasets.Dataset, preprocess: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:
-    """All preprocessed inputs and labels of a split, decoded in batches of 1,024 images."""
+    """All preprocessed images and labels of a split, decoded in batches of 1,024 images."""
     inputs = torch.cat([preprocess(batch["image"]) for batch in dataset.iter(batch_size=1024)])
     return inputs, torch.as_tensor(dataset["label"])
 
@@ -36,17 +37,27 @@ class Task:
     counterpart: str  # the task of the real 8-task benchmark this one is or stands in for
     class_names: tuple[str, ...]
     load_split: Callable[[str], datasets.Dataset]
-    preprocess: Preprocess
+    to_pixels: Preprocess  # images to float [N, 3, H, W] in [0, 1], at the encoder's resolution
+    normalize: Callable[[torch.Tensor], torch.Tensor]  # pixels to encoder inputs
     head: ClassificationHead
+    corruption_profile: str = "imagenet"  # which parameter table of the corruptions fits the images' size
     _inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def split(self, name: str) -> datasets.Dataset:
         return self.load_split(name)
 
     def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """All preprocessed inputs and labels of a split, decoded once and kept: every method reuses them."""
+        """All encoder inputs and labels of a split, decoded once and kept: every method reuses them.
+
+        A corrupted split (`test/motion_blur@2`) is its clean split with the corruption applied to the pixels,
+        before normalisation, with seed 0.
+        """
         if split not in self._inputs:
-            self._inputs[split] = decode_split(self.split(split), self.preprocess)
+            base, corruption, severity = parse_split(split)
+            pixels, labels = decode_split(self.split(base), self.to_pixels)
+            if corruption is not None:
+                pixels = corrupt(pixels, corruption, severity, seed=0, profile=self.corruption_profile)
+            self._inputs[split] = self.normalize(pixels), labels
         return self._inputs[split]
 
     def batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -42,10 +42,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("MERGEBENCH_CACHE", Path.home() / ".cache" / "mergebench"))
 
 
+def to_unit_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [N, H, W, 3] images to float [N, 3, H, W] pixels in [0, 1]."""
+    return torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] to the encoder's inputs."""
+    return (pixels - MEAN) / STD
+
+
 def pixels_to_inputs(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [N, H, W, 3] images to the encoder's normalised float [N, 3, H, W] inputs."""
-    pixels = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
-    return (pixels - MEAN) / STD
+    return normalize(to_unit_range(images))
 
 
 def _build_split(family_name: str, data: MiniData, split: str) -> datasets.Dataset:
@@ -68,6 +77,11 @@ def load_split(family_name: str, split: str, data: MiniData = MiniData()) -> dat
     return datasets.load_from_disk(str(path))
 
 
+def to_pixels(images: list) -> torch.Tensor:
+    """Decoded split images (PIL) to pixels in [0, 1], where corruptions apply."""
+    return to_unit_range(np.stack([np.asarray(image.convert("RGB")) for image in images]))
+
+
 def preprocess(images: list) -> torch.Tensor:
     """Decoded split images (PIL) to encoder inputs: the one path of the zoo build and the harness."""
-    return pixels_to_inputs(np.stack([np.asarray(image.convert("RGB")) for image in images]))
+    return normalize(to_pixels(images))

@@ -1,4 +1,8 @@
-"""Scenarios: which experts enter the merge and which (task, split) pairs the merged model is tested on."""
+"""Scenarios: which experts enter the merge and which (task, split) pairs the merged model is tested on.
+
+A scenario builder returns one or more scenarios; scenarios named `family/variant` form one table in the
+report (e.g. `robustness/motion_blur`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,11 @@ from dataclasses import dataclass
 
 from bench.errors import BenchError
 from tasks.base import Suite
+from tasks.corruptions import CORRUPTIONS, corrupted_split
+
+
+class ScenarioUnavailable(BenchError):
+    """The suite lacks a task the scenario needs."""
 
 
 @dataclass(frozen=True)
@@ -25,13 +34,51 @@ class Scenario:
         return splits
 
 
+def by_counterpart(suite: Suite, counterparts: tuple[str, ...]) -> tuple[str, ...]:
+    """The suite's tasks standing in for these tasks of the real benchmark, in the order given."""
+    names = {task.counterpart: name for name, task in suite.tasks.items()}
+    missing = [c for c in counterparts if c not in names]
+    if missing:
+        raise ScenarioUnavailable(f"suite {suite.name!r} has no task standing in for {', '.join(missing)}")
+    return tuple(names[c] for c in counterparts)
+
+
 def multitask(suite: Suite) -> list[Scenario]:
     """Merge every expert of the suite; test on every task's test split (the papers' Table 1)."""
     tasks = tuple(suite.tasks)
     return [Scenario("multitask", tasks, tuple((task, "test") for task in tasks))]
 
 
-SCENARIOS: dict[str, Callable[[Suite], list[Scenario]]] = {"multitask": multitask}
+ROBUSTNESS_TASKS = ("Cars", "EuroSAT", "RESISC45", "GTSRB")
+
+
+def robustness(suite: Suite) -> list[Scenario]:
+    """Merge the Cars, EuroSAT, RESISC45 and GTSRB experts; test on clean and on each corrupted test set."""
+    tasks = by_counterpart(suite, ROBUSTNESS_TASKS)
+    splits = {"clean": "test"} | {name: corrupted_split("test", name) for name in CORRUPTIONS}
+    # One scenario per split, so that test-time adaptive methods adapt on the inputs they are tested on.
+    return [Scenario(f"robustness/{name}", tasks, tuple((task, split) for task in tasks)) for name, split in splits.items()]
+
+
+# (seen, unseen) tasks of the AdaMerging and WEMoE generalization experiments.
+GENERALIZATION_SPLITS = (
+    (("SUN397", "Cars", "RESISC45", "DTD", "SVHN", "GTSRB"), ("MNIST", "EuroSAT")),
+    (("SUN397", "Cars", "GTSRB", "EuroSAT", "DTD", "MNIST"), ("RESISC45", "SVHN")),
+)
+
+
+def generalization(suite: Suite) -> list[Scenario]:
+    """Merge the seen tasks' experts only; test on seen and unseen tasks (two splits of the 8 tasks)."""
+    scenarios = []
+    for seen, unseen in GENERALIZATION_SPLITS:
+        seen_tasks, unseen_tasks = by_counterpart(suite, seen), by_counterpart(suite, unseen)
+        name = "generalization/unseen-" + "-".join(c.lower() for c in unseen)
+        scenarios.append(Scenario(name, seen_tasks, tuple((task, "test") for task in seen_tasks + unseen_tasks)))
+    return scenarios
+
+
+SCENARIOS: dict[str, Callable[[Suite], list[Scenario]]] = {
+    "multitask": multitask, "robustness": robustness, "generalization": generalization}
 
 
 def scenarios_for(name: str, suite: Suite) -> list[Scenario]:

@@ -13,7 +13,7 @@ from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.zoo.manifest import verify_zoo
 from tasks.base import Suite, Task
-from tasks.mini import MiniData, load_split, preprocess
+from tasks.mini import MiniData, load_split, normalize, to_pixels
 from tasks.procedural import FAMILIES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,8 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
     heads = {t: ClassificationHead(class_vectors[t], recipe["logit_scale"]) for t in recipe["tasks"]}
     tasks = {
         t: Task(name=t, counterpart=FAMILIES[t].counterpart, class_names=FAMILIES[t].class_names,
-                load_split=partial(load_split, t, data=data), preprocess=preprocess, head=heads[t])
+                load_split=partial(load_split, t, data=data), to_pixels=to_pixels, normalize=normalize, head=heads[t],
+                corruption_profile="small")
         for t in recipe["tasks"]
     }
     pool = ModelPool(

@@ -16,7 +16,7 @@ STATIC = ["pretrained", "individual", "weight_averaging", "task_arithmetic", "ti
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_zoo, tmp_path_factory):
-    """One uninterrupted run of the static methods plus the README's plugin example."""
+    """One uninterrupted run of the static methods plus the README's plugin example, in every scenario."""
     root = tmp_path_factory.mktemp("run")
     methods = [arg for name in STATIC + ["median"] for arg in ("--method", name)]
     assert main(["run", *methods, "--plugin", str(ROOT / "examples" / "median_merging.py"), "--zoo", str(tiny_zoo),
@@ -24,12 +24,42 @@ def finished_run(tiny_zoo, tmp_path_factory):
     return root
 
 
-def test_run_writes_one_row_per_method_and_task(finished_run):
+def test_run_writes_one_row_per_method_task_and_split_in_each_scenario(finished_run):
     rows = ResultStore(finished_run / "results").load()
-    assert len(rows) == 6 * 4
+    per_scenario = rows.groupby(rows["scenario"].str.split("/").str[0]).size().to_dict()
+    # 6 methods; multitask: 8 tasks; robustness: 4 tasks x 8 splits; generalization: 2 splits x 8 tasks,
+    # except that the individual experts have no model for the 2 unseen tasks of each
+    assert per_scenario == {"multitask": 6 * 8, "robustness": 6 * 4 * 8, "generalization": 6 * 2 * 8 - 2 * 2}
     assert set(rows["method"]) == set(STATIC) | {"median"}
     assert rows["value"].between(0, 1).all()
-    assert {"merge_s", "eval_s", "peak_rss_mb", "code_version", "params", "family"} <= set(rows.columns)
+    assert {"merge_s", "eval_s", "peak_rss_mb", "code_version", "params", "family", "merged"} <= set(rows.columns)
+    unseen = rows[~rows["merged"].astype(bool)]
+    assert set(unseen["scenario"].str.split("/").str[0]) == {"generalization"} and len(unseen) == 5 * 2 * 2
+    assert set(rows.loc[rows["scenario"] == "robustness/motion_blur", "split"]) == {"test/motion_blur@2"}
+
+
+def test_a_static_merge_is_shared_by_the_scenarios_that_merge_the_same_experts(finished_run):
+    rows = ResultStore(finished_run / "results").load()
+    robust = rows[rows["scenario"].str.startswith("robustness/") & (rows["method"] == "ties_merging")]
+    assert robust["merge_s"].nunique() == 1  # merged once, timed once, evaluated on eight splits
+    assert robust.groupby("scenario")["value"].mean().nunique() > 1
+
+
+def test_the_report_has_every_scenario_s_tables_and_figures(finished_run):
+    reports = finished_run / "reports"
+    index = (reports / "index.md").read_text()
+    for name in ("multitask.md", "generalization.md", "robustness.md", "robustness.tex", "generalization.tex"):
+        assert f"]({name})" in index and (reports / name).is_file()
+    figures = [line.split("](")[1].rstrip(")") for line in index.splitlines() if line.startswith("![")]
+    assert any(f.startswith("robustness-") for f in figures) and any(f.startswith("multitask-average-") for f in figures)
+    assert all((reports / f).stat().st_size > 0 for f in figures)
+    robustness = (reports / "robustness.md").read_text()
+    assert "| Method " in robustness and "| Clean | Motion | Impulse | Gaussian | Pixelate | Spatter | Contrast | JPEG |" in (
+        robustness.replace("  ", " ").replace("  ", " ").replace("  ", " ").replace("  ", " "))
+    generalization = (reports / "generalization.md").read_text()
+    assert "digits (MNIST)" in generalization and "Unseen avg." in generalization
+    individual = generalization.split("| Individual ")[1].splitlines()[0]
+    assert individual.count("–") == 3  # no expert for the two unseen tasks, hence no unseen average
 
 
 def test_the_plugin_method_appears_as_a_row_of_the_table(finished_run):
@@ -46,6 +76,7 @@ def test_an_interrupted_run_resumes_to_the_same_results(finished_run, tiny_zoo, 
         target = partial / path.relative_to(finished_run / "results")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
+    (partial / "mini" / "multitask").mkdir(parents=True, exist_ok=True)
     (partial / "mini" / "multitask" / "junk.parquet.tmp").write_bytes(b"half-written")
     methods = [arg for name in STATIC + ["median"] for arg in ("--method", name)]
     assert main(["run", *methods, "--plugin", str(ROOT / "examples" / "median_merging.py"), "--zoo", str(tiny_zoo),
@@ -59,7 +90,10 @@ def test_an_interrupted_run_resumes_to_the_same_results(finished_run, tiny_zoo, 
 
 def test_report_rebuilds_from_parquet_alone(finished_run, tmp_path):
     assert main(["report", "--results", str(finished_run / "results"), "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "multitask.md").read_text() == (finished_run / "reports" / "multitask.md").read_text()
+    built = sorted(p.name for p in (finished_run / "reports").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == built
+    for name in built:  # tables and figures, byte for byte
+        assert (tmp_path / name).read_bytes() == (finished_run / "reports" / name).read_bytes(), name
 
 
 def test_unknown_method_exits_2_with_the_valid_names(tiny_zoo, tmp_path, capsys):
@@ -79,7 +113,7 @@ def test_unknown_suite_and_bad_param_exit_2(tiny_zoo, tmp_path, capsys):
 
 def test_a_param_override_becomes_its_own_row(tiny_zoo, tmp_path):
     assert main(["run", "--method", "task_arithmetic", "--param", "task_arithmetic.scaling=0.5", "--zoo", str(tiny_zoo),
-                 "--results", str(tmp_path / "r"), "--reports", str(tmp_path / "p")]) == 0
+                 "--scenario", "multitask", "--results", str(tmp_path / "r"), "--reports", str(tmp_path / "p")]) == 0
     assert "| Task Arithmetic (scaling=0.5) " in (tmp_path / "p" / "multitask.md").read_text()
 
 
@@ -105,7 +139,7 @@ def test_report_shows_the_spread_over_zoos_of_one_recipe(finished_run, tiny_zoo,
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
     assert main(["run", "--method", "pretrained", "--method", "task_arithmetic", "--zoo", str(other),
-                 "--results", str(results), "--reports", str(tmp_path / "reports")]) == 0
+                 "--scenario", "multitask", "--results", str(results), "--reports", str(tmp_path / "reports")]) == 0
     report = (tmp_path / "reports" / "multitask.md").read_text()
     assert "spread over zoos" in report
     spread = report.split("spread over zoos")[1]
@@ -116,7 +150,7 @@ def test_eval_every_stores_each_step_and_the_table_shows_the_last(tiny_zoo, tmp_
     results, reports = tmp_path / "results", tmp_path / "reports"
     assert main(["run", "--method", "adamerging_taskwise", "--method", "wemoe", "--param", "adamerging_taskwise.steps=4",
                  "--param", "wemoe.steps=4", "--eval-every", "2", "--zoo", str(tiny_zoo), "--results", str(results),
-                 "--reports", str(reports)]) == 0
+                 "--scenario", "multitask", "--reports", str(reports)]) == 0
     rows = ResultStore(results).load()
     assert sorted(rows.groupby("method")["step"].unique().map(sorted).iloc[0]) == [0, 2, 4]
     assert (rows.groupby(["method", "step"])["merge_s"].nunique() == 1).all()

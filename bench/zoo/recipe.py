@@ -48,5 +48,4 @@ class ZooRecipe:
             pretrain_images_per_task=64,
             pretrain=Schedule(steps=30, batch_size=32, lr=1e-3, weight_decay=0.05),
             finetune=Schedule(steps=15, batch_size=32, lr=3e-4, weight_decay=0.1),
-            tasks=("scenes", "signs", "digits", "textures"),
         )

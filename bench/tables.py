@@ -1,0 +1,126 @@
+"""The papers' tables as data frames built from result rows, and their Markdown and LaTeX renderings.
+
+A table is indexed by the method row's label; its value columns hold accuracy (%) averaged over seeds, and a
+column `X std` (the spread over seeds of column X) with `seeds` makes the rendering print `X` as mean ± std.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from tasks.corruptions import CORRUPTIONS, split_title
+
+# Row order of the WEMoE paper's Table 1: references first, then static methods, then the rest by name.
+METHOD_ORDER = ["pretrained", "individual", "weight_averaging", "fisher_merging", "task_arithmetic", "ties_merging"]
+UNIT = ["suite", "family", "scenario", "method", "params", "seed"]
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each unit's result: its last adaptation step (or the only rows, for a method that does not adapt)."""
+    last = frame.groupby(UNIT, dropna=False)["step"].transform("max")
+    return frame[last.isna() | (frame["step"] == last)]
+
+
+def in_method_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a (method, label)-indexed table in paper order, then indexed by label alone."""
+    rank = {name: i for i, name in enumerate(METHOD_ORDER)}
+    order = sorted(table.index, key=lambda ml: (rank.get(ml[0], len(rank)), ml[0], ml[1]))
+    return table.loc[order].droplevel("method")
+
+
+def seed_summary(per_seed: pd.DataFrame, spread_of: str) -> pd.DataFrame:
+    """Per method row: columns averaged over seeds, plus the spread over seeds of column `spread_of`."""
+    groups = per_seed.groupby(level=["method", "label"])
+    table = groups.mean()
+    table[f"{spread_of} std"] = groups[spread_of].std()
+    table["seeds"] = groups.size()
+    return in_method_order(table)
+
+
+def per_seed_pivot(rows: pd.DataFrame, columns: str) -> pd.DataFrame:
+    """Accuracy (%) per (method, label, seed) x values of `columns`, each the mean of its rows."""
+    return rows.pivot_table(index=["method", "label", "seed"], columns=columns, values="value", aggfunc="mean") * 100
+
+
+def multitask_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Methods x tasks (+ Avg.), columns in the suite's task order, named with their counterparts."""
+    tasks = list(dict.fromkeys(rows["task"]))
+    per_seed = per_seed_pivot(rows, "task")[tasks]
+    per_seed["Avg."] = per_seed.mean(axis=1)
+    counterparts = dict(zip(rows["task"], rows["counterpart"]))
+    per_seed.columns = [c if counterparts.get(c, c) == c else f"{c} ({counterparts[c]})" for c in per_seed.columns]
+    return seed_summary(per_seed, "Avg.")
+
+
+def generalization_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Methods x (seen tasks' average, each unseen task, unseen average), for one seen/unseen split."""
+    per_seed = per_seed_pivot(rows, "task")
+    seen = list(dict.fromkeys(rows.loc[rows["merged"].astype(bool), "task"]))
+    unseen = list(dict.fromkeys(rows.loc[~rows["merged"].astype(bool), "task"]))
+    counterparts = dict(zip(rows["task"], rows["counterpart"]))
+    table = pd.DataFrame({"Seen avg.": per_seed[seen].mean(axis=1)})
+    for task in unseen:
+        table[f"{task} ({counterparts[task]})"] = per_seed[task] if task in per_seed else np.nan
+    table["Unseen avg."] = table.iloc[:, 1:].mean(axis=1, skipna=False)
+    return seed_summary(table, "Unseen avg.")
+
+
+def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Methods x (Clean, each corruption, average over the corruptions), accuracy averaged over `rows`' tasks."""
+    rows = rows.assign(column=rows["split"].map(split_title))
+    per_seed = per_seed_pivot(rows, "column")
+    columns = ["Clean"] + [corruption.title for corruption in CORRUPTIONS.values()]  # the papers' order
+    per_seed = per_seed[[c for c in columns if c in per_seed]]
+    per_seed["Corrupted avg."] = per_seed.drop(columns="Clean", errors="ignore").mean(axis=1)
+    return seed_summary(per_seed, "Corrupted avg.")
+
+
+def zoo_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the 8-task average over zoos built from the same recipe with different seeds (families)."""
+    averages = rows.groupby(["label", "method", "family", "seed"])["value"].mean().groupby(["label", "method", "family"]).mean() * 100
+    spread = averages.groupby(["label", "method"]).agg(["mean", "std", "min", "max", "count"])
+    return in_method_order(spread.swaplevel())
+
+
+def adaptation_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Method rows x adaptation steps: average accuracy (%) over tasks, mean over seeds."""
+    per_seed = rows.groupby(["label", "seed", "step"])["value"].mean() * 100
+    return per_seed.groupby(["label", "step"]).mean().unstack("step")
+
+
+def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows; a column with a spread over several seeds carries ± std; no value is `–`."""
+    shown = [c for c in table.columns if c != "seeds" and not str(c).endswith(" std")]
+    body = []
+    for label, row in table.iterrows():
+        cells = [label]
+        for column in shown:
+            text = "–" if pd.isna(row[column]) else f"{row[column]:.1f}"
+            if row.get("seeds", 1) > 1 and f"{column} std" in table and pd.notna(row[f"{column} std"]):
+                text += f" ± {row[f'{column} std']:.1f}"
+            cells.append(text)
+        body.append(cells)
+    return ["Method"] + [str(c) for c in shown], body
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header, body = _cells(table)
+    return tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+
+
+def to_latex(table: pd.DataFrame, caption: str) -> str:
+    """A booktabs table, with a rule under the reference rows (pretrained, individual)."""
+    header, body = _cells(table)
+    escape = lambda text: text.replace("_", r"\_").replace("&", r"\&").replace("±", r"$\pm$").replace("–", "--")  # noqa: E731
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\resizebox{\linewidth}{!}{%",
+             rf"\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}", r"\toprule",
+             " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]
+    references = sum(1 for row in body if row[0] in ("Pretrained", "Individual"))
+    for i, row in enumerate(body):
+        lines.append(" & ".join(escape(c) for c in row) + r" \\")
+        if i + 1 == references and references < len(body):
+            lines.append(r"\midrule")
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

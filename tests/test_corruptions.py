@@ -1,0 +1,165 @@
+"""Each corruption against its published definition, written here plainly (per image, numpy or PIL)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from bench.errors import BenchError
+from tasks.corruptions import (
+    CORRUPTIONS,
+    blur_along,
+    corrupt,
+    corrupted_split,
+    equalize_histogram,
+    gaussian_filter,
+    parse_split,
+    split_title,
+    truncated_distance,
+)
+
+
+def images(n: int = 6, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Random 8-bit images as floats in [0, 1]."""
+    return (torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 255).round() / 255
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def from_pil(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+
+
+@pytest.mark.parametrize("profile", ["small", "imagenet"])
+def test_gaussian_noise_has_the_severity_s_standard_deviation(profile):
+    grey = torch.full((64, 3, 32, 32), 0.5)
+    noise = corrupt(grey, "gaussian_noise", 2, profile=profile) - grey
+    expected = CORRUPTIONS["gaussian_noise"].levels[profile][1]
+    assert noise.std().item() == pytest.approx(expected, rel=0.02)
+    assert abs(noise.mean().item()) < 0.002
+
+
+def test_impulse_noise_sets_the_stated_fraction_of_values_to_0_or_1_evenly():
+    grey = torch.full((64, 3, 32, 32), 0.5)
+    noisy = corrupt(grey, "impulse_noise", 5, profile="imagenet")
+    amount = CORRUPTIONS["impulse_noise"].levels["imagenet"][4]
+    changed = noisy != 0.5
+    assert changed.float().mean().item() == pytest.approx(amount, rel=0.03)
+    assert set(noisy[changed].unique().tolist()) == {0.0, 1.0}
+    assert (noisy[changed] == 1).float().mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_contrast_is_the_imagenet_c_formula():
+    x = images()
+    c = CORRUPTIONS["contrast"].levels["imagenet"][1]
+    expected = []
+    for image in x.permute(0, 2, 3, 1).numpy():  # H x W x 3, as in ImageNet-C
+        means = np.mean(image, axis=(0, 1), keepdims=True)
+        expected.append(np.clip((image - means) * c + means, 0, 1))
+    assert torch.allclose(corrupt(x, "contrast", 2), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("size, profile", [(32, "small"), (224, "imagenet")])
+def test_pixelate_is_a_pil_box_downscale_then_upscale(size, profile):
+    x = images(2, size)
+    factor = CORRUPTIONS["pixelate"].levels[profile][1]
+    small = int(size * factor)
+    expected = torch.stack([from_pil(to_pil(image).resize((small, small), Image.BOX).resize((size, size), Image.BOX))
+                            for image in x])
+    assert (corrupt(x, "pixelate", 2, profile=profile) - expected).abs().max() <= 1.01 / 255  # PIL rounds to 8 bits between
+
+
+def test_jpeg_is_pil_jpeg_at_the_severity_s_quality():
+    x = images()
+    quality = CORRUPTIONS["jpeg_compression"].levels["imagenet"][1]
+    expected = []
+    for image in x:
+        buffer = io.BytesIO()
+        to_pil(image).save(buffer, "JPEG", quality=quality)
+        expected.append(from_pil(Image.open(buffer)))
+    assert torch.equal(corrupt(x, "jpeg_compression", 2), torch.stack(expected))
+
+
+def test_motion_blur_is_the_imagecorruptions_shift_and_add():
+    x, radius, sigma = images(3, 24), 4, 2.0
+    angles = torch.tensor([-40.0, 0.0, 30.0])
+    expected = []
+    for image, angle in zip(x.permute(0, 2, 3, 1).numpy(), angles.tolist()):
+        width = 2 * radius + 1
+        kernel = np.exp(-np.arange(width) ** 2 / (2 * sigma ** 2))
+        kernel /= kernel.sum()
+        blurred = np.zeros_like(image)
+        for i in range(width):
+            dy = -int(np.ceil(i * np.sin(np.deg2rad(angle)) - 0.5))
+            dx = -int(np.ceil(i * np.cos(np.deg2rad(angle)) - 0.5))
+            shifted = np.roll(image, (dy, dx), axis=(0, 1))  # then repeat the edge over what wrapped around
+            if dy > 0:
+                shifted[:dy] = shifted[dy]
+            if dy < 0:
+                shifted[dy:] = shifted[dy - 1]
+            if dx > 0:
+                shifted[:, :dx] = shifted[:, dx:dx + 1]
+            if dx < 0:
+                shifted[:, dx:] = shifted[:, dx - 1:dx]
+            blurred += kernel[i] * shifted
+        expected.append(np.clip(blurred, 0, 1))
+    ours = blur_along(x, radius, sigma, angles)
+    assert torch.allclose(ours, torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2), atol=1e-5)
+
+
+def test_spatter_helpers_match_scipy_and_opencv_definitions():
+    maps = torch.rand(2, 30, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for sigma in (0.8, 3.0):
+        expected = np.stack([ndimage.gaussian_filter(m, sigma, mode="nearest", truncate=4.0) for m in maps.numpy()])
+        assert np.allclose(gaussian_filter(maps, sigma).numpy(), expected, atol=1e-12)
+    edges = torch.rand(2, 30, 40, generator=torch.Generator().manual_seed(2)) < 0.02
+    expected = np.stack([np.minimum(ndimage.distance_transform_edt(~e), 5) for e in edges.numpy()])
+    assert np.allclose(truncated_distance(edges, 5).numpy(), expected, atol=1e-5)
+    grey = torch.tensor([[[10.0, 10, 20, 40]]])
+    assert equalize_histogram(grey).tolist() == [[[0.0, 0.0, 128.0, 255.0]]]  # OpenCV: round((cdf - cdf_min) * 255 / (n - cdf_min))
+
+
+def test_spatter_water_only_adds_pale_turquoise_and_mud_covers_with_brown():
+    x = images(8, 64) * 0.4  # dark enough that no channel clips at 1
+    water = corrupt(x, "spatter", 2, profile="imagenet") - x
+    assert (water >= -1e-6).all() and (water > 0.01).any()
+    wet = water[:, 0] > 0.01
+    ratio = water[:, 1][wet] / water[:, 0][wet]
+    assert torch.allclose(ratio, torch.full_like(ratio, 238 / 175), rtol=1e-3)  # (175, 238, 238) / 255
+    mud = corrupt(x, "spatter", 5, profile="imagenet")
+    covered = (mud != x).any(1)
+    assert covered.any() and not covered.all()
+    brown = torch.tensor([63.0, 42, 20]).view(1, 3, 1, 1) / 255
+    # a covered pixel is x (1 - m) + brown m with a mud layer m of at least 0.8
+    assert ((mud - brown).abs() <= 0.2 * (x - brown).abs() + 1e-6).all(1)[covered].all()
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_corruption_is_seeded_and_changes_the_images(name):
+    x = images(300, 32)  # more than one chunk
+    first = corrupt(x, name, 2, seed=0, profile="small")
+    assert first.shape == x.shape and first.min() >= 0 and first.max() <= 1
+    assert torch.equal(first, corrupt(x, name, 2, seed=0, profile="small"))
+    assert (first - x).abs().mean() > 1e-3
+    if name in ("gaussian_noise", "impulse_noise", "motion_blur", "spatter"):
+        assert not torch.equal(first, corrupt(x, name, 2, seed=1, profile="small"))
+    if name != "spatter":  # whose severities switch from water to mud
+        assert (corrupt(x, name, 4, profile="small") - x).abs().mean() >= (first - x).abs().mean()
+
+
+def test_split_names_round_trip_and_bad_ones_are_refused():
+    split = corrupted_split("test", "motion_blur")
+    assert split == "test/motion_blur@2" and parse_split(split) == ("test", "motion_blur", 2)
+    assert parse_split("test") == ("test", None, 0)
+    assert split_title(split) == "Motion" and split_title("test") == "Clean"
+    with pytest.raises(BenchError, match="split 'test/fog@2'"):
+        parse_split("test/fog@2")
+    with pytest.raises(BenchError, match="severity 6 is not in 1..5"):
+        corrupt(images(1), "contrast", 6)
