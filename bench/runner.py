@@ -110,8 +110,7 @@ class SharedMerge:
             yield from self.steps
             return
         self.key, self.steps = None, []
-        steps, merge_s = method.merge_steps(pool, eval_every), 0.0
-        produced = []
+        steps, merge_s, produced = method.merge_steps(pool, eval_every), 0.0, 0
         while True:
             start = time.perf_counter()
             try:
@@ -119,10 +118,10 @@ class SharedMerge:
             except StopIteration:
                 break
             merge_s += time.perf_counter() - start
-            produced.append((step, merged, merge_s))
+            produced += 1
             yield step, merged, merge_s
-        if not pool.test_inputs_read:
-            self.key, self.steps = key, produced
+        if produced == 1 and not pool.test_inputs_read:  # only a static merge is kept (intermediates never are)
+            self.key, self.steps = key, [(step, merged, merge_s)]
 
 
 def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,

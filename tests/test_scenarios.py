@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import random_pool
 
+from bench.runner import SharedMerge
 from tasks.scenarios import SCENARIOS, Scenario, ScenarioUnavailable, generalization, robustness
 from tasks.suites import load_suite
 
@@ -69,3 +71,27 @@ def test_every_registered_scenario_builds_on_the_mini_suite(suite):
         assert scenarios and all(isinstance(s, Scenario) for s in scenarios)
         for s in scenarios:
             s.test_splits()
+
+
+class Recorder:
+    """A stand-in method that counts its merges and, if asked, reads test inputs as adaptive methods do."""
+
+    def __init__(self, reads_test_inputs: bool) -> None:
+        self.reads_test_inputs, self.calls = reads_test_inputs, 0
+
+    def merge_steps(self, pool, every):
+        self.calls += 1
+        if self.reads_test_inputs:
+            pool.test_inputs(pool.tasks[0], 2, seed=0)
+        yield None, f"model {self.calls}"
+
+
+def test_a_merge_is_shared_across_scenarios_only_if_it_never_read_test_inputs(tmp_path):
+    pool, shared = random_pool(tmp_path), SharedMerge()
+    static, adaptive = Recorder(False), Recorder(True)
+    for _ in range(3):
+        models = [m for _, m, _ in shared.timed_steps(("static",), static, pool.subset(pool.tasks), None)]
+        assert models == ["model 1"]
+    for _ in range(2):
+        list(shared.timed_steps(("adaptive",), adaptive, pool.subset(pool.tasks), None))
+    assert (static.calls, adaptive.calls) == (1, 2)
