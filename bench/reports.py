@@ -2,6 +2,7 @@
 
 One Markdown and one LaTeX file per scenario family present (multitask, generalization, robustness), the
 figures (average bars, robustness heat map, λ sweep, adaptation curves) and `index.md` linking them all.
+Where `bench/published.csv` has the papers' numbers for a suite, its tables show them beside the measured ones.
 Each is written per zoo (suite and weights family), since numbers of different weights do not mix.
 """
 
@@ -40,6 +41,19 @@ def zoos(rows: pd.DataFrame):
         yield suite, family, group
 
 
+PUBLISHED = Path(__file__).with_name("published.csv")
+
+
+def beside_published(table: pd.DataFrame, caption: str, suite: str, scenario: str) -> tuple[str, pd.DataFrame]:
+    """Caption and table with the published numbers of this suite and scenario (bench/published.csv), if any."""
+    published = pd.read_csv(PUBLISHED)
+    published = published[(published["suite"] == suite) & (published["scenario"] == scenario)]
+    if published.empty:
+        return caption, table
+    sources = "; ".join(dict.fromkeys(published["source"]))
+    return f"{caption} Published: {sources}.", tables.with_published(table, published)
+
+
 def write_tables(out: Path, name: str, title: str, blocks: list[tuple[str, str, pd.DataFrame]]) -> list[Path]:
     """`name`.md and `name`.tex holding the tables of `blocks` ((heading, caption, table)) in order."""
     markdown = [f"# {title}\n"] + [f"## {heading}\n\n{caption}\n\n{tables.to_markdown(table)}\n" for heading, caption, table in blocks]
@@ -56,7 +70,7 @@ def multitask_section(rows: pd.DataFrame, out: Path) -> Section | None:
     for suite, family, group in zoos(rows):
         table = tables.multitask_table(group)
         caption = f"Multi-task performance when merging {group['task'].nunique()} experts, suite {suite} ({family}); accuracy (%)."
-        blocks.append((f"Suite `{suite}` ({family})", caption, table))
+        blocks.append((f"Suite `{suite}` ({family})", *beside_published(table, caption, suite, "multitask")))
         figure = average_bars(table["Avg."], f"suite {suite} ({family}): multi-task average",
                               out / f"multitask-average-{slug(suite, family)}.png")
         section.figures.append((f"Multi-task average accuracy, suite {suite} ({family})", figure))
@@ -94,7 +108,9 @@ def generalization_section(rows: pd.DataFrame, out: Path) -> Section | None:
             unseen = ", ".join(dict.fromkeys(split.loc[~merged, "counterpart"]))
             caption = (f"Merging the experts of {seen} only; tested on those (seen) and on {unseen} (unseen, through "
                        f"their own heads), suite {suite} ({family}); accuracy (%).")
-            blocks.append((f"Suite `{suite}` ({family}): unseen {unseen}", caption, tables.generalization_table(split)))
+            table = tables.generalization_table(split)
+            blocks.append((f"Suite `{suite}` ({family}): unseen {unseen}",
+                           *beside_published(table, caption, suite, split["scenario"].iloc[0])))
     section.files = write_tables(out, "generalization", section.title, blocks)
     return section
 
@@ -109,7 +125,7 @@ def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
         average = tables.robustness_table(group)
         caption = (f"Merging the {', '.join(counterparts[t] for t in tasks)} experts; accuracy (%) averaged over those "
                    f"tasks on their clean and corrupted test sets, suite {suite} ({family}).")
-        blocks.append((f"Suite `{suite}` ({family}): average over tasks", caption, average))
+        blocks.append((f"Suite `{suite}` ({family}): average over tasks", *beside_published(average, caption, suite, "robustness")))
         for task in tasks:
             caption = f"As above, on {task} ({counterparts[task]}) alone."
             blocks.append((f"Suite `{suite}` ({family}): {task} ({counterparts[task]})", caption,

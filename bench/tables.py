@@ -90,6 +90,16 @@ def adaptation_table(rows: pd.DataFrame) -> pd.DataFrame:
     return per_seed.groupby(["label", "step"]).mean().unstack("step")
 
 
+def with_published(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """The table with `Published X` beside each column X that has published numbers (`published`: rows of
+    label, column, value); rows without one show `–`."""
+    table = table.copy()
+    for column, numbers in published.groupby("column", sort=False):
+        values = table.index.map(dict(zip(numbers["label"], numbers["value"])))
+        table.insert(table.columns.get_loc(column) + 1, f"Published {column}", values.astype(float))
+    return table
+
+
 def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows; a column with a spread over several seeds carries ± std; no value is `–`."""
     shown = [c for c in table.columns if c != "seeds" and not str(c).endswith(" std")]
