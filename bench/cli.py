@@ -63,10 +63,14 @@ def _parser() -> argparse.ArgumentParser:
 
     perf = commands.add_parser("perf", help="time the adaptive methods' inner loops as ratios to a reference",
                                description="Benchmarks, each a ratio to a reference timed in the same run on the "
-                               "same tensors, printed with its goal: AdaMerging step / forward+backward, WEMoE "
-                               "throughput / dense model, WEMoE fast path / per-sample oracle.")
+                               "same tensors (or a limit), printed with its goal: AdaMerging step / forward+backward, "
+                               "WEMoE throughput / dense model, WEMoE fast path / per-sample oracle, static merges of "
+                               "ViT-B/32-size experts against the memory-bandwidth bound, TIES time and memory.")
     perf.add_argument("--suite", default="mini", help="suite whose model and inputs are timed (default: mini)")
     perf.add_argument("--zoo", type=Path, help="zoo folder of the mini suite")
+    perf.add_argument("--static", choices=["vit-b-32", "none"], default="vit-b-32",
+                      help="static merges of 8 random experts of this size (about 3 GB in a temporary folder and "
+                      "a minute or two), or none (default: vit-b-32)")
 
     listing = commands.add_parser("list", help="list registered methods, suites, scenarios or a suite's tasks")
     listing.add_argument("what", choices=["methods", "suites", "scenarios", "tasks"])
@@ -170,7 +174,7 @@ def _cmd_perf(args: argparse.Namespace) -> None:
 
     suite = load_suite(args.suite, zoo=args.zoo)
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    for figure in run_perf(suite):
+    for figure in run_perf(suite, static=args.static != "none"):
         print(figure.line())
 
 

@@ -103,9 +103,13 @@ class ModelPool:
         return {key: self.expert_tensor(task, key) for key in self.parameter_names}
 
     def encoder(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
-        """A fresh encoder holding `state`, in eval mode on the pool's device."""
-        encoder = self._build_encoder()
-        encoder.load_state_dict(state)
+        """A fresh encoder holding `state` (its tensors, not copies), in eval mode on the pool's device.
+
+        Built on the meta device, so no random initialisation is computed only to be overwritten.
+        """
+        with torch.device("meta"):
+            encoder = self._build_encoder()
+        encoder.load_state_dict(state, assign=True)
         return encoder.eval().to(self.device)
 
     def merge_parameters(self, merge: Callable[[str, torch.Tensor, list[torch.Tensor]], torch.Tensor]) -> nn.Module:

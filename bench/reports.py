@@ -2,8 +2,8 @@
 
 One Markdown and one LaTeX file per scenario family present (multitask, generalization, robustness), the
 figures (average bars, robustness heat map, λ sweep, adaptation curves) and `index.md` linking them all.
-Where `bench/published.csv` has the papers' numbers for a suite, its tables show them beside the measured ones.
-Each is written per zoo (suite and weights family), since numbers of different weights do not mix.
+Tables and figures are per zoo (suite and weights family), since numbers of different weights do not mix;
+where `bench/published.csv` has the papers' numbers for a suite, its tables show them beside the measured ones.
 """
 
 from __future__ import annotations

@@ -172,7 +172,18 @@ def test_a_non_positive_eval_every_is_refused(tiny_zoo, tmp_path, capsys):
 
 
 def test_perf_prints_each_ratio_with_its_goal(tiny_zoo, capsys):
-    assert main(["perf", "--zoo", str(tiny_zoo)]) == 0
+    assert main(["perf", "--zoo", str(tiny_zoo), "--static", "none"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " goal " in line]
     assert [line.split()[0] for line in lines] == ["AdaMerging", "WEMoE", "WEMoE"]
     assert all(float(line.split("goal")[0].split()[-1]) > 0 for line in lines)
+
+
+def test_static_merge_benchmark_measures_every_merge_against_its_goal():
+    from helpers import TINY_ENCODER
+
+    from bench.perf import static_merge_figures
+
+    figures = static_merge_figures(TINY_ENCODER, experts=2)
+    assert [f.name.split(",")[0] for f in figures] == ["Weight Averaging"] * 2 + ["Task Arithmetic"] * 2 + [
+        "TIES-Merging (global top-20% trim)"] + ["TIES-Merging"] * 2
+    assert all(f.value == f.value and f.value >= 0 for f in figures)  # measured, not NaN
