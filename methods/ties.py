@@ -11,13 +11,19 @@ from methods.base import Merged, MergeMethod
 
 
 def trim_threshold(magnitudes: torch.Tensor, keep: float) -> float:
-    """The smallest magnitude kept when keeping the top `keep` fraction of `magnitudes`.
+    """The smallest magnitude kept when keeping the top `keep` fraction of `magnitudes` (a contiguous float
+    tensor, which this reorders: pass a scratch copy).
 
-    As the reference code does: the k-th smallest value with k = n - int(n * keep), entries >= it kept.
+    As the reference code does: the k-th smallest value with k = n - int(n * keep), entries >= it kept. Found
+    by an in-place partial sort (numpy), which needs no copy and no index tensor, unlike `kthvalue`.
     """
     n = magnitudes.numel()
     k = n - int(n * keep)
-    return 0.0 if k <= 0 else magnitudes.flatten().kthvalue(k).values.item()
+    if k <= 0:
+        return 0.0
+    values = magnitudes.view(-1).numpy()
+    values.partition(k - 1)
+    return float(values[k - 1])
 
 
 def trim(task_vector: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -66,15 +72,22 @@ class TiesVectors:
         return torch.stack([trim(self.pool.task_vector(task, key), self.thresholds[task, key]) for task in self.pool.tasks])
 
     def _thresholds(self, keep: float, scope: Literal["global", "per_tensor"]) -> dict[tuple[str, str], float]:
-        """Per (task, parameter), the magnitude threshold of the trim."""
+        """Per (task, parameter), the magnitude threshold of the trim.
+
+        The global scope fills one buffer of a whole task vector's magnitudes, reused for every task.
+        """
+        names = self.pool.parameter_names
+        if scope == "per_tensor":
+            return {(task, key): trim_threshold(self.pool.task_vector(task, key).abs(), keep)
+                    for task in self.pool.tasks for key in names}
+        sizes = [self.pool.pretrained_tensor(key).numel() for key in names]
+        magnitudes = torch.empty(sum(sizes))
         thresholds = {}
         for task in self.pool.tasks:
-            magnitudes = {key: self.pool.task_vector(task, key).abs().flatten() for key in self.pool.parameter_names}
-            if scope == "global":
-                threshold = trim_threshold(torch.cat(list(magnitudes.values())), keep)
-                thresholds.update({(task, key): threshold for key in magnitudes})
-            else:
-                thresholds.update({(task, key): trim_threshold(m, keep) for key, m in magnitudes.items()})
+            for key, part in zip(names, magnitudes.split(sizes)):
+                torch.abs(self.pool.task_vector(task, key).flatten(), out=part)
+            threshold = trim_threshold(magnitudes, keep)
+            thresholds.update({(task, key): threshold for key in names})
         return thresholds
 
 
