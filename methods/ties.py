@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 
 from bench.pool import ModelPool
+from methods.averaging import accumulate
 from methods.base import Merged, MergeMethod
 
 
@@ -30,46 +31,53 @@ def trim(task_vector: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.where(task_vector.abs() >= threshold, task_vector, torch.zeros_like(task_vector))
 
 
-def elect_signs(trimmed: torch.Tensor, majority_sign: float) -> torch.Tensor:
-    """Sign of the sum over tasks (dim 0); weights where it is 0 take the overall majority sign."""
-    signs = torch.sign(trimmed.sum(0))
+def elect_signs(total: torch.Tensor, majority_sign: float) -> torch.Tensor:
+    """Sign of the sum of the trimmed task vectors; weights where it is 0 take the overall majority sign."""
+    signs = torch.sign(total)
     return torch.where(signs == 0, torch.full_like(signs, majority_sign), signs)
 
 
 def agreeing_entries(trimmed: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
-    """The trimmed task vectors (dim 0: tasks), zero wherever an entry's sign differs from the elected one."""
+    """A trimmed task vector, zero wherever an entry's sign differs from the elected one."""
     return trimmed * torch.where(signs > 0, trimmed > 0, trimmed < 0)
 
 
-def disjoint_merge(selected: torch.Tensor, mode: Literal["sum", "mean"]) -> torch.Tensor:
-    """Sum (or mean over the tasks that contribute) of the agreeing entries."""
+def disjoint_merge(selected: list[torch.Tensor], mode: Literal["sum", "mean"]) -> torch.Tensor:
+    """Sum (or mean over the tasks that contribute) of the tasks' agreeing entries, accumulated in place."""
+    total = accumulate(selected)
     if mode == "sum":
-        return selected.sum(0)
-    return selected.sum(0) / (selected != 0).sum(0).clamp(min=1)
+        return total
+    return total / accumulate([(entries != 0).float() for entries in selected]).clamp(min=1)
 
 
 class TiesVectors:
     """The TIES-processed task vectors of a pool, parameter by parameter: trimmed, then sign-resolved.
 
     Built in two streaming passes (per-task trim thresholds, then the overall majority sign), so memory
-    holds one task vector's magnitudes at a time, never a flattened copy of every expert. TIES-merging
-    aggregates them; AdaMerging++ learns a coefficient for each.
+    holds one task vector's magnitudes at a time, never a flattened copy of every expert; the tasks' tensors
+    of a parameter are summed in place, never stacked. TIES-merging aggregates them; AdaMerging++ learns a
+    coefficient for each.
     """
 
     def __init__(self, pool: ModelPool, keep: float, trim: Literal["global", "per_tensor"]) -> None:
         self.pool = pool
         self.thresholds = self._thresholds(keep, trim)
         # The majority sign, for weights whose elected sign is 0: the sign of the sum of the elected signs.
-        balance = sum(torch.sign(self._trimmed(key).sum(0)).sum().item() for key in pool.parameter_names)
+        balance = sum(torch.sign(accumulate(self._trimmed(key))).sum().item() for key in pool.parameter_names)
         self.majority = 1.0 if balance >= 0 else -1.0
 
-    def __call__(self, key: str) -> torch.Tensor:
-        """Stacked over the pool's tasks (dim 0): each task's trimmed entries that agree with the elected sign."""
+    def agreeing(self, key: str) -> list[torch.Tensor]:
+        """Per task of the pool: its trimmed entries of parameter `key` that agree with the elected sign."""
         trimmed = self._trimmed(key)
-        return agreeing_entries(trimmed, elect_signs(trimmed, self.majority))
+        signs = elect_signs(accumulate(trimmed), self.majority)
+        return [agreeing_entries(vector, signs) for vector in trimmed]
 
-    def _trimmed(self, key: str) -> torch.Tensor:
-        return torch.stack([trim(self.pool.task_vector(task, key), self.thresholds[task, key]) for task in self.pool.tasks])
+    def __call__(self, key: str) -> torch.Tensor:
+        """`agreeing(key)` stacked over the pool's tasks (dim 0)."""
+        return torch.stack(self.agreeing(key))
+
+    def _trimmed(self, key: str) -> list[torch.Tensor]:
+        return [trim(self.pool.task_vector(task, key), self.thresholds[task, key]) for task in self.pool.tasks]
 
     def _thresholds(self, keep: float, scope: Literal["global", "per_tensor"]) -> dict[tuple[str, str], float]:
         """Per (task, parameter), the magnitude threshold of the trim.
@@ -111,5 +119,5 @@ class TiesMerging(MergeMethod):
 
     def merge(self, pool: ModelPool) -> Merged:
         vectors = TiesVectors(pool, self.keep, self.trim)  # reads the experts itself; merge_parameters would read them again
-        return pool.encoder({key: pool.pretrained_tensor(key) + self.scaling * disjoint_merge(vectors(key), self.disjoint)
+        return pool.encoder({key: pool.pretrained_tensor(key) + self.scaling * disjoint_merge(vectors.agreeing(key), self.disjoint)
                              for key in pool.parameter_names})
