@@ -148,3 +148,9 @@ def test_fisher_merging_is_the_normalised_fisher_weighted_average(tmp_path):
     for key in pool.parameter_names:
         numerator = sum(f[key] * pool.expert_tensor(t, key) for f, t in zip(fishers, pool.tasks))
         torch.testing.assert_close(merged[key], numerator / sum(f[key] for f in fishers), rtol=1e-4, atol=1e-6)
+
+
+def test_trim_threshold_is_the_kth_smallest_magnitude_of_the_reference_code():
+    magnitudes = torch.rand(10_001, generator=torch.Generator().manual_seed(0))
+    k = magnitudes.numel() - int(magnitudes.numel() * 0.2)
+    assert trim_threshold(magnitudes.clone(), 0.2) == magnitudes.kthvalue(k).values.item()
