@@ -22,17 +22,23 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
-def adaptation_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
-    """Average accuracy (%) against adaptation step, one line per method row (`curves`: label x step)."""
+def line_chart(curves: pd.DataFrame, x_label: str, y_label: str, title: str, path: Path, marker_size: float) -> Path:
+    """One line per row of `curves` (its columns are the x values), skipping the x values a row lacks."""
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
     for label, row in curves.iterrows():
-        axes.plot(row.index, row.values, marker="o", markersize=3, label=label)
-    axes.set_xlabel("adaptation step")
-    axes.set_ylabel("multi-task average accuracy (%)")
+        row = row.dropna()
+        axes.plot(row.index, row.values, marker="o", markersize=marker_size, label=label)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return _save(figure, path)
+
+
+def adaptation_curves(curves: pd.DataFrame, title: str, path: Path) -> Path:
+    """Average accuracy (%) against adaptation step, one line per method row (`curves`: label x step)."""
+    return line_chart(curves, "adaptation step", "multi-task average accuracy (%)", title, path, marker_size=3)
 
 
 def average_bars(averages: pd.Series, title: str, path: Path) -> Path:
@@ -64,13 +70,4 @@ def heat_map(table: pd.DataFrame, title: str, path: Path) -> Path:
 
 def scaling_sweep(curves: pd.DataFrame, title: str, path: Path) -> Path:
     """Average accuracy (%) against the scaling coefficient λ, one line per method (`curves`: method x λ)."""
-    figure, axes = plt.subplots(figsize=(6.4, 4.0))
-    for method, row in curves.iterrows():
-        row = row.dropna()
-        axes.plot(row.index, row.values, marker="o", markersize=4, label=method)
-    axes.set_xlabel("scaling coefficient λ")
-    axes.set_ylabel("average accuracy (%)")
-    axes.set_title(title, fontsize=10)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    return _save(figure, path)
+    return line_chart(curves, "scaling coefficient λ", "average accuracy (%)", title, path, marker_size=4)
