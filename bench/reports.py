@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -44,9 +45,14 @@ def zoos(rows: pd.DataFrame):
 PUBLISHED = Path(__file__).with_name("published.csv")
 
 
+@cache
+def published_numbers() -> pd.DataFrame:
+    return pd.read_csv(PUBLISHED)
+
+
 def beside_published(table: pd.DataFrame, caption: str, suite: str, scenario: str) -> tuple[str, pd.DataFrame]:
     """Caption and table with the published numbers of this suite and scenario (bench/published.csv), if any."""
-    published = pd.read_csv(PUBLISHED)
+    published = published_numbers()
     published = published[(published["suite"] == suite) & (published["scenario"] == scenario)]
     if published.empty:
         return caption, table
@@ -120,18 +126,15 @@ def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
         return None
     section, blocks = Section("Robustness to corrupted test data"), []
     for suite, family, group in zoos(rows):
-        tasks = list(dict.fromkeys(group["task"]))
-        counterparts = dict(zip(group["task"], group["counterpart"]))
+        counterparts = ", ".join(dict.fromkeys(group["counterpart"]))
         average = tables.robustness_table(group)
-        caption = (f"Merging the {', '.join(counterparts[t] for t in tasks)} experts; accuracy (%) averaged over those "
+        caption = (f"Merging the {counterparts} experts; accuracy (%) averaged over those "
                    f"tasks on their clean and corrupted test sets, suite {suite} ({family}).")
         blocks.append((f"Suite `{suite}` ({family}): average over tasks", *beside_published(average, caption, suite, "robustness")))
-        for task in tasks:
-            caption = f"As above, on {task} ({counterparts[task]}) alone."
-            blocks.append((f"Suite `{suite}` ({family}): {task} ({counterparts[task]})", caption,
+        for task, title in tables.task_titles(group).items():
+            blocks.append((f"Suite `{suite}` ({family}): {title}", f"As above, on {title} alone.",
                            tables.robustness_table(group[group["task"] == task])))
-        values = average[[c for c in average.columns if c != "seeds" and not c.endswith(" std")]]
-        figure = heat_map(values, f"suite {suite} ({family}): accuracy on clean and corrupted test sets",
+        figure = heat_map(average[tables.value_columns(average)], f"suite {suite} ({family}): accuracy on clean and corrupted test sets",
                           out / f"robustness-{slug(suite, family)}.png")
         section.figures.append((f"Robustness heat map, suite {suite} ({family})", figure))
     section.files = write_tables(out, "robustness", section.title, blocks)

@@ -44,13 +44,22 @@ def per_seed_pivot(rows: pd.DataFrame, columns: str) -> pd.DataFrame:
     return rows.pivot_table(index=["method", "label", "seed"], columns=columns, values="value", aggfunc="mean") * 100
 
 
+def task_titles(rows: pd.DataFrame) -> dict[str, str]:
+    """Per task of `rows`, in their order, its name in tables: `task (counterpart)` where the two differ."""
+    return {task: task if counterpart == task else f"{task} ({counterpart})"
+            for task, counterpart in dict(zip(rows["task"], rows["counterpart"])).items()}
+
+
+def value_columns(table: pd.DataFrame) -> list:
+    """The columns a table shows (not its spreads over seeds nor its seed count)."""
+    return [c for c in table.columns if c != "seeds" and not str(c).endswith(" std")]
+
+
 def multitask_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Methods x tasks (+ Avg.), columns in the suite's task order, named with their counterparts."""
-    tasks = list(dict.fromkeys(rows["task"]))
-    per_seed = per_seed_pivot(rows, "task")[tasks]
+    titles = task_titles(rows)
+    per_seed = per_seed_pivot(rows, "task")[list(titles)].rename(columns=titles)
     per_seed["Avg."] = per_seed.mean(axis=1)
-    counterparts = dict(zip(rows["task"], rows["counterpart"]))
-    per_seed.columns = [c if counterparts.get(c, c) == c else f"{c} ({counterparts[c]})" for c in per_seed.columns]
     return seed_summary(per_seed, "Avg.")
 
 
@@ -59,10 +68,10 @@ def generalization_table(rows: pd.DataFrame) -> pd.DataFrame:
     per_seed = per_seed_pivot(rows, "task")
     seen = list(dict.fromkeys(rows.loc[rows["merged"].astype(bool), "task"]))
     unseen = list(dict.fromkeys(rows.loc[~rows["merged"].astype(bool), "task"]))
-    counterparts = dict(zip(rows["task"], rows["counterpart"]))
+    titles = task_titles(rows)
     table = pd.DataFrame({"Seen avg.": per_seed[seen].mean(axis=1)})
     for task in unseen:
-        table[f"{task} ({counterparts[task]})"] = per_seed[task] if task in per_seed else np.nan
+        table[titles[task]] = per_seed[task] if task in per_seed else np.nan
     table["Unseen avg."] = table.iloc[:, 1:].mean(axis=1, skipna=False)
     return seed_summary(table, "Unseen avg.")
 
@@ -102,7 +111,7 @@ def with_published(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame
 
 def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows; a column with a spread over several seeds carries ± std; no value is `–`."""
-    shown = [c for c in table.columns if c != "seeds" and not str(c).endswith(" std")]
+    shown = value_columns(table)
     body = []
     for label, row in table.iterrows():
         cells = [label]
