@@ -6,25 +6,20 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from bench.models import ClassificationHead, EncoderConfig, build_encoder
+from bench.perf import write_synthetic_zoo
 from bench.pool import ModelPool
 
 TINY_ENCODER = EncoderConfig(image_size=8, patch_size=4, width=8, layers=1, heads=2, embed_dim=4)
 
 
 def random_pool(tmp_path: Path, n_experts: int = 3, seed: int = 0, spread: float = 0.1) -> ModelPool:
-    """A pretrained tiny ViT and experts = pretrained + Gaussian task vectors, stored as safetensors."""
-    torch.manual_seed(seed)
-    pretrained = {k: v.clone().contiguous() for k, v in build_encoder(TINY_ENCODER).state_dict().items()}
-    save_file(pretrained, str(tmp_path / "pretrained.safetensors"))
-    experts = {}
-    for i in range(n_experts):
-        task = f"task{i}"
-        state = {k: (v + spread * torch.randn_like(v)).contiguous() for k, v in pretrained.items()}
-        save_file(state, str(tmp_path / f"{task}.safetensors"))
-        experts[task] = tmp_path / f"{task}.safetensors"
+    """A pretrained tiny ViT and experts = pretrained + Gaussian task vectors, stored as safetensors, with
+    random heads and inputs."""
+    torch.manual_seed(seed)  # the encoder's initialisation, the heads and the inputs
+    write_synthetic_zoo(tmp_path, TINY_ENCODER, n_experts, seed, spread)
+    experts = {f"task{i}": tmp_path / f"task{i}.safetensors" for i in range(n_experts)}
     heads = {task: ClassificationHead(torch.randn(3, TINY_ENCODER.embed_dim), 20.0) for task in experts}
     inputs = torch.randn(64, 3, 8, 8)
     return ModelPool(partial(build_encoder, TINY_ENCODER), tmp_path / "pretrained.safetensors", experts, heads,
