@@ -136,6 +136,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from tasks.scenarios import SCENARIOS, ScenarioUnavailable, scenarios_for
     from tasks.suites import load_suite
 
+    if args.eval_every is not None and args.eval_every < 1:
+        raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
     _load_methods(args.plugin)
     specs = _method_specs(args)
     suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
@@ -147,8 +149,6 @@ def _cmd_run(args: argparse.Namespace) -> None:
             if args.scenario:
                 raise
             log.info("scenario %s skipped: %s", name, error)
-    if args.eval_every is not None and args.eval_every < 1:
-        raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
     done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     written = build_reports(args.results, args.reports)
