@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from bench.pool import ModelPool
 from methods.base import Merged, MergeMethod
 
 
-def accumulate(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Their sum, added in place one by one: no stacked copy of all of them (which costs a fresh allocation of
-    experts x tensor size per parameter, the bulk of a merge's time at ViT-B/32 size)."""
-    total = tensors[0].clone()
-    for tensor in tensors[1:]:
+def accumulate(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Their sum in one fresh tensor, each added in place as it comes (so an iterator may reuse its buffer).
+
+    No stacked copy of all of them: each fresh tensor costs a first touch of every page, the bulk of a merge's
+    time at ViT-B/32 size (measured: writing a fresh 335 MiB model takes as long as reading four mapped ones).
+    """
+    remaining = iter(tensors)
+    total = next(remaining).clone()
+    for tensor in remaining:
         total += tensor
     return total
 
 
 def average(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return accumulate(tensors) / len(tensors)
+    return accumulate(tensors).div_(len(tensors))
 
 
 def add_task_vectors(pretrained: torch.Tensor, experts: list[torch.Tensor], scaling: float) -> torch.Tensor:
-    """pretrained + scaling * sum of (expert - pretrained), with as few temporaries as the same rounding allows."""
-    return (accumulate(experts) - len(experts) * pretrained).mul_(scaling).add_(pretrained)
+    """pretrained + scaling * sum of (expert - pretrained), computed in the one tensor the sum allocates."""
+    return accumulate(experts).sub_(pretrained, alpha=len(experts)).mul_(scaling).add_(pretrained)
 
 
 class WeightAveraging(MergeMethod):

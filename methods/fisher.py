@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -12,6 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.models import ClassificationHead
 from bench.pool import ModelPool
+from methods.averaging import accumulate
 from methods.base import Merged, MergeMethod
 
 Fisher = dict[str, torch.Tensor]
@@ -63,8 +65,17 @@ def batch_gradient_fisher(encoder: nn.Module, head: ClassificationHead, inputs: 
 
 
 def fisher_weighted_average(experts: list[torch.Tensor], fishers: list[torch.Tensor]) -> torch.Tensor:
-    weights = torch.stack(fishers)
-    return (weights * torch.stack(experts)).sum(0) / weights.sum(0)
+    """sum_i F_i * expert_i / sum_i F_i, accumulated in place: no stacked copy of the experts or Fishers."""
+    numerator = fishers[0] * experts[0]
+    for fisher, expert in zip(fishers[1:], experts[1:]):
+        numerator.addcmul_(fisher, expert)
+    return numerator.div_(accumulate(fishers))
+
+
+def fisher_merge(pool: ModelPool, fishers: Mapping[str, Fisher]) -> nn.Module:
+    """The experts of `pool` averaged with their Fishers (per task, per parameter) as weights, streamed."""
+    return pool.merge_parameters(
+        lambda key, pretrained, experts: fisher_weighted_average(experts, [fishers[task][key] for task in pool.tasks]))
 
 
 class FisherMerging(MergeMethod):
@@ -96,6 +107,4 @@ class FisherMerging(MergeMethod):
                 norm = torch.sqrt(sum(f.square().sum() for f in fisher.values()))
                 fisher = {k: f / norm for k, f in fisher.items()}
             fishers[task] = fisher
-        return pool.merge_parameters(
-            lambda key, pretrained, experts: fisher_weighted_average(experts, [fishers[t][key] for t in pool.tasks])
-        )
+        return fisher_merge(pool, fishers)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import random_pool, state_of
+from safetensors.torch import save_file
 
 from methods.averaging import TaskArithmetic, WeightAveraging
 from methods.fisher import FisherMerging, batch_gradient_fisher, exact_fisher
@@ -93,6 +94,27 @@ def test_ties_keeps_top_20_percent_of_each_task_vector_over_all_parameters(tmp_p
     n = task_vectors.numel()
     assert kept == n - (n - int(0.2 * n)) + 1  # entries >= the k-th smallest magnitude
     assert merged.abs()[merged != 0].min() >= 0.3 * task_vectors.abs().quantile(0.79)
+
+
+@pytest.mark.parametrize("disjoint", ["sum", "mean"])
+def test_ties_gives_weights_whose_trimmed_sum_is_zero_the_majority_sign(tmp_path, disjoint):
+    """Two task vectors cancel exactly (as fp16 checkpoints can): there the elected sign is the majority's,
+    here negative, set by a third, mostly negative task vector."""
+    pool = random_pool(tmp_path, n_experts=3)
+    generator = torch.Generator().manual_seed(1)
+    pretrained = {k: (pool.pretrained_tensor(k) * 1024).round() / 1024 for k in pool.parameter_names}  # sums exact
+    opposite = {k: torch.randint(-64, 65, v.shape, generator=generator) / 1024 for k, v in pretrained.items()}
+    negative = {k: -torch.randint(0, 256, v.shape, generator=generator) / 1024 for k, v in pretrained.items()}
+    save_file(pretrained, str(tmp_path / "pretrained.safetensors"))
+    for index, vectors in enumerate([opposite, {k: -v for k, v in opposite.items()}, negative]):
+        save_file({k: pretrained[k] + vectors[k] for k in pretrained}, str(tmp_path / f"task{index}.safetensors"))
+    pool = pool.subset(pool.tasks)  # a pool that opens the rewritten files
+    flat_pretrained, task_vectors, keys, _ = flat_vectors(pool)
+    assert (task_vectors[0] == -task_vectors[1]).all()
+    merged = flatten_state(state_of(TiesMerging(keep=0.5, disjoint=disjoint).merge(pool)), keys)
+    torch.testing.assert_close(merged, reference_ties(flat_pretrained, task_vectors, 0.5, 0.3, disjoint))
+    cancelled = (task_vectors[0] != 0) & (task_vectors[2] == 0)
+    assert cancelled.any() and (merged[cancelled] <= flat_pretrained[cancelled]).all()
 
 
 def test_trim_threshold_keeps_everything_at_keep_one():
