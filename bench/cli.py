@@ -23,7 +23,7 @@ EPILOG = """examples:
   python -m bench run --plugin examples/median_merging.py --method median
   python -m bench report                                 tables from results/*.parquet alone
   python -m bench list methods
-  python -m bench perf                                   adaptive methods' speed as ratios, with goals
+  python -m bench perf                                   speed figures with their goals -> reports/perf.md
   python -m bench zoo info
 """
 
@@ -61,16 +61,23 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
 
-    perf = commands.add_parser("perf", help="time the adaptive methods' inner loops as ratios to a reference",
+    perf = commands.add_parser("perf", help="speed figures with their goals, stored and reported (reports/perf.md)",
                                description="Benchmarks, each a ratio to a reference timed in the same run on the "
-                               "same tensors (or a limit), printed with its goal: AdaMerging step / forward+backward, "
-                               "WEMoE throughput / dense model, WEMoE fast path / per-sample oracle, static merges of "
-                               "ViT-B/32-size experts against the memory-bandwidth bound, TIES time and memory.")
+                               "same tensors (or a limit), printed with its goal as it is measured: AdaMerging step / "
+                               "forward+backward, WEMoE throughput / dense model, WEMoE fast path / per-sample oracle, "
+                               "evaluation harness / bare forward, static merges of ViT-B/32-size experts against the "
+                               "memory-bandwidth bound, TIES time and memory; optionally the whole `run --all` by "
+                               "stage. Figures go to RESULTS/perf.parquet (replacing those of the same name) and the "
+                               "report is rebuilt, perf.md included.")
     perf.add_argument("--suite", default="mini", help="suite whose model and inputs are timed (default: mini)")
     perf.add_argument("--zoo", type=Path, help="zoo folder of the mini suite")
     perf.add_argument("--static", choices=["vit-b-32", "none"], default="vit-b-32",
                       help="static merges of 8 random experts of this size (about 3 GB in a temporary folder and "
-                      "a minute or two), or none (default: vit-b-32)")
+                      "two minutes), or none (default: vit-b-32)")
+    perf.add_argument("--end-to-end", action="store_true", help="also time `run --all` into empty results, by "
+                      "stage (as long as that run: about 20 minutes on 2 cores)")
+    perf.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    perf.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
 
     listing = commands.add_parser("list", help="list registered methods, suites, scenarios or a suite's tasks")
     listing.add_argument("what", choices=["methods", "suites", "scenarios", "tasks"])
@@ -132,7 +139,7 @@ def _method_specs(args: argparse.Namespace) -> list:
 def _cmd_run(args: argparse.Namespace) -> None:
     from bench.reports import build_reports
     from bench.results import ResultStore
-    from bench.runner import run
+    from bench.runner import StageTimes, run
     from tasks.scenarios import SCENARIOS, ScenarioUnavailable, scenarios_for
     from tasks.suites import load_suite
 
@@ -149,12 +156,15 @@ def _cmd_run(args: argparse.Namespace) -> None:
             if args.scenario:
                 raise
             log.info("scenario %s skipped: %s", name, error)
-    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every)
+    times = StageTimes()
+    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every, times)
     log.info("%d unit(s) run; results in %s/", done, args.results)
-    written = build_reports(args.results, args.reports)
+    with times.stage("report"):
+        written = build_reports(args.results, args.reports)
     if (args.reports / "multitask.md").is_file():
         print((args.reports / "multitask.md").read_text())
     log.info("report: %s (links %d files)", written[0], len(written) - 1)
+    log.info("time: %s", times.summary())
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -165,17 +175,24 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_perf(args: argparse.Namespace) -> None:
-    import platform
+    from functools import partial
 
-    import torch
+    import pandas as pd
 
-    from bench.perf import run_perf
+    from bench.perf import machine_description, run_perf
+    from bench.reports import build_reports
+    from bench.results import PERF_COLUMNS, store_perf
     from tasks.suites import load_suite
 
-    suite = load_suite(args.suite, zoo=args.zoo)
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    for figure in run_perf(suite, static=args.static != "none"):
-        print(figure.line())
+    machine, measured_at = machine_description(), pd.Timestamp.now("UTC").strftime("%Y-%m-%d")
+    print(machine)
+    rows = []
+    for figure in run_perf(partial(load_suite, args.suite, zoo=args.zoo), static=args.static != "none",
+                           end_to_end=args.end_to_end):
+        print(figure.line(), flush=True)
+        rows.append([figure.name, figure.value, figure.goal, figure.verdict, machine, measured_at])
+    log.info("figures: %s", store_perf(args.results, pd.DataFrame(rows, columns=PERF_COLUMNS)))
+    log.info("report: %s", build_reports(args.results, args.reports)[0])
 
 
 def _cmd_list(args: argparse.Namespace) -> None:

@@ -1,23 +1,33 @@
-"""`python -m bench perf`: speed of the adaptive methods' inner loops, as ratios to a reference timed in the
-same run on the same tensors (machines are noisy; ratios travel).
+"""`python -m bench perf`: the suite's speed, each figure a ratio to a reference timed in the same run on the
+same tensors (machines are noisy; ratios travel) or a limit, with its goal.
 
 - AdaMerging: one adaptation step (merge the weights from the coefficients, forward, backward, Adam) over
   one forward+backward of a single model on the same batch. Goal: at most 1.5.
 - WEMoE: evaluation throughput over the dense merged model's on the same batch (goal: at least 0.3 with 8
   experts), and the fast routed MLP's speed-up over the per-sample oracle at batch 64 (goal: at least 5).
+- Evaluation: the harness's images per second (batches of the decoded splits, encoder, head, accuracy) over
+  the bare encoder's forward on the same tensors in the same batches (goal: at least 0.85); and the first
+  evaluation of a fresh suite, decoding included (a run decodes each split once).
 - Static merges of 8 random experts the size of CLIP ViT-B/32, streamed from safetensors: time over the
   memory-bandwidth bound (every byte of the models read once and the merged model written once, at the copy
-  bandwidth measured in the same run; goal: at most 3 for task arithmetic and weight averaging), TIES' time
+  bandwidth measured in the same run; goal: at most 3 for task arithmetic and weight averaging), for the
+  first merge of a fresh process (which pays the first touch of every page it writes) and for a repeated
+  one (which reuses them, as the benchmarks under tests/benchmarks measure), TIES' time
   (goal: at most 10 s) and every merge's peak memory beyond the memory-mapped checkpoints, in models (goal:
-  at most 2; TIES at most 1.5 GiB).
+  at most 2; TIES at most 1.5 GiB). The Fisher-weighted average is timed given Fishers (random, as large as
+  the experts): estimating them is forward-backward work, not merging.
+- End to end (`--end-to-end`; as long as the run itself): `run --all` on the mini suite into empty results
+  and a fresh report, in seconds by stage. Goal: at most 15 minutes in all.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -28,44 +38,76 @@ import torch
 from safetensors.torch import save_file
 
 from bench.errors import BenchError
+from bench.evaluation import evaluate
 from bench.models import EncoderConfig, build_encoder
 from bench.pool import ModelPool
-from bench.runner import PeakMemory
+from bench.reports import build_reports
+from bench.results import ResultStore
+from bench.runner import MethodSpec, PeakMemory, StageTimes, load_data, run
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import entropy
 from methods.averaging import TaskArithmetic, WeightAveraging
-from methods.base import MergeMethod
+from methods.base import REGISTRY, MergeMethod
+from methods.fisher import FisherMerging, fisher_merge
 from methods.ties import TiesMerging
 from methods.wemoe import WEMoE
 from tasks.base import Suite
+from tasks.scenarios import SCENARIOS, Scenario, scenarios_for
 
 T = TypeVar("T")
+EVAL_BATCH = 1000  # the harness's batch (bench.evaluation.evaluate)
 
 
 @dataclass(frozen=True)
 class Figure:
-    """A measured value and its goal: at most `limit`, or at least it where `higher_is_better`."""
+    """A measured value and its goal: at most `limit`, or at least it where `higher_is_better`; no limit for a
+    figure that only informs (a stage's share of a run, say)."""
 
     name: str
     value: float
-    limit: float
+    limit: float | None = None
     higher_is_better: bool = False
 
     @property
     def goal(self) -> str:
-        return f"{'>=' if self.higher_is_better else '<='} {self.limit:g}"
+        return "" if self.limit is None else f"{'>=' if self.higher_is_better else '<='} {self.limit:g}"
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        if self.limit is None:
+            return None
         return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
 
+    @property
+    def verdict(self) -> str:
+        return {None: "", True: "met", False: "NOT MET"}[self.met]
+
     def line(self) -> str:
-        return f"{self.name:<72} {self.value:8.2f}   goal {self.goal:<6} {'met' if self.met else 'NOT MET'}"
+        goal = f"goal {self.goal:<6} {self.verdict}" if self.limit is not None else ""
+        return f"{self.name:<84} {self.value:9.2f}   {goal}".rstrip()
 
 
-def best_time(run: Callable[[], object], repeats: int = 5) -> float:
-    """The fastest of `repeats` timed calls after one warm-up call: the least disturbed by other load."""
-    run()
+def machine_description() -> str:
+    """CPU model, cores, memory and torch build: what a figure's value depends on."""
+    def field_of(path: str, key: str) -> str:
+        try:
+            return next((line.split(":", 1)[1].strip() for line in Path(path).read_text().splitlines()
+                         if line.startswith(key)), "")
+        except OSError:
+            return ""
+
+    cpu = field_of("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
+    memory = field_of("/proc/meminfo", "MemTotal")
+    memory_text = f", {int(memory.split()[0]) / 2**20:.0f} GiB" if memory else ""
+    return (f"{cpu}, {os.cpu_count()} cores{memory_text}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads)")
+
+
+def best_time(run: Callable[[], object], repeats: int = 5, warm_up: bool = True) -> float:
+    """The fastest of `repeats` timed calls (after one untimed call, by default): the least disturbed by other
+    load."""
+    if warm_up:
+        run()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -137,15 +179,34 @@ def synthetic_pool(folder: Path, config: EncoderConfig, experts: int) -> ModelPo
     return ModelPool(partial(build_encoder, config), folder / "pretrained.safetensors", paths, {}, no_inputs)
 
 
-def measure_merge(method: MergeMethod, folder: Path, config: EncoderConfig, experts: int) -> tuple[float, float]:
-    """(seconds, bytes of anonymous memory added at the peak) of one merge, in the calling process."""
-    pool = synthetic_pool(folder, config, experts)
+# Given a pool, the call a figure times (work before it, such as making Fishers, is not timed).
+PreparedMerge = Callable[[ModelPool], Callable[[], object]]
+
+
+def method_merge(method: MergeMethod, pool: ModelPool) -> Callable[[], object]:
+    return partial(method.merge, pool)
+
+
+def fisher_merge_given_fishers(pool: ModelPool, seed: int = 0) -> Callable[[], object]:
+    """A Fisher-weighted average with random positive Fishers, one per expert and parameter, held in memory as
+    the method holds the Fishers it estimates."""
+    generator = torch.Generator().manual_seed(seed)
+    fishers = {task: {key: torch.rand(pool.pretrained_tensor(key).shape, generator=generator).add_(1e-6)
+                      for key in pool.parameter_names} for task in pool.tasks}
+    return partial(fisher_merge, pool, fishers)
+
+
+def measure_merge(prepare: PreparedMerge, folder: Path, config: EncoderConfig, experts: int,
+                  repeats: int = 2) -> tuple[float, float, float]:
+    """Of one merge in the calling process: the first call's seconds and the anonymous memory it added at its
+    peak (bytes), then the fastest of `repeats` more calls (memory that the first call touched is reused)."""
+    merge = prepare(synthetic_pool(folder, config, experts))
     memory = PeakMemory()
     with memory.watch():
         start = time.perf_counter()
-        method.merge(pool)
-        seconds = time.perf_counter() - start
-    return seconds, (memory.peak_anonymous_mb - memory.start_anonymous_mb) * 2**20
+        merge()
+        first = time.perf_counter() - start
+    return first, (memory.peak_anonymous_mb - memory.start_anonymous_mb) * 2**20, best_time(merge, repeats, warm_up=False)
 
 
 def in_fresh_process(function: Callable[..., T], *args: object) -> T:
@@ -161,28 +222,87 @@ def copy_bandwidth(nbytes: int = 2**29) -> float:
 
 
 def static_merge_figures(config: EncoderConfig = VIT_B_32, experts: int = 8) -> list[Figure]:
-    """Each merge runs once in a fresh process (checkpoints already in the page cache): memory freed by
-    earlier work in this process would be reused and hide what the merge needs."""
+    """Each merge runs in a fresh process (checkpoints already in the page cache), twice, the faster time and
+    the larger memory kept: memory freed by earlier work in this process would be reused and hide what the
+    merge needs. The Fishers of the Fisher merge
+    are made in that process before the timing starts, so its memory figure is beyond experts and Fishers."""
+    merges: list[tuple[str, PreparedMerge, int, float | None]] = [
+        # (title, merge, models read (experts, pretrained, Fishers), goal on time / bound)
+        (WeightAveraging.title, partial(method_merge, WeightAveraging()), experts, 3.0),
+        (TaskArithmetic.title, partial(method_merge, TaskArithmetic()), experts + 1, 3.0),
+        (f"{FisherMerging.title} given Fishers", fisher_merge_given_fishers, 2 * experts, None),
+        (TiesMerging.title, partial(method_merge, TiesMerging()), experts + 1, None)]
     figures = []
     with tempfile.TemporaryDirectory(prefix="mergebench-perf-") as folder:
         write_synthetic_zoo(Path(folder), config, experts)
         model_bytes = (Path(folder) / "pretrained.safetensors").stat().st_size
         bandwidth = copy_bandwidth()
         size = f"{experts} experts of {model_bytes / 2**20:.0f} MiB"
-        for method, models_read in ((WeightAveraging(), experts), (TaskArithmetic(), experts + 1), (TiesMerging(), experts + 1)):
-            in_fresh_process(measure_merge, method, Path(folder), config, experts)  # page cache warm
-            seconds, extra = in_fresh_process(measure_merge, method, Path(folder), config, experts)
-            if isinstance(method, TiesMerging):
-                figures.append(Figure(f"{method.title} (global top-20% trim), {size}: seconds", seconds, 10))
-                figures.append(Figure(f"{method.title}, {size}: peak memory beyond the checkpoints (GiB)",
-                                      extra / 2**30, 1.5))
-            else:
-                ratio = seconds / ((models_read + 1) * model_bytes / bandwidth)
-                figures.append(Figure(f"{method.title}, {size}: time / bandwidth bound", ratio, 3))
-            figures.append(Figure(f"{method.title}, {size}: peak memory beyond the checkpoints (models)",
-                                  extra / model_bytes, 2))
+        for checkpoint in Path(folder).glob("*.safetensors"):
+            checkpoint.read_bytes()  # in the page cache, as a zoo used before
+        for title, merge, models_read, limit in merges:
+            runs = [in_fresh_process(measure_merge, merge, Path(folder), config, experts) for _ in range(2)]
+            first, repeated, extra = min(r[0] for r in runs), min(r[2] for r in runs), max(r[1] for r in runs)
+            bound = (models_read + 1) * model_bytes / bandwidth
+            figures.append(Figure(f"{title}, {size}: time / bandwidth bound, first merge of a process", first / bound, limit))
+            figures.append(Figure(f"{title}, {size}: time / bandwidth bound, repeated merge", repeated / bound, limit))
+            if title == TiesMerging.title:
+                figures.append(Figure(f"{title} (global top-20% trim), {size}: seconds, first merge of a process", first, 10))
+                figures.append(Figure(f"{title}, {size}: peak memory beyond the checkpoints (GiB)", extra / 2**30, 1.5))
+            figures.append(Figure(f"{title}, {size}: peak memory beyond the checkpoints (models)", extra / model_bytes, 2))
     return figures
 
 
-def run_perf(suite: Suite, static: bool = True) -> list[Figure]:
-    return adamerging_figures(suite) + wemoe_figures(suite) + (static_merge_figures() if static else [])
+@torch.no_grad()
+def evaluation_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
+    """The harness's evaluation of one merged model on every task's test split, over the bare encoder's forward
+    on the same tensors in the same batches; and the first evaluation of a fresh suite, decoding included."""
+    suite = suite_factory()
+    pairs = [(task, "test") for task in suite.tasks]
+    merged = TaskArithmetic().merge(suite.pool)
+    start = time.perf_counter()
+    load_data(suite, [Scenario("timing", tuple(suite.tasks), tuple(pairs))])
+    evaluate(merged, suite.tasks, pairs, EVAL_BATCH)
+    first = time.perf_counter() - start
+    images = sum(len(suite.tasks[task].tensors(split)[1]) for task, split in pairs)
+
+    def bare_forward() -> None:
+        for task, split in pairs:
+            for inputs, _ in suite.tasks[task].batches(split, EVAL_BATCH):
+                merged(inputs)
+
+    harness = best_time(lambda: evaluate(merged, suite.tasks, pairs, EVAL_BATCH), repeats=2)
+    bare = best_time(bare_forward, repeats=2)
+    return [Figure(f"Evaluation: harness images/s / bare encoder forward ({images} images)", bare / harness, 0.85,
+                   higher_is_better=True),
+            Figure("Evaluation: harness images/s, splits decoded", images / harness),
+            Figure("Evaluation: harness images/s, first evaluation of a fresh suite (decoding included)", images / first)]
+
+
+def end_to_end_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
+    """`run --all` into empty results and a fresh report: the whole suite as a new user runs it, by stage."""
+    import methods  # noqa: F401  (registers the built-in methods)
+
+    suite = suite_factory()
+    scenarios = [scenario for name in SCENARIOS for scenario in scenarios_for(name, suite)]
+    times = StageTimes()
+    with tempfile.TemporaryDirectory(prefix="mergebench-e2e-") as folder:
+        results, reports = Path(folder) / "results", Path(folder) / "reports"
+        run(suite, scenarios, [MethodSpec(name) for name in REGISTRY], [0], ResultStore(results), times=times)
+        with times.stage("report"):
+            build_reports(results, reports)
+    name = f"End to end: run --all ({len(scenarios)} scenarios, {len(REGISTRY)} methods) into empty results (s)"
+    return [Figure(name, sum(times.seconds.values()), 900)] + [
+        Figure(f"End to end: stage {stage} (s)", seconds) for stage, seconds in times.seconds.items()]
+
+
+def run_perf(suite_factory: Callable[[], Suite], static: bool = True, end_to_end: bool = False) -> Iterator[Figure]:
+    """Every figure, each as soon as it is measured."""
+    suite = suite_factory()
+    yield from adamerging_figures(suite)
+    yield from wemoe_figures(suite)
+    yield from evaluation_figures(suite_factory)
+    if static:
+        yield from static_merge_figures()
+    if end_to_end:
+        yield from end_to_end_figures(suite_factory)

@@ -20,7 +20,7 @@ from tabulate import tabulate
 from bench import tables
 from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
-from bench.results import ResultStore
+from bench.results import PERF_FILE, ResultStore, load_perf
 
 
 @dataclass
@@ -182,6 +182,22 @@ def adaptation_section(frame: pd.DataFrame, out: Path) -> Section | None:
     return section
 
 
+def perf_section(results: Path, out: Path) -> Section | None:
+    """The latest `bench perf` figures (RESULTS/perf.parquet), grouped by the machine that measured them."""
+    figures = load_perf(results)
+    if figures.empty:
+        return None
+    markdown = ["# Performance\n", f"Figures of `python -m bench perf` (stored in `{results.name}/{PERF_FILE}`); see `bench/perf.py` "
+                "for what each measures and why its goal.\n"]
+    for machine, group in figures.groupby("machine", sort=False):
+        dates = ", ".join(sorted(set(group["measured_at"])))
+        body = [[r.figure, f"{r.value:.2f}", r.goal, r.verdict] for r in group.itertuples()]
+        markdown.append(f"## {machine}\n\nMeasured {dates}.\n\n"
+                        + tabulate(body, headers=["Figure", "Value", "Goal", ""], tablefmt="github", disable_numparse=True) + "\n")
+    (out / "perf.md").write_text("\n".join(markdown))
+    return Section("Performance", [out / "perf.md"])
+
+
 def write_index(sections: list[Section], out: Path) -> Path:
     lines = ["# mergebench report\n", "Built from the parquet results alone by `python -m bench report`.\n"]
     for section in sections:
@@ -196,7 +212,7 @@ def build_reports(results: Path, out: Path) -> list[Path]:
     """Rebuild the whole report under `out` from the parquet files under `results`; returns the files written,
     `index.md` first."""
     frame = ResultStore(results).load()
-    if frame.empty:
+    if frame.empty and load_perf(results).empty:
         raise BenchError(f"{results}: no results (*.parquet) to report; run `python -m bench run --all` first")
     out.mkdir(parents=True, exist_ok=True)
     accuracy = tables.final_rows(frame[frame["metric"] == "accuracy"])
@@ -206,6 +222,7 @@ def build_reports(results: Path, out: Path) -> list[Path]:
                             generalization_section(accuracy[family == "generalization"], out),
                             robustness_section(accuracy[family == "robustness"], out),
                             scaling_section(multitask, out),
-                            adaptation_section(frame, out)) if s is not None]
+                            adaptation_section(frame, out),
+                            perf_section(results, out)) if s is not None]
     index = write_index(sections, out)
     return [index] + [path for s in sections for path in s.files + [figure for _, figure in s.figures]]

@@ -16,6 +16,8 @@ import pandas as pd
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
            "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "code_version"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`)
+PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each
+PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 
 
 def unit_key(suite: str, family: str, scenario: str, method: str, params: dict, seed: int) -> str:
@@ -44,8 +46,27 @@ class ResultStore:
         return path
 
     def load(self) -> pd.DataFrame:
-        """Every row under the root, in one frame (empty, with the columns, when there is none)."""
-        files = sorted(self.root.rglob("*.parquet"))
+        """Every unit's rows under the root (every parquet file but the perf figures), in one frame (empty, with
+        the columns, when there is none)."""
+        files = sorted(f for f in self.root.rglob("*.parquet") if f != self.root / PERF_FILE)
         if not files:
             return pd.DataFrame(columns=COLUMNS)
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+
+def store_perf(root: Path, figures: pd.DataFrame) -> Path:
+    """Replace the stored figures of the same names with these (an `--end-to-end` run keeps the others)."""
+    path = Path(root) / PERF_FILE
+    kept = load_perf(root)
+    kept = kept[~kept["figure"].isin(figures["figure"])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pd.concat([kept, figures[PERF_COLUMNS]], ignore_index=True).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def load_perf(root: Path) -> pd.DataFrame:
+    path = Path(root) / PERF_FILE
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=PERF_COLUMNS)

@@ -103,6 +103,30 @@ def code_version() -> str:
     return f"{package}+{commit}"
 
 
+STAGES = ("data", "merge", "adaptation", "evaluation", "report")
+
+
+@dataclass
+class StageTimes:
+    """Wall seconds of a run by stage: data (decoding, corrupting), merge (static merges), adaptation (merges
+    that read test inputs: test-time adaptation), evaluation and report. Told apart by what a merge did, never
+    by which method it was."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
+        return f"{sum(self.seconds.values()):.0f} s by stage: {parts}"
+
+
 @dataclass
 class SharedMerge:
     """The last merge that did not read test inputs, kept for the next unit merging the same experts with the
@@ -111,13 +135,14 @@ class SharedMerge:
     key: tuple | None = None
     steps: list[tuple[int | None, Merged, float]] = field(default_factory=list)
 
-    def timed_steps(self, key: tuple, method: MergeMethod, pool: ModelPool,
-                    eval_every: int | None) -> Iterator[tuple[int | None, Merged, float]]:
-        """(step, merged model, seconds in the method so far); evaluation time between steps excluded."""
+    def timed_steps(self, key: tuple, method: MergeMethod, pool: ModelPool, eval_every: int | None,
+                    times: StageTimes | None = None) -> Iterator[tuple[int | None, Merged, float]]:
+        """(step, merged model, seconds in the method so far); evaluation time between steps excluded. The
+        method's time goes to `times` (merge or adaptation stage) unless the merge is a reused one."""
         if key == self.key:
             yield from self.steps
             return
-        self.key, self.steps = None, []
+        self.key, self.steps, times = None, [], times or StageTimes()
         steps, merge_s, produced = method.merge_steps(pool, eval_every), 0.0, 0
         while True:
             start = time.perf_counter()
@@ -128,12 +153,14 @@ class SharedMerge:
             merge_s += time.perf_counter() - start
             produced += 1
             yield step, merged, merge_s
+        times.seconds["adaptation" if pool.test_inputs_read else "merge"] += merge_s
         if produced == 1 and not pool.test_inputs_read:  # only a static merge is kept (intermediates never are)
             self.key, self.steps = key, [(step, merged, merge_s)]
 
 
 def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,
-             eval_every: int | None = None, shared: SharedMerge | None = None) -> list[dict]:
+             eval_every: int | None = None, shared: SharedMerge | None = None,
+             times: StageTimes | None = None) -> list[dict]:
     """Merge (adapting, for adaptive methods), evaluate at each step the method yields, and return the rows.
 
     merge_s is the time spent inside the method up to the step (evaluations excluded; for a merge shared with
@@ -144,14 +171,16 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
               "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
               "metric": "accuracy", "code_version": version}
-    shared = shared or SharedMerge()
+    shared, times = shared or SharedMerge(), times or StageTimes()
     rows: list[dict] = []
     memory = PeakMemory()
     with memory.watch():
-        for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool, eval_every):
+        for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool,
+                                                        eval_every, times):
             start = time.perf_counter()
             accuracies = evaluate(merged, suite.tasks, scenario.evaluated)
             eval_s = time.perf_counter() - start
+            times.seconds["evaluation"] += eval_s
             rows += [common | {"task": task, "counterpart": suite.tasks[task].counterpart,
                                "merged": task in scenario.merged_tasks, "split": split, "value": value,
                                "step": step, "merge_s": merge_s, "eval_s": eval_s}
@@ -159,12 +188,21 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     return [row | {"peak_rss_mb": memory.peak_mb} for row in rows]
 
 
+def load_data(suite: Suite, scenarios: list[Scenario]) -> None:
+    """Decode (and corrupt) every split the scenarios test on, once: later stages find them in memory."""
+    for scenario in scenarios:
+        for task, split in scenario.evaluated:
+            suite.tasks[task].tensors(split)
+
+
 def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore,
-        eval_every: int | None = None) -> int:
+        eval_every: int | None = None, times: StageTimes | None = None) -> int:
     """Run every missing unit; returns how many were run. Bad settings fail here, before any work.
 
     Units go method by method, so that a static merge is reused across the scenarios that merge its experts.
+    Where `times` is given, the run's seconds by stage are added to it.
     """
+    times = times or StageTimes()
     units = [(scenario, spec.build(seed, suite.name), seed) for spec in specs for seed in seeds for scenario in scenarios]
     for scenario in scenarios:
         scenario.test_splits()
@@ -177,9 +215,11 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
             log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
         else:
             todo.append((key, scenario, method, seed))
+    with times.stage("data"):
+        load_data(suite, list(dict.fromkeys(scenario for _, scenario, _, _ in todo)))
     shared = SharedMerge()
     for key, scenario, method, seed in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every, shared)
+        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every, shared, times)
         store.write(key, rows)
         final = [r for r in rows if r["step"] == rows[-1]["step"]]
         mean = sum(r["value"] for r in final) / len(final)

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.results import ResultStore
+from bench.results import ResultStore, load_perf
+from bench.runner import MethodSpec, StageTimes, run
+from tasks.scenarios import multitask
+from tasks.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ["pretrained", "individual", "weight_averaging", "task_arithmetic", "ties_merging"]
@@ -171,11 +174,31 @@ def test_a_non_positive_eval_every_is_refused(tiny_zoo, tmp_path, capsys):
     assert "--eval-every 0: expected a positive number of steps" in capsys.readouterr().err
 
 
-def test_perf_prints_each_ratio_with_its_goal(tiny_zoo, capsys):
-    assert main(["perf", "--zoo", str(tiny_zoo), "--static", "none"]) == 0
+def test_perf_prints_each_figure_with_its_goal_and_stores_them_for_the_report(tiny_zoo, tmp_path, capsys):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    for _ in range(2):  # the second run replaces the first one's figures
+        assert main(["perf", "--zoo", str(tiny_zoo), "--static", "none", "--results", str(results),
+                     "--reports", str(reports)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " goal " in line]
-    assert [line.split()[0] for line in lines] == ["AdaMerging", "WEMoE", "WEMoE"]
+    assert [line.split()[0] for line in lines[:4]] == ["AdaMerging", "WEMoE", "WEMoE", "Evaluation:"]
     assert all(float(line.split("goal")[0].split()[-1]) > 0 for line in lines)
+    stored = load_perf(results)
+    assert len(stored) == len(set(stored["figure"])) == 6 and set(stored["verdict"]) <= {"met", "NOT MET", ""}
+    perf_md = (reports / "perf.md").read_text()
+    assert all(figure in perf_md for figure in stored["figure"]) and "(perf.md)" in (reports / "index.md").read_text()
+
+
+def test_stage_times_tell_merging_from_adaptation_by_what_the_merge_read(tiny_zoo, tmp_path):
+    suite = load_suite("mini", zoo=tiny_zoo)
+    scenarios = multitask(suite)
+    static, adaptive = StageTimes(), StageTimes()
+    run(suite, scenarios, [MethodSpec("task_arithmetic")], [0], ResultStore(tmp_path / "a"), times=static)
+    run(suite, scenarios, [MethodSpec("adamerging_taskwise", overrides={"steps": "2"})], [0],
+        ResultStore(tmp_path / "b"), times=adaptive)
+    assert static.seconds["merge"] > 0 and static.seconds["adaptation"] == 0
+    assert adaptive.seconds["adaptation"] > 0 and adaptive.seconds["merge"] == 0
+    assert static.seconds["data"] > 10 * adaptive.seconds["data"]  # the splits are decoded once per suite
+    assert static.seconds["evaluation"] > 0 and adaptive.seconds["evaluation"] > 0
 
 
 def test_static_merge_benchmark_measures_every_merge_against_its_goal():
@@ -184,6 +207,8 @@ def test_static_merge_benchmark_measures_every_merge_against_its_goal():
     from bench.perf import static_merge_figures
 
     figures = static_merge_figures(TINY_ENCODER, experts=2)
-    assert [f.name.split(",")[0] for f in figures] == ["Weight Averaging"] * 2 + ["Task Arithmetic"] * 2 + [
-        "TIES-Merging (global top-20% trim)"] + ["TIES-Merging"] * 2
+    titles = [f.name.split(",")[0] for f in figures]
+    assert titles == ["Weight Averaging"] * 3 + ["Task Arithmetic"] * 3 + ["Fisher Merging given Fishers"] * 3 + [
+        "TIES-Merging"] * 2 + ["TIES-Merging (global top-20% trim)"] + ["TIES-Merging"] * 2
+    assert [f.met is None for f in figures] == [False] * 6 + [True, True, False] + [True, True, False, False, False]
     assert all(f.value == f.value and f.value >= 0 for f in figures)  # measured, not NaN
