@@ -29,7 +29,7 @@ def average(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 def add_task_vectors(pretrained: torch.Tensor, experts: list[torch.Tensor], scaling: float) -> torch.Tensor:
     """pretrained + scaling * sum of (expert - pretrained), computed in the one tensor the sum allocates."""
-    return accumulate(experts).sub_(pretrained, alpha=len(experts)).mul_(scaling).add_(pretrained)
+    return accumulate(experts).sub_(pretrained * len(experts)).mul_(scaling).add_(pretrained)
 
 
 class WeightAveraging(MergeMethod):
