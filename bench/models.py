@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import VisionTransformer
+from open_clip.transformer import QuickGELU, VisionTransformer
 from torch import nn
 
 
@@ -26,7 +26,8 @@ class EncoderConfig:
         return asdict(self)
 
 
-def build_encoder(config: EncoderConfig) -> VisionTransformer:
+def build_encoder(config: EncoderConfig, quick_gelu: bool = False) -> VisionTransformer:
+    """`quick_gelu`: the activation of OpenAI's CLIP weights (x * sigmoid(1.702 x)), which they need."""
     return VisionTransformer(
         image_size=config.image_size,
         patch_size=config.patch_size,
@@ -35,6 +36,7 @@ def build_encoder(config: EncoderConfig) -> VisionTransformer:
         heads=config.heads,
         mlp_ratio=config.mlp_ratio,
         output_dim=config.embed_dim,
+        act_layer=QuickGELU if quick_gelu else nn.GELU,
     )
 
 

@@ -35,20 +35,26 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from safetensors.torch import save_file
 
-from bench.errors import BenchError
 from bench.evaluation import evaluate
-from bench.models import EncoderConfig, build_encoder
-from bench.pool import ModelPool
+from bench.models import EncoderConfig
 from bench.reports import build_reports
 from bench.results import ResultStore
-from bench.runner import MethodSpec, PeakMemory, StageTimes, load_data, run
+from bench.runner import MethodSpec, StageTimes, load_data, run
+from bench.synthetic import (
+    VIT_B_32,
+    PreparedMerge,
+    fisher_merge_given_fishers,
+    measure_merge,
+    method_merge,
+    write_synthetic_zoo,
+)
+from bench.timing import best_time
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import entropy
 from methods.averaging import TaskArithmetic, WeightAveraging
-from methods.base import REGISTRY, MergeMethod
-from methods.fisher import FisherMerging, fisher_merge
+from methods.base import REGISTRY
+from methods.fisher import FisherMerging
 from methods.ties import TiesMerging
 from methods.wemoe import WEMoE
 from tasks.base import Suite
@@ -103,19 +109,6 @@ def machine_description() -> str:
             f"({torch.get_num_threads()} threads)")
 
 
-def best_time(run: Callable[[], object], repeats: int = 5, warm_up: bool = True) -> float:
-    """The fastest of `repeats` timed calls (after one untimed call, by default): the least disturbed by other
-    load."""
-    if warm_up:
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def adamerging_figures(suite: Suite, batch_per_task: int = 16) -> list[Figure]:
     pool = suite.pool
     inputs = torch.cat([pool.test_inputs(task, batch_per_task, 0) for task in pool.tasks])
@@ -155,60 +148,6 @@ def wemoe_figures(suite: Suite, batch: int = 64) -> list[Figure]:
                    5, higher_is_better=True)]
 
 
-VIT_B_32 = EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512)
-
-
-def write_synthetic_zoo(folder: Path, config: EncoderConfig, experts: int = 8, seed: int = 0,
-                        spread: float = 1e-3) -> None:
-    """A pretrained model of `config`'s shape and `experts` experts `task0`... (pretrained + Gaussian task vectors
-    of std `spread`), random, as safetensors under `folder`: merge speed depends on sizes, not on trained values,
-    and the tests check merges against their formulas on small ones."""
-    generator = torch.Generator().manual_seed(seed)
-    pretrained = {k: v.contiguous() for k, v in build_encoder(config).state_dict().items()}
-    save_file(pretrained, str(folder / "pretrained.safetensors"))
-    for index in range(experts):
-        save_file({k: v + spread * torch.randn(v.shape, generator=generator) for k, v in pretrained.items()},
-                  str(folder / f"task{index}.safetensors"))
-
-
-def synthetic_pool(folder: Path, config: EncoderConfig, experts: int) -> ModelPool:
-    def no_inputs(*_: object) -> torch.Tensor:
-        raise BenchError("synthetic pool: static merges only (no task data)")
-
-    paths = {f"task{index}": folder / f"task{index}.safetensors" for index in range(experts)}
-    return ModelPool(partial(build_encoder, config), folder / "pretrained.safetensors", paths, {}, no_inputs)
-
-
-# Given a pool, the call a figure times (work before it, such as making Fishers, is not timed).
-PreparedMerge = Callable[[ModelPool], Callable[[], object]]
-
-
-def method_merge(method: MergeMethod, pool: ModelPool) -> Callable[[], object]:
-    return partial(method.merge, pool)
-
-
-def fisher_merge_given_fishers(pool: ModelPool, seed: int = 0) -> Callable[[], object]:
-    """A Fisher-weighted average with random positive Fishers, one per expert and parameter, held in memory as
-    the method holds the Fishers it estimates."""
-    generator = torch.Generator().manual_seed(seed)
-    fishers = {task: {key: torch.rand(pool.pretrained_tensor(key).shape, generator=generator).add_(1e-6)
-                      for key in pool.parameter_names} for task in pool.tasks}
-    return partial(fisher_merge, pool, fishers)
-
-
-def measure_merge(prepare: PreparedMerge, folder: Path, config: EncoderConfig, experts: int,
-                  repeats: int = 2) -> tuple[float, float, float]:
-    """Of one merge in the calling process: the first call's seconds and the anonymous memory it added at its
-    peak (bytes), then the fastest of `repeats` more calls (memory that the first call touched is reused)."""
-    merge = prepare(synthetic_pool(folder, config, experts))
-    memory = PeakMemory()
-    with memory.watch():
-        start = time.perf_counter()
-        merge()
-        first = time.perf_counter() - start
-    return first, (memory.peak_anonymous_mb - memory.start_anonymous_mb) * 2**20, best_time(merge, repeats, warm_up=False)
-
-
 def in_fresh_process(function: Callable[..., T], *args: object) -> T:
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as worker:
         return worker.submit(function, *args).result()
@@ -221,9 +160,9 @@ def copy_bandwidth(nbytes: int = 2**29) -> float:
     return 2 * nbytes / best_time(lambda: target.copy_(source))
 
 
-def static_merge_figures(config: EncoderConfig = VIT_B_32, experts: int = 8) -> list[Figure]:
-    """Each merge runs in a fresh process (checkpoints already in the page cache), twice, the faster time and
-    the larger memory kept: memory freed by earlier work in this process would be reused and hide what the
+def static_merge_figures(config: EncoderConfig = VIT_B_32, experts: int = 8, processes: int = 2) -> list[Figure]:
+    """Each merge runs in `processes` fresh processes (checkpoints already in the page cache), the fastest time
+    and the largest memory kept: memory freed by earlier work in this process would be reused and hide what the
     merge needs. The Fishers of the Fisher merge
     are made in that process before the timing starts, so its memory figure is beyond experts and Fishers."""
     merges: list[tuple[str, PreparedMerge, int, float | None]] = [
@@ -241,7 +180,7 @@ def static_merge_figures(config: EncoderConfig = VIT_B_32, experts: int = 8) -> 
         for checkpoint in Path(folder).glob("*.safetensors"):
             checkpoint.read_bytes()  # in the page cache, as a zoo used before
         for title, merge, models_read, limit in merges:
-            runs = [in_fresh_process(measure_merge, merge, Path(folder), config, experts) for _ in range(2)]
+            runs = [in_fresh_process(measure_merge, merge, Path(folder), config, experts) for _ in range(processes)]
             first, repeated, extra = min(r[0] for r in runs), min(r[2] for r in runs), max(r[1] for r in runs)
             bound = (models_read + 1) * model_bytes / bandwidth
             figures.append(Figure(f"{title}, {size}: time / bandwidth bound, first merge of a process", first / bound, limit))

@@ -206,7 +206,7 @@ def test_static_merge_benchmark_measures_every_merge_against_its_goal():
 
     from bench.perf import static_merge_figures
 
-    figures = static_merge_figures(TINY_ENCODER, experts=2)
+    figures = static_merge_figures(TINY_ENCODER, experts=2, processes=1)
     titles = [f.name.split(",")[0] for f in figures]
     assert titles == ["Weight Averaging"] * 3 + ["Task Arithmetic"] * 3 + ["Fisher Merging given Fishers"] * 3 + [
         "TIES-Merging"] * 2 + ["TIES-Merging (global top-20% trim)"] + ["TIES-Merging"] * 2

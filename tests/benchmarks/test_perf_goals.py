@@ -15,16 +15,9 @@ import pytest
 import torch
 
 from bench.evaluation import evaluate
-from bench.perf import (
-    EVAL_BATCH,
-    VIT_B_32,
-    best_time,
-    copy_bandwidth,
-    fisher_merge_given_fishers,
-    method_merge,
-    synthetic_pool,
-    write_synthetic_zoo,
-)
+from bench.perf import EVAL_BATCH, copy_bandwidth
+from bench.synthetic import VIT_B_32, fisher_merge_given_fishers, method_merge, synthetic_pool, write_synthetic_zoo
+from bench.timing import best_time
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import entropy
 from methods.averaging import TaskArithmetic, WeightAveraging

@@ -1,0 +1,91 @@
+"""The CLIP suite's building blocks, offline: checkpoint conversion and zero-shot heads."""
+
+from __future__ import annotations
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from bench.convert import open_clip_vision_state
+from bench.errors import BenchError
+from bench.models import EncoderConfig, build_encoder
+from tasks.zeroshot import TEMPLATES, class_vectors, prompts, zero_shot_head
+
+VIT_B_32 = EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512)
+
+
+@pytest.fixture(scope="module")
+def transformers_vit_b_32() -> CLIPVisionModelWithProjection:
+    """A randomly initialised ViT-B/32 image tower in transformers' layout (its default config; no download)."""
+    torch.manual_seed(0)
+    return CLIPVisionModelWithProjection(CLIPVisionConfig()).eval()
+
+
+@torch.no_grad()
+def test_a_converted_transformers_vit_b_32_gives_the_same_image_embeddings(transformers_vit_b_32):
+    encoder = build_encoder(VIT_B_32, quick_gelu=True).eval()
+    encoder.load_state_dict(open_clip_vision_state(transformers_vit_b_32.state_dict()))  # strict: every key mapped
+    images = torch.randn(3, 3, 224, 224)
+    expected = transformers_vit_b_32(pixel_values=images).image_embeds
+    torch.testing.assert_close(encoder(images), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_an_expert_without_projection_takes_the_pretrained_one(transformers_vit_b_32):
+    state = transformers_vit_b_32.state_dict()
+    projection = state.pop("visual_projection.weight")
+    with pytest.raises(BenchError, match="expert.safetensors: no visual_projection.weight"):
+        open_clip_vision_state(state, source="expert.safetensors")
+    assert torch.equal(open_clip_vision_state(state, projection)["proj"], projection.T)
+
+
+def test_conversion_names_the_tensor_it_cannot_place(transformers_vit_b_32):
+    state = dict(transformers_vit_b_32.state_dict())
+    with pytest.raises(BenchError, match=r"e\.safetensors: missing tensor vision_model\.encoder\.layers\.3\.self_attn\.k_proj\.bias"):
+        open_clip_vision_state({k: v for k, v in state.items() if k != "vision_model.encoder.layers.3.self_attn.k_proj.bias"},
+                               source="e.safetensors")
+    with pytest.raises(BenchError, match="unexpected tensor vision_model.extra.weight"):
+        open_clip_vision_state(state | {"vision_model.extra.weight": torch.zeros(1)})
+
+
+def test_each_dataset_has_the_task_vectors_prompt_templates():
+    assert {task: len(templates) for task, templates in TEMPLATES.items()} == {
+        "SUN397": 2, "Cars": 8, "RESISC45": 18, "EuroSAT": 3, "SVHN": 1, "GTSRB": 3, "MNIST": 1, "DTD": 8}
+    assert prompts("RESISC45", "forest")[0] == "satellite imagery of forest."
+    assert prompts("RESISC45", "forest")[-1] == "aerial view of the forest."
+    assert prompts("DTD", "woven")[3] == "a photo of a woven object."
+    assert prompts("GTSRB", "stop")[0] == 'a zoomed in photo of a "stop" traffic sign.'
+    with pytest.raises(BenchError, match="no prompt templates for task 'Food101'"):
+        prompts("Food101", "pizza")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    """A randomly initialised open_clip CLIP with a one-layer text tower and CLIP's own tokenizer (bundled)."""
+    torch.manual_seed(0)
+    model = open_clip.CLIP(embed_dim=16, vision_cfg=CLIPVisionCfg(layers=1, width=32, head_width=16, image_size=32, patch_size=16),
+                           text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+    return model.eval(), open_clip.get_tokenizer("ViT-B-32")
+
+
+def test_a_zero_shot_class_vector_is_the_normalised_mean_of_its_normalised_prompt_embeddings(tiny_clip):
+    model, tokenize = tiny_clip
+    names = ["annual crop", "forest", "river"]
+    vectors = class_vectors(model.encode_text, tokenize, "EuroSAT", names)
+    assert vectors.shape == (3, 16)
+    torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(3))
+    with torch.no_grad():
+        embeddings = F.normalize(model.encode_text(tokenize(prompts("EuroSAT", "forest"))), dim=-1)
+    torch.testing.assert_close(vectors[1], F.normalize(embeddings.mean(0), dim=0))
+    assert not torch.allclose(vectors[0], vectors[1])
+
+
+def test_a_zero_shot_head_scores_cosine_similarity_times_the_logit_scale(tiny_clip):
+    model, tokenize = tiny_clip
+    head = zero_shot_head(model.encode_text, tokenize, "MNIST", [str(d) for d in range(10)], 100.0)
+    features = torch.randn(4, 16)
+    logits = head(features)
+    assert logits.shape == (4, 10) and logits.abs().max() <= 100.0
+    torch.testing.assert_close(logits, 100.0 * F.normalize(features, dim=-1) @ head.class_vectors.T)
