@@ -21,6 +21,7 @@ EPILOG = """examples:
   python -m bench run --method adamerging_layerwise:default --eval-every 50
                                                          the paper's 500 steps, accuracy every 50
   python -m bench run --plugin examples/median_merging.py --method median
+  python -m bench run --all --suite clip-vit-b-32 --scenario multitask   real CLIP experts and datasets (hub cache)
   python -m bench report                                 tables from results/*.parquet alone
   python -m bench list methods
   python -m bench perf                                   speed figures with their goals -> reports/perf.md
@@ -50,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: all of "
                      "them, see `bench list scenarios`)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
-    run.add_argument("--zoo", type=Path, help="zoo folder of the mini suite (default: the shipped zoo/mini-v1)")
+    run.add_argument("--zoo", type=Path, help="mini suite: its zoo folder (default: the shipped zoo/mini-v1); CLIP "
+                     "suites: a local folder with one folder per hub repository, instead of the hub (default: the hub "
+                     "through its cache)")
     run.add_argument("--device", default="cpu", help="torch device for merging and evaluation (default: cpu)")
     run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
                      "(AdaMerging, WEMoE) at step 0 and every STEPS steps; rows carry the step (default: final only)")

@@ -2,7 +2,8 @@
 
 The experts of the merging literature on the Hugging Face hub (`tanganke/clip-vit-base-patch32_<task>`) are
 transformers checkpoints; every suite here runs open_clip's VisionTransformer, so a checkpoint is converted
-once, key by key: renamed, q/k/v fused into one in-projection, the visual projection transposed.
+once, key by key: renamed, q/k/v fused into one in-projection, the visual projection transposed. Keys may carry
+the `vision_model.` prefix (transformers 4, which saved the hub's experts) or not (transformers 5).
 """
 
 from __future__ import annotations
@@ -50,9 +51,7 @@ def open_clip_vision_state(state: Mapping[str, torch.Tensor], projection: torch.
         if key == "visual_projection.weight":
             projection = tensor
             continue
-        if not key.startswith(PREFIX):
-            raise BenchError(f"{source}: unexpected tensor {key} (not a CLIP vision weight)")
-        name = key[len(PREFIX):]
+        name = key.removeprefix(PREFIX)  # transformers 5 saves a CLIPVisionModel without the prefix
         if name in RENAMED:
             converted[RENAMED[name]] = tensor
             continue

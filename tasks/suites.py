@@ -13,6 +13,8 @@ from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.zoo.manifest import verify_zoo
 from tasks.base import Suite, Task
+from tasks.clip import SPECS as CLIP_SPECS
+from tasks.clip import ClipSpec, Sources, clip_suite
 from tasks.mini import MiniData, load_split, normalize, to_pixels
 from tasks.procedural import FAMILIES
 
@@ -63,3 +65,12 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         device=device,
     )
     return Suite(name="mini", tasks=tasks, pool=pool, provenance={"family": f"mini-zoo:{manifest['recipe_hash']}"})
+
+
+def _clip_factory(spec: ClipSpec, zoo: Path | None = None, device: str = "cpu") -> Suite:
+    return clip_suite(spec, Sources(Path(zoo) if zoo is not None else None), device)
+
+
+for _spec in CLIP_SPECS.values():
+    register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_spec.experts}_* experts, "
+                   "8 real datasets (Hugging Face hub or --zoo folder)")(partial(_clip_factory, _spec))

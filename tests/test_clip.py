@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
 import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+from PIL import Image
+from safetensors.torch import save_file
+from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
 from bench.convert import open_clip_vision_state
 from bench.errors import BenchError
 from bench.models import EncoderConfig, build_encoder
+from bench.results import ResultStore
+from bench.runner import MethodSpec, run
+from tasks.clip import PRETRAINED_FILE, TASKS, ClipSpec, Sources, clip_suite
+from tasks.scenarios import Scenario, multitask
 from tasks.zeroshot import TEMPLATES, class_vectors, prompts, zero_shot_head
 
 VIT_B_32 = EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512)
@@ -89,3 +100,73 @@ def test_a_zero_shot_head_scores_cosine_similarity_times_the_logit_scale(tiny_cl
     logits = head(features)
     assert logits.shape == (4, 10) and logits.abs().max() <= 100.0
     torch.testing.assert_close(logits, 100.0 * F.normalize(features, dim=-1) @ head.class_vectors.T)
+
+
+TINY_CLIP = {"embed_dim": 16, "quick_gelu": True,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+TINY_TASKS = {"EuroSAT": ["forest", "river", "sea or lake"], "MNIST": [str(d) for d in range(10)]}
+
+
+@pytest.fixture(scope="module")
+def local_clip_folder(tmp_path_factory) -> tuple[Path, ClipSpec]:
+    """A folder laid out like the hub's repositories: a tiny random open_clip CLIP, two tiny random experts in
+    transformers' layout, and two tiny image datasets as parquet with ClassLabel names."""
+    root = tmp_path_factory.mktemp("clip-hub")
+    config_dir = tmp_path_factory.mktemp("open-clip-config")
+    (config_dir / "tiny-test-clip.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(config_dir / "tiny-test-clip.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-test-clip")
+    (root / "tiny-pretrained").mkdir()  # the open_clip weights' repository
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "tiny-pretrained" / PRETRAINED_FILE))
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=16)
+    generator = np.random.default_rng(0)
+    for counterpart, names in TINY_TASKS.items():
+        CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{TASKS[counterpart][1]}")  # config + EXPERT_FILE
+        features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+        for split in ("train", "test"):
+            images = [Image.fromarray(generator.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(12)]
+            rows = datasets.Dataset.from_dict({"image": images, "label": [i % len(names) for i in range(12)]}, features)
+            rows.to_parquet(str(root / TASKS[counterpart][0].split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
+    spec = ClipSpec("clip-tiny-test", "tiny-test-clip", "someone/tiny-experts",
+                    EncoderConfig(image_size=32, patch_size=16, width=32, layers=1, heads=2, embed_dim=16),
+                    pretrained_repo="someone/tiny-pretrained", pretrained_tag="tiny", tasks=tuple(TINY_TASKS))
+    return root, spec
+
+
+def test_a_clip_suite_from_a_local_folder_runs_end_to_end(local_clip_folder, tmp_path):
+    root, spec = local_clip_folder
+    suite = clip_suite(spec, Sources(root))
+    assert list(suite.tasks) == ["eurosat", "mnist"] and suite.tasks["eurosat"].class_names == ("forest", "river", "sea or lake")
+    head = suite.tasks["mnist"].head
+    assert head.class_vectors.shape == (10, 16) and head.logit_scale == pytest.approx(1 / 0.07)
+    inputs, labels = suite.tasks["eurosat"].tensors("test")
+    assert inputs.shape == (12, 3, 32, 32) and labels.tolist()[:4] == [0, 1, 2, 0]
+    corrupted, _ = suite.tasks["eurosat"].tensors("test/contrast@3")
+    assert not torch.allclose(corrupted, inputs)
+    scenarios = multitask(suite) + [Scenario("robustness/contrast", tuple(suite.tasks),
+                                             tuple((task, "test/contrast@2") for task in suite.tasks))]
+    store = ResultStore(tmp_path / "results")
+    run(suite, scenarios, [MethodSpec("task_arithmetic"), MethodSpec("individual")], [0], store)
+    rows = store.load()
+    assert set(rows["suite"]) == {"clip-tiny-test"} and set(rows["family"]) == {"fusionbench:someone/tiny-experts"}
+    assert len(rows) == 2 * 2 * 2 and rows["value"].between(0, 1).all()
+    assert torch.equal(suite.pool.expert_tensor("mnist", "proj"), suite.pool.pretrained_tensor("proj"))
+
+
+def test_offline_with_an_empty_cache_a_clip_run_stops_before_any_work_naming_what_to_fetch(tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    from bench.cli import main
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["run", "--all", "--suite", "clip-vit-b-32", "--results", str(tmp_path / "results")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "lacks 17 repositories" in error
+    for repo in ("timm/vit_base_patch32_clip_224.openai (model)", "tanganke/clip-vit-base-patch32_stanford-cars (model)",
+                 "tanganke/dtd (dataset)", "hf download"):
+        assert repo in error
+    assert not (tmp_path / "results").exists()
