@@ -9,6 +9,7 @@ with the pretrained image tower and the heads, under the mergebench cache.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     cache.mkdir(parents=True, exist_ok=True)
     pretrained_path = cache / "pretrained.safetensors"
     if not pretrained_path.is_file():
-        save_file({k: v.contiguous() for k, v in model.visual.state_dict().items()}, str(pretrained_path))
+        save_atomically({k: v.contiguous() for k, v in model.visual.state_dict().items()}, pretrained_path)
     projection = model.visual.proj.detach().T  # transformers' layout: [embed_dim, width]
 
     tasks, experts = {}, {}
@@ -153,7 +154,7 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
         if not experts[name].is_file():
             repo = f"{spec.experts}_{suffix}"
             checkpoint = sources.file(repo, EXPERT_FILE)
-            save_file(open_clip_vision_state(load_file(str(checkpoint)), projection, str(checkpoint)), str(experts[name]))
+            save_atomically(open_clip_vision_state(load_file(str(checkpoint)), projection, str(checkpoint)), experts[name])
     pool = ModelPool(partial(build_encoder, spec.encoder, quick_gelu=True), pretrained_path, experts,
                      {name: task.head for name, task in tasks.items()},
                      sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed), device=device)
@@ -166,8 +167,15 @@ def cached_head(path: Path, build: Callable[[], ClassificationHead]) -> Classifi
         stored = load_file(str(path))
         return ClassificationHead(stored["class_vectors"], float(stored["logit_scale"]))
     head = build()
-    save_file({"class_vectors": head.class_vectors, "logit_scale": torch.tensor(head.logit_scale)}, str(path))
+    save_atomically({"class_vectors": head.class_vectors, "logit_scale": torch.tensor(head.logit_scale)}, path)
     return head
+
+
+def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Written under a temporary name and renamed: a run killed while writing leaves no partial file in the cache."""
+    partial_path = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(partial_path))
+    os.replace(partial_path, path)
 
 
 SPECS = {spec.name: spec for spec in (
