@@ -140,14 +140,19 @@ def _method_specs(args: argparse.Namespace) -> list:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
+    from tasks.hub import CLIP_REPOS, Sources, check_available
+
+    if args.eval_every is not None and args.eval_every < 1:
+        raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
+    if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
+        check_available(args.suite, CLIP_REPOS[args.suite], Sources(args.zoo))
+
     from bench.reports import build_reports
     from bench.results import ResultStore
     from bench.runner import StageTimes, run
     from tasks.scenarios import SCENARIOS, ScenarioUnavailable, scenarios_for
     from tasks.suites import load_suite
 
-    if args.eval_every is not None and args.eval_every < 1:
-        raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
     _load_methods(args.plugin)
     specs = _method_specs(args)
     suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
@@ -243,8 +248,11 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tasks.hub import CLIP_REPOS, settle_offline_mode
+
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settle_offline_mode(needs_hub=getattr(args, "suite", None) in CLIP_REPOS and getattr(args, "zoo", None) is None)
     try:
         {"run": _cmd_run, "report": _cmd_report, "perf": _cmd_perf, "list": _cmd_list, "zoo": _cmd_zoo}[args.command](args)
     except BenchError as error:

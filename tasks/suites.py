@@ -14,7 +14,8 @@ from bench.pool import ModelPool
 from bench.zoo.manifest import verify_zoo
 from tasks.base import Suite, Task
 from tasks.clip import SPECS as CLIP_SPECS
-from tasks.clip import ClipSpec, Sources, clip_suite
+from tasks.clip import ClipSpec, clip_suite
+from tasks.hub import Sources
 from tasks.mini import MiniData, load_split, normalize, to_pixels
 from tasks.procedural import FAMILIES
 
@@ -72,5 +73,5 @@ def _clip_factory(spec: ClipSpec, zoo: Path | None = None, device: str = "cpu") 
 
 
 for _spec in CLIP_SPECS.values():
-    register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_spec.experts}_* experts, "
+    register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_spec.repos.experts}_* experts, "
                    "8 real datasets (Hugging Face hub or --zoo folder)")(partial(_clip_factory, _spec))

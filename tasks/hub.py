@@ -1,0 +1,119 @@
+"""Where the CLIP suites' weights and datasets live (the Hugging Face hub, or a local folder laid out like it),
+and whether they can be had.
+
+Light on purpose (no torch, no hub client at import): `bench` decides online or offline, and fails on what is
+missing, before importing any model code, since hub clients retry for 20-45 s before failing offline.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bench.errors import BenchError
+
+# counterpart: (dataset repository, expert repository suffix), as FusionBench names them.
+TASKS = {
+    "SUN397": ("tanganke/sun397", "sun397"),
+    "Cars": ("tanganke/stanford_cars", "stanford-cars"),
+    "RESISC45": ("tanganke/resisc45", "resisc45"),
+    "EuroSAT": ("tanganke/eurosat", "eurosat"),
+    "SVHN": ("tanganke/svhn", "svhn"),
+    "GTSRB": ("tanganke/gtsrb", "gtsrb"),
+    "MNIST": ("tanganke/mnist", "mnist"),
+    "DTD": ("tanganke/dtd", "dtd"),
+}
+EXPERT_FILE = "model.safetensors"
+PRETRAINED_FILE = "open_clip_model.safetensors"
+
+
+@dataclass(frozen=True)
+class HubRepos:
+    """The repositories of one CLIP suite: open_clip's weights, and the experts as f"{experts}_{suffix}"."""
+
+    pretrained: str
+    experts: str
+    tasks: tuple[str, ...] = tuple(TASKS)
+
+    def expert(self, task: str) -> str:
+        return f"{self.experts}_{TASKS[task][1]}"
+
+    def missing_from_cache(self) -> list[str]:
+        """The repositories the hub cache lacks, as `repo (type)`."""
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        models = [(self.pretrained, PRETRAINED_FILE)] + [(self.expert(task), EXPERT_FILE) for task in self.tasks]
+        missing = [f"{repo} (model)" for repo, file in models if not isinstance(try_to_load_from_cache(repo, file), str)]
+        for task in self.tasks:
+            snapshots = Path(constants.HF_HUB_CACHE) / f"datasets--{TASKS[task][0].replace('/', '--')}" / "snapshots"
+            if not (snapshots.is_dir() and any(snapshots.iterdir())):
+                missing.append(f"{TASKS[task][0]} (dataset)")
+        return missing
+
+
+CLIP_REPOS = {
+    "clip-vit-b-32": HubRepos("timm/vit_base_patch32_clip_224.openai", "tanganke/clip-vit-base-patch32"),
+    "clip-vit-b-16": HubRepos("timm/vit_base_patch16_clip_224.openai", "tanganke/clip-vit-base-patch16"),
+    "clip-vit-l-14": HubRepos("timm/vit_large_patch14_clip_224.openai", "tanganke/clip-vit-large-patch14"),
+}
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where checkpoints and datasets come from: the hub (through its cache) or, with `root`, a local folder
+    holding one folder per repository, named as the repository (`clip-vit-base-patch32_sun397/model.safetensors`,
+    `sun397/` with the dataset's parquet files, `vit_base_patch32_clip_224.openai/open_clip_model.safetensors`)."""
+
+    root: Path | None = None
+
+    def file(self, repo: str, filename: str) -> Path:
+        if self.root is None:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(repo, filename))
+        path = self.root / repo.split("/")[-1] / filename
+        if not path.is_file():
+            raise BenchError(f"{path}: missing ({repo} in the local folder {self.root})")
+        return path
+
+    def dataset(self, repo: str, split: str):  # -> datasets.Dataset (imported here only when used)
+        import datasets
+
+        source = repo if self.root is None else str(self.root / repo.split("/")[-1])
+        return datasets.load_dataset(source, split=split)
+
+
+def hub_is_reachable(timeout: float = 2.0) -> bool:
+    """Whether the hub's host (HF_ENDPOINT) answers on 443 within `timeout` seconds."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def settle_offline_mode(needs_hub: bool) -> None:
+    """Set HF_HUB_OFFLINE (and datasets') unless the user did: offline for work that needs no hub (the mini
+    suite), and for work that does when the hub does not answer. Call before any hub client is imported."""
+    if "HF_HUB_OFFLINE" in os.environ:
+        return
+    if not needs_hub or not hub_is_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def check_available(suite: str, repos: HubRepos, sources: Sources) -> None:
+    """Offline, fail at once naming every repository missing from the hub cache and how to fetch it."""
+    from huggingface_hub import constants
+
+    if sources.root is not None or not constants.HF_HUB_OFFLINE:
+        return
+    missing = repos.missing_from_cache()
+    if missing:
+        raise BenchError(f"suite {suite}: the Hugging Face hub is offline and its cache ({constants.HF_HUB_CACHE}) "
+                         f"lacks {len(missing)} repositories: {', '.join(missing)}; fetch them where there is network "
+                         f"(`hf download REPO`, with `--repo-type dataset` for datasets) or pass --zoo LOCAL_FOLDER")
