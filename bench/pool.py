@@ -6,9 +6,10 @@ memory stays near one model plus the tensors in hand, whatever the number of exp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -18,6 +19,7 @@ from bench.errors import BenchError
 from bench.models import ClassificationHead
 
 StateDict = dict[str, torch.Tensor]
+T = TypeVar("T")
 
 
 class CheckpointFile:
@@ -49,6 +51,7 @@ class ModelPool:
         sample_inputs: Callable[[str, str, int, int], torch.Tensor],
         device: str = "cpu",
         test_splits: Mapping[str, str] | None = None,
+        memo: dict | None = None,
     ) -> None:
         self._build_encoder = build_encoder
         self._pretrained_path = pretrained
@@ -58,6 +61,7 @@ class ModelPool:
         self.device = device
         self._test_splits = {task: "test" for task in self._expert_paths} | dict(test_splits or {})
         self.test_inputs_read = False  # a merge that never read them can serve every scenario with its experts
+        self._memo = {} if memo is None else memo  # shared with the pool's subsets
 
     @property
     def tasks(self) -> list[str]:
@@ -72,7 +76,15 @@ class ModelPool:
         """
         tasks = list(tasks)
         return ModelPool(self._build_encoder, self._pretrained_path, {t: self._expert_paths[t] for t in tasks},
-                         self.heads, self._sample_inputs, self.device, test_splits)
+                         self.heads, self._sample_inputs, self.device, test_splits, self._memo)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()`, once per `key` for this pool and every subset of it: for what one expert alone
+        determines (its Fisher, say), which every scenario merging that expert would otherwise recompute.
+        The key must name everything the value depends on."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @cached_property
     def _pretrained(self) -> CheckpointFile:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Literal
 
 import torch
@@ -97,14 +98,17 @@ class FisherMerging(MergeMethod):
     seed: int = 0
 
     def merge(self, pool: ModelPool) -> Merged:
+        settings = ("fisher", self.estimator, self.examples, self.seed, self.floor, self.normalize)
+        return fisher_merge(pool, {task: pool.memo((*settings, task), partial(self.fisher, pool, task)) for task in pool.tasks})
+
+    def fisher(self, pool: ModelPool, task: str) -> Fisher:
+        """The expert's own Fisher on its task's training inputs: the same whichever experts it is merged with,
+        so the pool keeps it for every scenario that merges this expert."""
         estimate = exact_fisher if self.estimator == "exact" else batch_gradient_fisher
-        fishers = {}
-        for task in pool.tasks:
-            encoder = pool.encoder(pool.expert_state(task))
-            inputs = pool.sample_inputs(task, "train", self.examples, self.seed).to(pool.device)
-            fisher = {k: f.cpu().clamp(min=self.floor) for k, f in estimate(encoder, pool.heads[task].to(pool.device), inputs).items()}
-            if self.normalize:
-                norm = torch.sqrt(sum(f.square().sum() for f in fisher.values()))
-                fisher = {k: f / norm for k, f in fisher.items()}
-            fishers[task] = fisher
-        return fisher_merge(pool, fishers)
+        encoder = pool.encoder(pool.expert_state(task))
+        inputs = pool.sample_inputs(task, "train", self.examples, self.seed).to(pool.device)
+        fisher = {k: f.cpu().clamp(min=self.floor) for k, f in estimate(encoder, pool.heads[task].to(pool.device), inputs).items()}
+        if self.normalize:
+            norm = torch.sqrt(sum(f.square().sum() for f in fisher.values()))
+            fisher = {k: f / norm for k, f in fisher.items()}
+        return fisher

@@ -172,6 +172,21 @@ def test_fisher_merging_is_the_normalised_fisher_weighted_average(tmp_path):
         torch.testing.assert_close(merged[key], numerator / sum(f[key] for f in fishers), rtol=1e-4, atol=1e-6)
 
 
+def test_fisher_merging_estimates_each_experts_fisher_once_for_the_pool_and_its_subsets(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    pool = random_pool(tmp_path / "a", n_experts=3)
+    estimated = []
+    fisher = FisherMerging.fisher
+    monkeypatch.setattr(FisherMerging, "fisher", lambda self, pool, task: estimated.append(task) or fisher(self, pool, task))
+    FisherMerging(examples=6).merge(pool)
+    subset = state_of(FisherMerging(examples=6).merge(pool.subset(["task0", "task2"])))
+    assert estimated == ["task0", "task1", "task2"]  # none again for the subset
+    fresh = state_of(FisherMerging(examples=6).merge(random_pool(tmp_path / "b", n_experts=3).subset(["task0", "task2"])))
+    assert all(torch.equal(subset[key], fresh[key]) for key in fresh)
+    FisherMerging(examples=8).merge(pool.subset(["task1"]))  # other settings, another Fisher
+    assert estimated[3:] == ["task0", "task2", "task1"]  # the fresh pool's two, then this one
+
+
 def test_trim_threshold_is_the_kth_smallest_magnitude_of_the_reference_code():
     magnitudes = torch.rand(10_001, generator=torch.Generator().manual_seed(0))
     k = magnitudes.numel() - int(magnitudes.numel() * 0.2)
