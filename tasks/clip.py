@@ -2,8 +2,8 @@
 datasets, zero-shot heads from the text tower.
 
 Everything comes from the Hugging Face hub through its cache (HF_HOME, HF_HUB_OFFLINE), or from a local folder
-laid out like the hub's repositories (`--zoo`); `tasks/hub.py` names the repositories. Experts are converted to open_clip's layout once and kept,
-with the pretrained image tower and the heads, under the mergebench cache.
+laid out like the hub's repositories (`--zoo`); `tasks/hub.py` names the repositories. Experts are converted to
+open_clip's layout once and kept, with the pretrained image tower and the heads, under the mergebench cache.
 """
 
 from __future__ import annotations
