@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
+
+from bench.atomic import write_atomically
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
            "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "code_version"]
@@ -40,10 +42,7 @@ class ResultStore:
     def write(self, key: str, rows: list[dict]) -> Path:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        pd.DataFrame(rows, columns=COLUMNS).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        return path
+        return write_atomically(path, partial(pd.DataFrame(rows, columns=COLUMNS).to_parquet, index=False))
 
     def load(self) -> pd.DataFrame:
         """Every unit's rows under the root (every parquet file but the perf figures), in one frame (empty, with
@@ -54,17 +53,13 @@ class ResultStore:
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
-
 def store_perf(root: Path, figures: pd.DataFrame) -> Path:
     """Replace the stored figures of the same names with these (an `--end-to-end` run keeps the others)."""
-    path = Path(root) / PERF_FILE
     kept = load_perf(root)
     kept = kept[~kept["figure"].isin(figures["figure"])]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pd.concat([kept, figures[PERF_COLUMNS]], ignore_index=True).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    Path(root).mkdir(parents=True, exist_ok=True)
+    merged = pd.concat([kept, figures[PERF_COLUMNS]], ignore_index=True)
+    return write_atomically(Path(root) / PERF_FILE, partial(merged.to_parquet, index=False))
 
 
 def load_perf(root: Path) -> pd.DataFrame:

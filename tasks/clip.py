@@ -9,7 +9,6 @@ open_clip's layout once and kept, with the pretrained image tower and the heads,
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +18,7 @@ import open_clip
 import torch
 from safetensors.torch import load_file, save_file
 
+from bench.atomic import write_atomically
 from bench.convert import open_clip_vision_state
 from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
@@ -87,10 +87,8 @@ def cached_head(path: Path, build: Callable[[], ClassificationHead]) -> Classifi
 
 
 def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Written under a temporary name and renamed: a run killed while writing leaves no partial file in the cache."""
-    partial_path = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(partial_path))
-    os.replace(partial_path, path)
+    """Into the cache whole or not at all (a run killed while writing leaves no partial file)."""
+    write_atomically(path, lambda partial_path: save_file(tensors, str(partial_path)))
 
 
 SPECS = {spec.name: spec for spec in (
