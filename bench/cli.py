@@ -150,20 +150,13 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from bench.reports import build_reports
     from bench.results import ResultStore
     from bench.runner import StageTimes, run
-    from tasks.scenarios import SCENARIOS, ScenarioUnavailable, scenarios_for
+    from tasks.scenarios import scenarios_to_run
     from tasks.suites import load_suite
 
     _load_methods(args.plugin)
     specs = _method_specs(args)
     suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
-    scenarios = []
-    for name in args.scenario or SCENARIOS:
-        try:
-            scenarios += scenarios_for(name, suite)
-        except ScenarioUnavailable as error:
-            if args.scenario:
-                raise
-            log.info("scenario %s skipped: %s", name, error)
+    scenarios = scenarios_to_run(suite, args.scenario)
     times = StageTimes()
     done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every, times)
     log.info("%d unit(s) run; results in %s/", done, args.results)

@@ -58,7 +58,7 @@ from methods.fisher import FisherMerging
 from methods.ties import TiesMerging
 from methods.wemoe import WEMoE
 from tasks.base import Suite
-from tasks.scenarios import SCENARIOS, Scenario, scenarios_for
+from tasks.scenarios import Scenario, scenarios_to_run
 
 T = TypeVar("T")
 EVAL_BATCH = 1000  # the harness's batch (bench.evaluation.evaluate)
@@ -163,8 +163,8 @@ def copy_bandwidth(nbytes: int = 2**29) -> float:
 def static_merge_figures(config: EncoderConfig = VIT_B_32, experts: int = 8, processes: int = 2) -> list[Figure]:
     """Each merge runs in `processes` fresh processes (checkpoints already in the page cache), the fastest time
     and the largest memory kept: memory freed by earlier work in this process would be reused and hide what the
-    merge needs. The Fishers of the Fisher merge
-    are made in that process before the timing starts, so its memory figure is beyond experts and Fishers."""
+    merge needs. The Fisher merge's Fishers are made in that process before the timing starts, so its memory
+    figure is beyond experts and Fishers."""
     merges: list[tuple[str, PreparedMerge, int, float | None]] = [
         # (title, merge, models read (experts, pretrained, Fishers), goal on time / bound)
         (WeightAveraging.title, partial(method_merge, WeightAveraging()), experts, 3.0),
@@ -223,7 +223,7 @@ def end_to_end_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
     import methods  # noqa: F401  (registers the built-in methods)
 
     suite = suite_factory()
-    scenarios = [scenario for name in SCENARIOS for scenario in scenarios_for(name, suite)]
+    scenarios = scenarios_to_run(suite)
     times = StageTimes()
     with tempfile.TemporaryDirectory(prefix="mergebench-e2e-") as folder:
         results, reports = Path(folder) / "results", Path(folder) / "reports"

@@ -6,12 +6,15 @@ report (e.g. `robustness/motion_blur`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.errors import BenchError
 from tasks.base import Suite
 from tasks.corruptions import CORRUPTIONS, corrupted_split
+
+log = logging.getLogger(__name__)
 
 
 class ScenarioUnavailable(BenchError):
@@ -85,3 +88,17 @@ def scenarios_for(name: str, suite: Suite) -> list[Scenario]:
     if name not in SCENARIOS:
         raise BenchError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}")
     return SCENARIOS[name](suite)
+
+
+def scenarios_to_run(suite: Suite, names: list[str] | None = None) -> list[Scenario]:
+    """The scenarios of `names`, or of every registered scenario family when none is named. A family the suite
+    lacks a task for is skipped, with a log line, unless it was named: then its error names the missing task."""
+    scenarios = []
+    for name in names or SCENARIOS:
+        try:
+            scenarios += scenarios_for(name, suite)
+        except ScenarioUnavailable as error:
+            if names:
+                raise
+            log.info("scenario %s skipped: %s", name, error)
+    return scenarios
