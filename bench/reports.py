@@ -50,14 +50,20 @@ def published_numbers() -> pd.DataFrame:
     return pd.read_csv(PUBLISHED)
 
 
-def beside_published(table: pd.DataFrame, caption: str, suite: str, scenario: str) -> tuple[str, pd.DataFrame]:
-    """Caption and table with the published numbers of this suite and scenario (bench/published.csv), if any."""
+def beside_published(table: pd.DataFrame, caption: str, rows: pd.DataFrame, scenario: str) -> tuple[str, pd.DataFrame]:
+    """Caption and table with the published numbers (bench/published.csv) of `scenario` for the suite and
+    checkpoint family of `rows` (`fusionbench:...` rows match `fusionbench`), if any: each under its measured
+    row, with the sources in the caption."""
+    suite, family = rows["suite"].iloc[0], rows["family"].iloc[0].split(":")[0]
     published = published_numbers()
-    published = published[(published["suite"] == suite) & (published["scenario"] == scenario)]
+    published = published[(published["suite"] == suite) & (published["family"] == family)
+                          & (published["scenario"] == scenario)]
     if published.empty:
         return caption, table
+    columns = {counterpart: tables.task_titles(rows)[task] for task, counterpart in zip(rows["task"], rows["counterpart"])}
+    columns |= {column: column for column in table.columns}
     sources = "; ".join(dict.fromkeys(published["source"]))
-    return f"{caption} Published: {sources}.", tables.with_published(table, published)
+    return f"{caption} Published ({family} checkpoints): {sources}.", tables.with_published(table, published, columns)
 
 
 def write_tables(out: Path, name: str, title: str, blocks: list[tuple[str, str, pd.DataFrame]]) -> list[Path]:
@@ -76,7 +82,7 @@ def multitask_section(rows: pd.DataFrame, out: Path) -> Section | None:
     for suite, family, group in zoos(rows):
         table = tables.multitask_table(group)
         caption = f"Multi-task performance when merging {group['task'].nunique()} experts, suite {suite} ({family}); accuracy (%)."
-        blocks.append((f"Suite `{suite}` ({family})", *beside_published(table, caption, suite, "multitask")))
+        blocks.append((f"Suite `{suite}` ({family})", *beside_published(table, caption, group, "multitask")))
         figure = average_bars(table["Avg."], f"suite {suite} ({family}): multi-task average",
                               out / f"multitask-average-{slug(suite, family)}.png")
         section.figures.append((f"Multi-task average accuracy, suite {suite} ({family})", figure))
@@ -116,7 +122,7 @@ def generalization_section(rows: pd.DataFrame, out: Path) -> Section | None:
                        f"their own heads), suite {suite} ({family}); accuracy (%).")
             table = tables.generalization_table(split)
             blocks.append((f"Suite `{suite}` ({family}): unseen {unseen}",
-                           *beside_published(table, caption, suite, split["scenario"].iloc[0])))
+                           *beside_published(table, caption, split, split["scenario"].iloc[0])))
     section.files = write_tables(out, "generalization", section.title, blocks)
     return section
 
@@ -130,7 +136,7 @@ def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
         average = tables.robustness_table(group)
         caption = (f"Merging the {counterparts} experts; accuracy (%) averaged over those "
                    f"tasks on their clean and corrupted test sets, suite {suite} ({family}).")
-        blocks.append((f"Suite `{suite}` ({family}): average over tasks", *beside_published(average, caption, suite, "robustness")))
+        blocks.append((f"Suite `{suite}` ({family}): average over tasks", *beside_published(average, caption, group, "robustness")))
         for task, title in tables.task_titles(group).items():
             blocks.append((f"Suite `{suite}` ({family}): {title}", f"As above, on {title} alone.",
                            tables.robustness_table(group[group["task"] == task])))

@@ -99,14 +99,20 @@ def adaptation_table(rows: pd.DataFrame) -> pd.DataFrame:
     return per_seed.groupby(["label", "step"]).mean().unstack("step")
 
 
-def with_published(table: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """The table with `Published X` beside each column X that has published numbers (`published`: rows of
-    label, column, value); rows without one show `–`."""
-    table = table.copy()
-    for column, numbers in published.groupby("column", sort=False):
-        values = table.index.map(dict(zip(numbers["label"], numbers["value"])))
-        table.insert(table.columns.get_loc(column) + 1, f"Published {column}", values.astype(float))
-    return table
+def with_published(table: pd.DataFrame, published: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """The table with a row `label (published)` under each measured row that has published numbers (`published`:
+    rows of label, column, value; `columns` maps a published column, such as a counterpart task, to the table's)."""
+    numbers = published.assign(column=published["column"].map(columns)).dropna(subset=["column"])
+    numbers = numbers.pivot_table(index="label", columns="column", values="value", aggfunc="first", sort=False)
+    parts = []
+    for label in table.index:
+        parts.append(table.loc[[label]])
+        if label in numbers.index:
+            parts.append(numbers.loc[[label]].rename(index=lambda name: f"{name} {PUBLISHED_SUFFIX}"))
+    return pd.concat(parts)[table.columns]
+
+
+PUBLISHED_SUFFIX = "(published)"
 
 
 def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -136,7 +142,7 @@ def to_latex(table: pd.DataFrame, caption: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\resizebox{\linewidth}{!}{%",
              rf"\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}", r"\toprule",
              " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]
-    references = sum(1 for row in body if row[0] in ("Pretrained", "Individual"))
+    references = sum(1 for row in body if row[0].removesuffix(f" {PUBLISHED_SUFFIX}") in ("Pretrained", "Individual"))
     for i, row in enumerate(body):
         lines.append(" & ".join(escape(c) for c in row) + r" \\")
         if i + 1 == references and references < len(body):

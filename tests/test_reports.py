@@ -8,25 +8,30 @@ from bench.reports import build_reports
 from bench.results import ResultStore
 
 
-def rows(suite: str, method: str, label: str, accuracies: dict[str, float]) -> list[dict]:
-    common = {"run_id": "r", "suite": suite, "family": "f", "scenario": "multitask", "method": method, "label": label,
+def rows(suite: str, method: str, label: str, accuracies: dict[str, float], family: str = "f") -> list[dict]:
+    common = {"run_id": "r", "suite": suite, "family": family, "scenario": "multitask", "method": method, "label": label,
               "preset": "default", "params": json.dumps({"preset": "default", "scaling": 0.3}), "seed": 0, "merged": True,
               "split": "test", "metric": "accuracy", "step": None, "merge_s": 0.0, "eval_s": 0.0, "peak_rss_mb": 0.0,
               "code_version": "test"}
-    return [{**common, "task": task, "counterpart": task, "value": value} for task, value in accuracies.items()]
+    return [{**common, "task": task.lower(), "counterpart": task, "value": value} for task, value in accuracies.items()]
 
 
-def test_tables_of_a_suite_with_published_numbers_show_them_beside_the_measured_ones(tmp_path):
+def test_tables_show_the_published_numbers_of_the_same_suite_and_checkpoint_family_under_the_measured_rows(tmp_path):
     store = ResultStore(tmp_path / "results")
-    suite = "clip-vit-base-patch32"
-    store.write("a", rows(suite, "task_arithmetic", "Task Arithmetic", {"SUN397": 0.6, "Cars": 0.8}))
-    store.write("b", rows(suite, "median", "median", {"SUN397": 0.5, "Cars": 0.5}))
-    store.write("c", rows("mini", "task_arithmetic", "Task Arithmetic", {"SUN397": 0.6, "Cars": 0.8}))
+    fusionbench = "fusionbench:tanganke/clip-vit-base-patch32"
+    store.write("a", rows("clip-vit-b-32", "task_arithmetic", "Task Arithmetic", {"SUN397": 0.6, "Cars": 0.8}, fusionbench))
+    store.write("b", rows("clip-vit-b-32", "median", "median", {"SUN397": 0.5, "Cars": 0.5}, fusionbench))
+    store.write("c", rows("clip-vit-b-32", "task_arithmetic", "Task Arithmetic", {"SUN397": 0.6, "Cars": 0.8}, "other:x"))
+    store.write("d", rows("mini", "task_arithmetic", "Task Arithmetic", {"SUN397": 0.6, "Cars": 0.8}))
     build_reports(tmp_path / "results", tmp_path / "reports")
     markdown = (tmp_path / "reports" / "multitask.md").read_text()
-    clip, mini = markdown.split("## Suite `mini`")
-    assert "| Avg.   | Published Avg.   |" in clip and "AdaMerging (Yang et al., ICLR 2024), Table 2" in clip
-    assert clip.split("| Task Arithmetic ")[1].split("\n")[0].split("|")[-3:-1] == [" 70.0   ", " 69.1             "]
-    assert clip.split("| median ")[1].split("\n")[0].split("|")[-2].strip() == "–"  # no published number
-    assert "Published" not in mini
-    assert r"Published Avg. \\" in (tmp_path / "reports" / "multitask.tex").read_text()
+    blocks = {block.split("\n")[0]: block for block in markdown.split("## Suite ")[1:]}
+    clip = blocks[f"`clip-vit-b-32` ({fusionbench})"]
+    assert "Published (fusionbench checkpoints): FusionBench documentation" in clip
+    lines = [line.split("|")[1:-1] for line in clip.splitlines() if line.startswith("| Task Arithmetic")]
+    # FusionBench's CLIP-ViT-B/32 table: task arithmetic (0.3) SUN397 57.1, Cars 55.7, average over all 8 tasks 68.0
+    assert [cell.strip() for cell in lines[0]] == ["Task Arithmetic", "60.0", "80.0", "70.0"]
+    assert [cell.strip() for cell in lines[1]] == ["Task Arithmetic (published)", "57.1", "55.7", "68.0"]
+    assert "median (published)" not in clip  # no published number, no row
+    assert "published" not in blocks["`clip-vit-b-32` (other:x)"] + blocks["`mini` (f)"]  # another family: none
+    assert r"Task Arithmetic (published) & 57.1 & 55.7 & 68.0 \\" in (tmp_path / "reports" / "multitask.tex").read_text()
