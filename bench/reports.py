@@ -21,6 +21,7 @@ from bench import tables
 from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
 from bench.results import PERF_FILE, ResultStore, load_perf
+from tasks.corruptions import parse_split, split_title
 
 
 @dataclass
@@ -127,6 +128,22 @@ def generalization_section(rows: pd.DataFrame, out: Path) -> Section | None:
     return section
 
 
+def corrupted_sets(rows: pd.DataFrame) -> str:
+    """Where the corrupted test sets came from, read off the rows' split names: corrupted here from the clean
+    test set (`test/motion_blur@2`) or the dataset's own (`motion_blur`)."""
+    splits = rows.loc[rows["split"].map(split_title) != "Clean", ["task", "split"]].drop_duplicates()
+    made_here = splits["split"].str.contains("/")
+    parts = []
+    if made_here.any():
+        severities = ", ".join(str(s) for s in sorted({parse_split(split)[2] for split in splits.loc[made_here, "split"]}))
+        parts.append(f"{'the others ' if not made_here.all() else ''}corrupted here from the clean test sets "
+                     f"(severity {severities})")
+    if not made_here.all():
+        own = ", ".join(f"{task} {split}" for task, split in splits.loc[~made_here].itertuples(index=False))
+        parts.insert(0, f"the datasets' own for {own}")
+    return f"Corrupted test sets: {'; '.join(parts)}."
+
+
 def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
     if rows.empty:
         return None
@@ -135,7 +152,7 @@ def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
         counterparts = ", ".join(dict.fromkeys(group["counterpart"]))
         average = tables.robustness_table(group)
         caption = (f"Merging the {counterparts} experts; accuracy (%) averaged over those "
-                   f"tasks on their clean and corrupted test sets, suite {suite} ({family}).")
+                   f"tasks on their clean and corrupted test sets, suite {suite} ({family}). {corrupted_sets(group)}")
         blocks.append((f"Suite `{suite}` ({family}): average over tasks", *beside_published(average, caption, group, "robustness")))
         for task, title in tables.task_titles(group).items():
             blocks.append((f"Suite `{suite}` ({family}): {title}", f"As above, on {title} alone.",

@@ -14,7 +14,7 @@ import torch
 
 from bench.models import ClassificationHead
 from bench.pool import ModelPool
-from tasks.corruptions import corrupt, parse_split
+from tasks.corruptions import corrupt, corrupted_split, parse_split
 
 # A batch of decoded dataset images (PIL) to a tensor: pixels in [0, 1] or the encoder's inputs.
 Preprocess = Callable[[list], torch.Tensor]
@@ -41,6 +41,7 @@ class Task:
     normalize: Callable[[torch.Tensor], torch.Tensor]  # pixels to encoder inputs
     head: ClassificationHead
     corruption_profile: str = "imagenet"  # which parameter table of the corruptions fits the images' size
+    shipped_splits: frozenset[str] = frozenset()  # the dataset's own split names, where it ships more than train/test
     _inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def split(self, name: str) -> datasets.Dataset:
@@ -59,6 +60,12 @@ class Task:
                 pixels = corrupt(pixels, corruption, severity, seed=0, profile=self.corruption_profile)
             self._inputs[split] = self.normalize(pixels), labels
         return self._inputs[split]
+
+    def corrupted_test_split(self, corruption: str) -> str:
+        """The dataset's own corrupted test split where it ships one named after the corruption (FusionBench's
+        hub datasets do), else the test split corrupted here at the benchmarks' severity. The split name in
+        every result row tells the two apart (`motion_blur` vs `test/motion_blur@2`)."""
+        return corruption if corruption in self.shipped_splits else corrupted_split("test", corruption)
 
     def batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return tensor_batches(*self.tensors(split), batch_size)

@@ -65,7 +65,8 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
             zero_shot_head, model.encode_text, tokenizer, counterpart, class_names, model.logit_scale.exp().item()))
         tasks[name] = Task(name=name, counterpart=counterpart, class_names=class_names, load_split=load_split,
                            to_pixels=lambda images: torch.stack([pixels(image) for image in images]),
-                           normalize=normalize, head=head, corruption_profile="imagenet")
+                           normalize=normalize, head=head, corruption_profile="imagenet",
+                           shipped_splits=frozenset(sources.split_names(TASKS[counterpart][0])))
         experts[name] = cache / f"expert-{name}.safetensors"
         if not experts[name].is_file():
             checkpoint = sources.file(spec.repos.expert(counterpart), EXPERT_FILE)

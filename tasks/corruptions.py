@@ -251,6 +251,8 @@ def parse_split(split: str) -> tuple[str, str | None, int]:
 
 
 def split_title(split: str) -> str:
-    """The table column of a split: `Clean`, or the corruption's title."""
-    _, name, _ = parse_split(split)
+    """The table column of a split: `Clean`, or the corruption's title, for a split corrupted here
+    (`test/motion_blur@2`) or a dataset's own corrupted test split named after the corruption (`motion_blur`)."""
+    base, name, _ = parse_split(split)
+    name = name or (base if base in CORRUPTIONS else None)
     return "Clean" if name is None else CORRUPTIONS[name].title

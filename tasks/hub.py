@@ -82,8 +82,15 @@ class Sources:
     def dataset(self, repo: str, split: str):  # -> datasets.Dataset (imported here only when used)
         import datasets
 
-        source = repo if self.root is None else str(self.root / repo.split("/")[-1])
-        return datasets.load_dataset(source, split=split)
+        return datasets.load_dataset(self._dataset_source(repo), split=split)
+
+    def split_names(self, repo: str) -> list[str]:
+        import datasets
+
+        return datasets.get_dataset_split_names(self._dataset_source(repo))
+
+    def _dataset_source(self, repo: str) -> str:
+        return repo if self.root is None else str(self.root / repo.split("/")[-1])
 
 
 def hub_is_reachable(timeout: float = 2.0) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bench.errors import BenchError
 from tasks.base import Suite
-from tasks.corruptions import CORRUPTIONS, corrupted_split
+from tasks.corruptions import CORRUPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,17 @@ ROBUSTNESS_TASKS = ("Cars", "EuroSAT", "RESISC45", "GTSRB")
 
 
 def robustness(suite: Suite) -> list[Scenario]:
-    """Merge the Cars, EuroSAT, RESISC45 and GTSRB experts; test on clean and on each corrupted test set."""
+    """Merge the Cars, EuroSAT, RESISC45 and GTSRB experts; test on clean and on each corrupted test set (the
+    dataset's own where it ships one, else corrupted here)."""
     tasks = by_counterpart(suite, ROBUSTNESS_TASKS)
-    splits = {"clean": "test"} | {name: corrupted_split("test", name) for name in CORRUPTIONS}
+    shipped = sorted(f"{task}/{name}" for task in tasks for name in CORRUPTIONS if name in suite.tasks[task].shipped_splits)
+    if shipped:
+        log.info("robustness: %d corrupted test sets are the datasets' own (%s), the others corrupted here",
+                 len(shipped), ", ".join(shipped))
+    splits = {"clean": {task: "test" for task in tasks}} | {
+        name: {task: suite.tasks[task].corrupted_test_split(name) for task in tasks} for name in CORRUPTIONS}
     # One scenario per split, so that test-time adaptive methods adapt on the inputs they are tested on.
-    return [Scenario(f"robustness/{name}", tasks, tuple((task, split) for task in tasks)) for name, split in splits.items()]
+    return [Scenario(f"robustness/{name}", tasks, tuple(per_task.items())) for name, per_task in splits.items()]
 
 
 # (seen, unseen) tasks of the AdaMerging and WEMoE generalization experiments.

@@ -21,6 +21,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithP
 
 from bench.convert import open_clip_vision_state
 from bench.errors import BenchError
+from bench.reports import build_reports
 from bench.models import EncoderConfig, build_encoder
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
@@ -115,7 +116,8 @@ TINY_TASKS = {"EuroSAT": ["forest", "river", "sea or lake"], "MNIST": [str(d) fo
 @pytest.fixture(scope="module")
 def local_clip_folder(tmp_path_factory) -> tuple[Path, ClipSpec]:
     """A folder laid out like the hub's repositories: a tiny random open_clip CLIP, two tiny random experts in
-    transformers' layout, and two tiny image datasets as parquet with ClassLabel names."""
+    transformers' layout, and two tiny image datasets as parquet with ClassLabel names, one of them with a
+    corrupted test split of its own."""
     root = tmp_path_factory.mktemp("clip-hub")
     config_dir = tmp_path_factory.mktemp("open-clip-config")
     (config_dir / "tiny-test-clip.json").write_text(json.dumps(TINY_CLIP))
@@ -130,7 +132,7 @@ def local_clip_folder(tmp_path_factory) -> tuple[Path, ClipSpec]:
     for counterpart, names in TINY_TASKS.items():
         CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{TASKS[counterpart][1]}")  # config + EXPERT_FILE
         features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
-        for split in ("train", "test"):
+        for split in ("train", "test") + (("contrast",) if counterpart == "EuroSAT" else ()):  # as FusionBench's do
             images = [Image.fromarray(generator.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(12)]
             rows = datasets.Dataset.from_dict({"image": images, "label": [i % len(names) for i in range(12)]}, features)
             rows.to_parquet(str(root / TASKS[counterpart][0].split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
@@ -158,6 +160,25 @@ def test_a_clip_suite_from_a_local_folder_runs_end_to_end(local_clip_folder, tmp
     assert set(rows["suite"]) == {"clip-tiny-test"} and set(rows["family"]) == {"fusionbench:someone/tiny-experts"}
     assert len(rows) == 2 * 2 * 2 and rows["value"].between(0, 1).all()
     assert torch.equal(suite.pool.expert_tensor("mnist", "proj"), suite.pool.pretrained_tensor("proj"))
+
+
+def test_a_dataset_s_own_corrupted_test_split_replaces_the_one_made_here_and_rows_say_which(local_clip_folder, tmp_path):
+    root, spec = local_clip_folder
+    suite = clip_suite(spec, Sources(root))
+    eurosat, mnist = suite.tasks["eurosat"], suite.tasks["mnist"]
+    assert eurosat.corrupted_test_split("contrast") == "contrast"  # the dataset ships it
+    assert mnist.corrupted_test_split("contrast") == "test/contrast@2" and eurosat.corrupted_test_split("pixelate") == "test/pixelate@2"
+    own, _ = eurosat.tensors("contrast")
+    assert torch.equal(own, eurosat.normalize(eurosat.to_pixels(eurosat.split("contrast")["image"])))
+    assert not torch.allclose(own, eurosat.tensors("test/contrast@2")[0])
+    scenario = Scenario("robustness/contrast", tuple(suite.tasks), tuple(
+        (name, task.corrupted_test_split("contrast")) for name, task in suite.tasks.items()))
+    run(suite, [scenario], [MethodSpec("task_arithmetic")], [0], ResultStore(tmp_path / "results"))
+    build_reports(tmp_path / "results", tmp_path / "reports")
+    assert dict(zip(*ResultStore(tmp_path / "results").load()[["task", "split"]].values.T)) == {
+        "eurosat": "contrast", "mnist": "test/contrast@2"}
+    assert ("Corrupted test sets: the datasets' own for eurosat contrast; the others corrupted here from the clean "
+            "test sets (severity 2).") in (tmp_path / "reports" / "robustness.md").read_text()
 
 
 def test_offline_with_an_empty_cache_a_clip_run_stops_before_importing_any_model_code(tmp_path):

@@ -158,7 +158,7 @@ def test_split_names_round_trip_and_bad_ones_are_refused():
     split = corrupted_split("test", "motion_blur")
     assert split == "test/motion_blur@2" and parse_split(split) == ("test", "motion_blur", 2)
     assert parse_split("test") == ("test", None, 0)
-    assert split_title(split) == "Motion" and split_title("test") == "Clean"
+    assert split_title(split) == split_title("motion_blur") == "Motion" and split_title("test") == "Clean"
     with pytest.raises(BenchError, match="split 'test/fog@2'"):
         parse_split("test/fog@2")
     with pytest.raises(BenchError, match="severity 6 is not in 1..5"):
