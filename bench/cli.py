@@ -145,7 +145,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if args.eval_every is not None and args.eval_every < 1:
         raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
-        check_available(args.suite, CLIP_REPOS[args.suite], Sources(args.zoo))
+        check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
 
     from bench.reports import build_reports
     from bench.results import ResultStore
@@ -206,8 +206,9 @@ def _cmd_list(args: argparse.Namespace) -> None:
     elif args.what == "suites":
         from tasks.suites import SUITES
 
+        width = max(map(len, SUITES))
         for name, (_, description) in SUITES.items():
-            print(f"{name:<12} {description}")
+            print(f"{name:<{width}}  {description}")
     elif args.what == "scenarios":
         from tasks.scenarios import SCENARIOS
 
@@ -241,11 +242,11 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.hub import CLIP_REPOS, settle_offline_mode
+    from tasks.hub import reads_hub, settle_offline_mode
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settle_offline_mode(needs_hub=getattr(args, "suite", None) in CLIP_REPOS and getattr(args, "zoo", None) is None)
+    settle_offline_mode(reads_hub(getattr(args, "suite", None), getattr(args, "zoo", None)))
     try:
         {"run": _cmd_run, "report": _cmd_report, "perf": _cmd_perf, "list": _cmd_list, "zoo": _cmd_zoo}[args.command](args)
     except BenchError as error:

@@ -1,9 +1,12 @@
-"""The CLIP suites: open_clip's OpenAI CLIP as the pretrained model, FusionBench's fine-tuned experts, the 8 real
-datasets, zero-shot heads from the text tower.
+"""The CLIP suites: open_clip's OpenAI CLIP as the pretrained model, fine-tuned experts of one of two checkpoint
+families, the 8 real datasets, zero-shot heads from the text tower.
 
-Everything comes from the Hugging Face hub through its cache (HF_HOME, HF_HUB_OFFLINE), or from a local folder
-laid out like the hub's repositories (`--zoo`); `tasks/hub.py` names the repositories. Experts are converted to
-open_clip's layout once and kept, with the pretrained image tower and the heads, under the mergebench cache.
+The families: FusionBench's experts (`tanganke/clip-vit-*`, transformers' layout), and the task-vectors ones the
+AdaMerging and WEMoE papers used (ImageEncoder modules pickled whole, read by `bench/pickled.py` without running
+their code; pretrained image tower from their `zeroshot.pt`). Everything else comes from the Hugging Face hub
+through its cache (HF_HOME, HF_HUB_OFFLINE), or from a local folder laid out like the hub's repositories;
+`tasks/hub.py` names the repositories. Experts are converted to open_clip's layout once and kept, with the
+pretrained image tower and the heads, under the mergebench cache.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from safetensors.torch import load_file, save_file
 
 from bench.atomic import write_atomically
 from bench.convert import open_clip_vision_state
+from bench.errors import BenchError
 from bench.models import ClassificationHead, EncoderConfig, build_encoder
+from bench.pickled import load_module_state
 from bench.pool import ModelPool
 from tasks.base import Suite, Task
 from tasks.hub import CLIP_REPOS, EXPERT_FILE, PRETRAINED_FILE, TASKS, HubRepos, Sources, check_available
@@ -47,13 +52,22 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     model.eval()
     *to_tensor, normalize = preprocess.transforms  # corruptions apply to pixels, between the two
     pixels = open_clip.transform.Compose(to_tensor)
-    origin = "hub" if sources.root is None else hashlib.sha256(str(sources.root.resolve()).encode()).hexdigest()[:12]
+    origin_of = sources.checkpoints if spec.repos.experts is None else sources.root
+    origin = "hub" if origin_of is None else hashlib.sha256(str(origin_of.resolve()).encode()).hexdigest()[:12]
     cache = cache_root() / "clip" / spec.name / origin  # conversions of one source never serve another
     cache.mkdir(parents=True, exist_ok=True)
     pretrained_path = cache / "pretrained.safetensors"
-    if not pretrained_path.is_file():
-        save_atomically({k: v.contiguous() for k, v in model.visual.state_dict().items()}, pretrained_path)
     projection = model.visual.proj.detach().T  # transformers' layout: [embed_dim, width]
+    if spec.repos.experts is None:
+        family = f"task-vectors:{spec.open_clip_model}"
+        pretrained_state = partial(task_vectors_image_tower, sources.task_vectors_file())
+        expert_state = lambda counterpart: task_vectors_image_tower(sources.task_vectors_file(counterpart))  # noqa: E731
+    else:
+        family = f"fusionbench:{spec.repos.experts}"
+        pretrained_state = lambda: {k: v.contiguous() for k, v in model.visual.state_dict().items()}  # noqa: E731
+        expert_state = partial(fusionbench_image_tower, sources, spec.repos, projection)
+    if not pretrained_path.is_file():
+        save_atomically(pretrained_state(), pretrained_path)
 
     tasks, experts = {}, {}
     tokenizer = open_clip.get_tokenizer(spec.open_clip_model)
@@ -69,12 +83,27 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
                            shipped_splits=frozenset(sources.split_names(TASKS[counterpart][0])))
         experts[name] = cache / f"expert-{name}.safetensors"
         if not experts[name].is_file():
-            checkpoint = sources.file(spec.repos.expert(counterpart), EXPERT_FILE)
-            save_atomically(open_clip_vision_state(load_file(str(checkpoint)), projection, str(checkpoint)), experts[name])
+            save_atomically(expert_state(counterpart), experts[name])
     pool = ModelPool(partial(build_encoder, spec.encoder, quick_gelu=True), pretrained_path, experts,
                      {name: task.head for name, task in tasks.items()},
                      sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed), device=device)
-    return Suite(name=spec.name, tasks=tasks, pool=pool, provenance={"family": f"fusionbench:{spec.repos.experts}"})
+    return Suite(name=spec.name, tasks=tasks, pool=pool, provenance={"family": family})
+
+
+def fusionbench_image_tower(sources: Sources, repos: HubRepos, projection: torch.Tensor, counterpart: str) -> dict[str, torch.Tensor]:
+    """A FusionBench expert (transformers' CLIPVisionModel) as open_clip's image tower."""
+    checkpoint = sources.file(repos.expert(counterpart), EXPERT_FILE)
+    return open_clip_vision_state(load_file(str(checkpoint)), projection, str(checkpoint))
+
+
+def task_vectors_image_tower(path: Path) -> dict[str, torch.Tensor]:
+    """The image tower of a task-vectors checkpoint: an ImageEncoder pickled whole, whose open_clip CLIP is
+    `model` (so its image tower's weights are `model.visual.*`)."""
+    state = load_module_state(path)
+    tower = {k.removeprefix("model.visual."): v.contiguous() for k, v in state.items() if k.startswith("model.visual.")}
+    if not tower:
+        raise BenchError(f"{path}: no `model.visual.*` weights; expected a task-vectors ImageEncoder checkpoint")
+    return tower
 
 
 def cached_head(path: Path, build: Callable[[], ClassificationHead]) -> ClassificationHead:
@@ -92,11 +121,12 @@ def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
     write_atomically(path, lambda partial_path: save_file(tensors, str(partial_path)))
 
 
-SPECS = {spec.name: spec for spec in (
-    ClipSpec("clip-vit-b-32", "ViT-B-32", EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12,
-                                                        embed_dim=512), CLIP_REPOS["clip-vit-b-32"]),
-    ClipSpec("clip-vit-b-16", "ViT-B-16", EncoderConfig(image_size=224, patch_size=16, width=768, layers=12, heads=12,
-                                                        embed_dim=512), CLIP_REPOS["clip-vit-b-16"]),
-    ClipSpec("clip-vit-l-14", "ViT-L-14", EncoderConfig(image_size=224, patch_size=14, width=1024, layers=24, heads=16,
-                                                        embed_dim=768), CLIP_REPOS["clip-vit-l-14"]),
-)}
+ENCODERS = {
+    "ViT-B-32": EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512),
+    "ViT-B-16": EncoderConfig(image_size=224, patch_size=16, width=768, layers=12, heads=12, embed_dim=512),
+    "ViT-L-14": EncoderConfig(image_size=224, patch_size=14, width=1024, layers=24, heads=16, embed_dim=768),
+}
+SPECS = {name: ClipSpec(name, model, ENCODERS[model], CLIP_REPOS[name]) for name, model in (
+    ("clip-vit-b-32", "ViT-B-32"), ("clip-vit-b-16", "ViT-B-16"), ("clip-vit-l-14", "ViT-L-14"),
+    ("clip-vit-b-32-task-vectors", "ViT-B-32"), ("clip-vit-b-16-task-vectors", "ViT-B-16"),
+    ("clip-vit-l-14-task-vectors", "ViT-L-14"))}

@@ -28,14 +28,19 @@ TASKS = {
 }
 EXPERT_FILE = "model.safetensors"
 PRETRAINED_FILE = "open_clip_model.safetensors"
+# The task-vectors checkpoints' layout (github.com/mlfoundations/task_vectors, as the AdaMerging and WEMoE papers
+# used them): one folder per model, e.g. checkpoints/ViT-B-32/.
+TASK_VECTORS_PRETRAINED = "zeroshot.pt"
+TASK_VECTORS_EXPERT = "{task}/finetuned.pt"
 
 
 @dataclass(frozen=True)
 class HubRepos:
-    """The repositories of one CLIP suite: open_clip's weights, and the experts as f"{experts}_{suffix}"."""
+    """The repositories of one CLIP suite: open_clip's weights, and the experts as f"{experts}_{suffix}" (None:
+    the experts are task-vectors checkpoints in a local folder; the hub still serves the text tower and data)."""
 
     pretrained: str
-    experts: str
+    experts: str | None
     tasks: tuple[str, ...] = tuple(TASKS)
 
     def expert(self, task: str) -> str:
@@ -45,7 +50,8 @@ class HubRepos:
         """The repositories the hub cache lacks, as `repo (type)`."""
         from huggingface_hub import constants, try_to_load_from_cache
 
-        models = [(self.pretrained, PRETRAINED_FILE)] + [(self.expert(task), EXPERT_FILE) for task in self.tasks]
+        experts = [(self.expert(task), EXPERT_FILE) for task in self.tasks] if self.experts is not None else []
+        models = [(self.pretrained, PRETRAINED_FILE)] + experts
         missing = [f"{repo} (model)" for repo, file in models if not isinstance(try_to_load_from_cache(repo, file), str)]
         for task in self.tasks:
             snapshots = Path(constants.HF_HUB_CACHE) / f"datasets--{TASKS[task][0].replace('/', '--')}" / "snapshots"
@@ -58,6 +64,9 @@ CLIP_REPOS = {
     "clip-vit-b-32": HubRepos("timm/vit_base_patch32_clip_224.openai", "tanganke/clip-vit-base-patch32"),
     "clip-vit-b-16": HubRepos("timm/vit_base_patch16_clip_224.openai", "tanganke/clip-vit-base-patch16"),
     "clip-vit-l-14": HubRepos("timm/vit_large_patch14_clip_224.openai", "tanganke/clip-vit-large-patch14"),
+    "clip-vit-b-32-task-vectors": HubRepos("timm/vit_base_patch32_clip_224.openai", None),
+    "clip-vit-b-16-task-vectors": HubRepos("timm/vit_base_patch16_clip_224.openai", None),
+    "clip-vit-l-14-task-vectors": HubRepos("timm/vit_large_patch14_clip_224.openai", None),
 }
 
 
@@ -65,9 +74,21 @@ CLIP_REPOS = {
 class Sources:
     """Where checkpoints and datasets come from: the hub (through its cache) or, with `root`, a local folder
     holding one folder per repository, named as the repository (`clip-vit-base-patch32_sun397/model.safetensors`,
-    `sun397/` with the dataset's parquet files, `vit_base_patch32_clip_224.openai/open_clip_model.safetensors`)."""
+    `sun397/` with the dataset's parquet files, `vit_base_patch32_clip_224.openai/open_clip_model.safetensors`);
+    `checkpoints`: the task-vectors checkpoints folder of a suite whose experts come from one."""
 
     root: Path | None = None
+    checkpoints: Path | None = None
+
+    @classmethod
+    def for_suite(cls, suite: str, zoo: Path | None) -> Sources:
+        """What `--zoo` means for a CLIP suite: its task-vectors checkpoints, or a local copy of its repositories."""
+        return cls(checkpoints=zoo) if CLIP_REPOS[suite].experts is None else cls(root=zoo)
+
+    def task_vectors_file(self, task: str | None = None) -> Path:
+        """The task-vectors checkpoint of `task`'s expert, or of the pretrained model."""
+        assert self.checkpoints is not None
+        return self.checkpoints / (TASK_VECTORS_EXPERT.format(task=task) if task else TASK_VECTORS_PRETRAINED)
 
     def file(self, repo: str, filename: str) -> Path:
         if self.root is None:
@@ -113,8 +134,16 @@ def settle_offline_mode(needs_hub: bool) -> None:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+def reads_hub(suite: str | None, zoo: Path | None) -> bool:
+    """Whether a run of `suite` with this `--zoo` reads from the hub."""
+    return suite in CLIP_REPOS and (zoo is None or CLIP_REPOS[suite].experts is None)
+
+
 def check_available(suite: str, repos: HubRepos, sources: Sources) -> None:
-    """Offline, fail at once naming every repository missing from the hub cache and how to fetch it."""
+    """Fail at once naming what is missing: a suite's task-vectors checkpoints; offline, every repository
+    missing from the hub cache, and how to fetch it."""
+    if repos.experts is None:
+        check_task_vectors_folder(suite, repos, sources.checkpoints)
     from huggingface_hub import constants
 
     if sources.root is not None or not constants.HF_HUB_OFFLINE:
@@ -124,3 +153,14 @@ def check_available(suite: str, repos: HubRepos, sources: Sources) -> None:
         raise BenchError(f"suite {suite}: the Hugging Face hub is offline and its cache ({constants.HF_HUB_CACHE}) "
                          f"lacks {len(missing)} repositories: {', '.join(missing)}; fetch them where there is network "
                          f"(`hf download REPO`, with `--repo-type dataset` for datasets) or pass --zoo LOCAL_FOLDER")
+
+
+def check_task_vectors_folder(suite: str, repos: HubRepos, folder: Path | None) -> None:
+    expected = [TASK_VECTORS_PRETRAINED] + [TASK_VECTORS_EXPERT.format(task=task) for task in repos.tasks]
+    if folder is None:
+        raise BenchError(f"suite {suite}: its experts are the task-vectors checkpoints (github.com/mlfoundations/"
+                         f"task_vectors); pass --zoo FOLDER holding {', '.join(expected)}")
+    missing = [name for name in expected if not (folder / name).is_file()]
+    if missing:
+        raise BenchError(f"{folder}: missing {', '.join(missing)} (suite {suite} expects the task-vectors layout: "
+                         f"{TASK_VECTORS_PRETRAINED} and {TASK_VECTORS_EXPERT.format(task='TASK')} per task)")

@@ -69,9 +69,12 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
 
 
 def _clip_factory(spec: ClipSpec, zoo: Path | None = None, device: str = "cpu") -> Suite:
-    return clip_suite(spec, Sources(Path(zoo) if zoo is not None else None), device)
+    return clip_suite(spec, Sources.for_suite(spec.name, Path(zoo) if zoo is not None else None), device)
 
 
 for _spec in CLIP_SPECS.values():
-    register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_spec.repos.experts}_* experts, "
-                   "8 real datasets (Hugging Face hub or --zoo folder)")(partial(_clip_factory, _spec))
+    _experts = (f"{_spec.repos.experts}_* experts" if _spec.repos.experts else
+                "the task-vectors experts (--zoo: their checkpoints folder)")
+    _where = "Hugging Face hub or --zoo folder" if _spec.repos.experts else "Hugging Face hub"
+    register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_experts}, 8 real datasets "
+                   f"({_where})")(partial(_clip_factory, _spec))

@@ -108,7 +108,8 @@ def test_unknown_method_exits_2_with_the_valid_names(tiny_zoo, tmp_path, capsys)
 
 def test_unknown_suite_and_bad_param_exit_2(tiny_zoo, tmp_path, capsys):
     assert main(["run", "--all", "--suite", "imagenet", "--results", str(tmp_path)]) == 2
-    assert "unknown suite 'imagenet'; valid: clip-vit-b-16, clip-vit-b-32, clip-vit-l-14, mini" in capsys.readouterr().err
+    assert ("unknown suite 'imagenet'; valid: clip-vit-b-16, clip-vit-b-16-task-vectors, clip-vit-b-32, "
+            "clip-vit-b-32-task-vectors, clip-vit-l-14, clip-vit-l-14-task-vectors, mini") in capsys.readouterr().err
     assert main(["run", "--method", "task_arithmetic", "--param", "task_arithmetic.lam=1", "--zoo", str(tiny_zoo),
                  "--results", str(tmp_path)]) == 2
     assert "task_arithmetic: unknown parameter 'lam'; valid: scaling" in capsys.readouterr().err

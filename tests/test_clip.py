@@ -21,12 +21,12 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithP
 
 from bench.convert import open_clip_vision_state
 from bench.errors import BenchError
-from bench.reports import build_reports
 from bench.models import EncoderConfig, build_encoder
+from bench.reports import build_reports
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
 from tasks.clip import ClipSpec, clip_suite
-from tasks.hub import PRETRAINED_FILE, TASKS, HubRepos, Sources
+from tasks.hub import PRETRAINED_FILE, TASKS, HubRepos, Sources, check_task_vectors_folder
 from tasks.scenarios import Scenario, multitask
 from tasks.zeroshot import TEMPLATES, class_vectors, prompts, zero_shot_head
 
@@ -179,6 +179,70 @@ def test_a_dataset_s_own_corrupted_test_split_replaces_the_one_made_here_and_row
         "eurosat": "contrast", "mnist": "test/contrast@2"}
     assert ("Corrupted test sets: the datasets' own for eurosat contrast; the others corrupted here from the clean "
             "test sets (severity 2).") in (tmp_path / "reports" / "robustness.md").read_text()
+
+
+TASK_VECTORS_MODULE = '''
+import torch
+
+class ImageEncoder(torch.nn.Module):
+    """As task-vectors' src/modeling.py keeps it: the open_clip CLIP as `model`, text tower deleted."""
+    def __init__(self, model, preprocess):
+        super().__init__()
+        self.model = model
+        self.train_preprocess = self.val_preprocess = preprocess
+        delattr(self.model, "transformer")
+'''
+
+
+@pytest.fixture(scope="module")
+def task_vectors_folder(local_clip_folder, tmp_path_factory) -> tuple[Path, dict[str, dict[str, torch.Tensor]]]:
+    """Checkpoints in the task-vectors layout (zeroshot.pt, TASK/finetuned.pt: ImageEncoder modules pickled whole,
+    by a class that is gone when they are read), and the image towers they hold."""
+    folder, code = tmp_path_factory.mktemp("task-vectors"), tmp_path_factory.mktemp("task-vectors-code")
+    (code / "tv_modeling.py").write_text(TASK_VECTORS_MODULE)
+    sys.path.insert(0, str(code))
+    try:
+        import tv_modeling
+
+        towers = {}
+        for offset, name in enumerate(["zeroshot"] + list(TINY_TASKS)):
+            torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms("tiny-test-clip")
+            with torch.no_grad():
+                for parameter in model.visual.parameters():
+                    parameter.add_(0.01 * offset * torch.randn_like(parameter))
+            path = folder / ("zeroshot.pt" if name == "zeroshot" else f"{name}/finetuned.pt")
+            path.parent.mkdir(exist_ok=True)
+            torch.save(tv_modeling.ImageEncoder(model, preprocess), path)
+            towers[name] = {k: v.clone() for k, v in model.visual.state_dict().items()}
+    finally:
+        sys.path.remove(str(code))
+        sys.modules.pop("tv_modeling", None)
+    return folder, towers
+
+
+def test_a_task_vectors_suite_reads_pickled_checkpoints_and_records_its_family(local_clip_folder, task_vectors_folder, tmp_path):
+    root, fusionbench_spec = local_clip_folder
+    folder, towers = task_vectors_folder
+    spec = ClipSpec("clip-tiny-tv", "tiny-test-clip", fusionbench_spec.encoder,
+                    HubRepos("someone/tiny-pretrained", None, tasks=tuple(TINY_TASKS)), pretrained_tag="tiny")
+    suite = clip_suite(spec, Sources(root, checkpoints=folder))
+    assert suite.provenance["family"] == "task-vectors:tiny-test-clip"
+    for name in ("conv1.weight", "transformer.resblocks.0.attn.in_proj_weight", "proj"):
+        assert torch.equal(suite.pool.pretrained_tensor(name), towers["zeroshot"][name])
+        assert torch.equal(suite.pool.expert_tensor("mnist", name), towers["MNIST"][name])
+    run(suite, multitask(suite), [MethodSpec("task_arithmetic")], [0], ResultStore(tmp_path / "results"))
+    assert set(ResultStore(tmp_path / "results").load()["family"]) == {"task-vectors:tiny-test-clip"}
+
+
+def test_a_task_vectors_suite_names_the_checkpoints_it_lacks(task_vectors_folder, tmp_path):
+    repos = HubRepos("someone/tiny-pretrained", None, tasks=tuple(TINY_TASKS))
+    with pytest.raises(BenchError, match="pass --zoo FOLDER holding zeroshot.pt, EuroSAT/finetuned.pt, MNIST/finetuned.pt"):
+        check_task_vectors_folder("clip-tiny-tv", repos, None)
+    (tmp_path / "EuroSAT").mkdir()
+    (tmp_path / "EuroSAT" / "finetuned.pt").write_bytes(b"")
+    with pytest.raises(BenchError, match=f"{tmp_path}: missing zeroshot.pt, MNIST/finetuned.pt"):
+        check_task_vectors_folder("clip-tiny-tv", repos, tmp_path)
 
 
 def test_offline_with_an_empty_cache_a_clip_run_stops_before_importing_any_model_code(tmp_path):
