@@ -54,7 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--zoo", type=Path, help="mini suite: its zoo folder (default: the shipped zoo/mini-v1); CLIP "
                      "suites: a local folder with one folder per hub repository, instead of the hub (default: the hub "
                      "through its cache)")
-    run.add_argument("--device", default="cpu", help="torch device for merging and evaluation (default: cpu)")
+    run.add_argument("--device", default="cpu", help="torch device for merging and evaluation, e.g. cuda (default: cpu)")
+    run.add_argument("--batch-size", type=int, default=1000, help="inputs per forward pass in evaluation; lower it "
+                     "for large models on small GPUs (default: 1000)")
+    run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of "
+                     "evaluation (fp16: GPUs); recorded in every row (default: fp32)")
+    run.add_argument("--workers", type=int, default=0, help="processes decoding the test images (224-pixel datasets "
+                     "of the CLIP suites; default: 0, in this process)")
     run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
                      "(AdaMerging, WEMoE) at step 0 and every STEPS steps; rows carry the step (default: final only)")
     _add_common(run)
@@ -147,6 +153,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
 
+    from bench.evaluation import EvalSettings
     from bench.reports import build_reports
     from bench.results import ResultStore
     from bench.runner import StageTimes, run
@@ -155,10 +162,11 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     _load_methods(args.plugin)
     specs = _method_specs(args)
+    settings = EvalSettings(args.batch_size, args.precision, args.workers)
     suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
     scenarios = scenarios_to_run(suite, args.scenario)
     times = StageTimes()
-    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every, times)
+    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every, times, settings)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     with times.stage("report"):
         written = build_reports(args.results, args.reports)

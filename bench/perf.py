@@ -36,7 +36,7 @@ from typing import TypeVar
 
 import torch
 
-from bench.evaluation import evaluate
+from bench.evaluation import EvalSettings, evaluate
 from bench.models import EncoderConfig
 from bench.reports import build_reports
 from bench.results import ResultStore
@@ -201,7 +201,7 @@ def evaluation_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
     merged = TaskArithmetic().merge(suite.pool)
     start = time.perf_counter()
     load_data(suite, [Scenario("timing", tuple(suite.tasks), tuple(pairs))])
-    evaluate(merged, suite.tasks, pairs, EVAL_BATCH)
+    evaluate(merged, suite.tasks, pairs, EvalSettings(batch_size=EVAL_BATCH))
     first = time.perf_counter() - start
     images = sum(len(suite.tasks[task].tensors(split)[1]) for task, split in pairs)
 
@@ -210,7 +210,7 @@ def evaluation_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
             for inputs, _ in suite.tasks[task].batches(split, EVAL_BATCH):
                 merged(inputs)
 
-    harness = best_time(lambda: evaluate(merged, suite.tasks, pairs, EVAL_BATCH), repeats=2)
+    harness = best_time(lambda: evaluate(merged, suite.tasks, pairs, EvalSettings(batch_size=EVAL_BATCH)), repeats=2)
     bare = best_time(bare_forward, repeats=2)
     return [Figure(f"Evaluation: harness images/s / bare encoder forward ({images} images)", bare / harness, 0.85,
                    higher_is_better=True),

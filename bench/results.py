@@ -16,8 +16,9 @@ import pandas as pd
 from bench.atomic import write_atomically
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
-           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "code_version"]
-# merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`)
+           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version"]
+# merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
+# precision: the evaluation's autocast precision (fp32, bf16, fp16)
 PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 

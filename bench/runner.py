@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.evaluation import evaluate
+from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
 from bench.memory import PeakMemory
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
@@ -118,8 +118,8 @@ class SharedMerge:
 
 
 def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,
-             eval_every: int | None = None, shared: SharedMerge | None = None,
-             times: StageTimes | None = None) -> list[dict]:
+             eval_every: int | None = None, shared: SharedMerge | None = None, times: StageTimes | None = None,
+             settings: EvalSettings = DEFAULT_EVAL) -> list[dict]:
     """Merge (adapting, for adaptive methods), evaluate at each step the method yields, and return the rows.
 
     merge_s is the time spent inside the method up to the step (evaluations excluded; for a merge shared with
@@ -129,7 +129,7 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     params = json.dumps(dataclasses.asdict(method), sort_keys=True)
     common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
               "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
-              "metric": "accuracy", "code_version": version}
+              "metric": "accuracy", "precision": settings.precision, "code_version": version}
     shared, times = shared or SharedMerge(), times or StageTimes()
     rows: list[dict] = []
     memory = PeakMemory()
@@ -137,7 +137,7 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
         for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool,
                                                         eval_every, times):
             start = time.perf_counter()
-            accuracies = evaluate(merged, suite.tasks, scenario.evaluated)
+            accuracies = evaluate(merged, suite.tasks, scenario.evaluated, settings)
             eval_s = time.perf_counter() - start
             times.seconds["evaluation"] += eval_s
             rows += [common | {"task": task, "counterpart": suite.tasks[task].counterpart,
@@ -147,15 +147,16 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     return [row | {"peak_rss_mb": memory.peak_mb} for row in rows]
 
 
-def load_data(suite: Suite, scenarios: list[Scenario]) -> None:
-    """Decode (and corrupt) every split the scenarios test on, once: later stages find them in memory."""
+def load_data(suite: Suite, scenarios: list[Scenario], workers: int = 0) -> None:
+    """Decode (and corrupt) every split the scenarios test on, once (by `workers` processes, where more than 0):
+    later stages find them in memory."""
     for scenario in scenarios:
         for task, split in scenario.evaluated:
-            suite.tasks[task].tensors(split)
+            suite.tasks[task].tensors(split, workers)
 
 
 def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore,
-        eval_every: int | None = None, times: StageTimes | None = None) -> int:
+        eval_every: int | None = None, times: StageTimes | None = None, settings: EvalSettings = DEFAULT_EVAL) -> int:
     """Run every missing unit; returns how many were run. Bad settings fail here, before any work.
 
     Units go method by method, so that a static merge is reused across the scenarios that merge its experts.
@@ -175,10 +176,10 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
         else:
             todo.append((key, scenario, method, seed))
     with times.stage("data"):
-        load_data(suite, list(dict.fromkeys(scenario for _, scenario, _, _ in todo)))
+        load_data(suite, list(dict.fromkeys(scenario for _, scenario, _, _ in todo)), settings.workers)
     shared = SharedMerge()
     for key, scenario, method, seed in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every, shared, times)
+        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every, shared, times, settings)
         store.write(key, rows)
         final = [r for r in rows if r["step"] == rows[-1]["step"]]
         mean = sum(r["value"] for r in final) / len(final)

@@ -106,6 +106,24 @@ def test_unknown_method_exits_2_with_the_valid_names(tiny_zoo, tmp_path, capsys)
     assert "\n" not in error
 
 
+def test_evaluation_in_bf16_records_its_precision_and_moves_accuracy_little(tiny_zoo, tmp_path):
+    runs = {}
+    for precision, batch_size in (("fp32", "1000"), ("bf16", "7")):
+        assert main(["run", "--method", "task_arithmetic", "--scenario", "multitask", "--precision", precision,
+                     "--batch-size", batch_size, "--zoo", str(tiny_zoo), "--results", str(tmp_path / precision)]) == 0
+        runs[precision] = ResultStore(tmp_path / precision).load().set_index("task")
+    assert set(runs["fp32"]["precision"]) == {"fp32"} and set(runs["bf16"]["precision"]) == {"bf16"}
+    difference = (runs["bf16"]["value"] - runs["fp32"]["value"]).abs()
+    assert difference.max() <= 0.05 and difference.mean() <= 0.02
+
+
+@pytest.mark.parametrize("option, value, message", [("--batch-size", "0", "--batch-size 0: expected a positive number"),
+                                                    ("--workers", "-1", "--workers -1: expected 0")])
+def test_bad_evaluation_settings_exit_2_naming_the_option(tiny_zoo, tmp_path, capsys, option, value, message):
+    assert main(["run", "--method", "pretrained", option, value, "--zoo", str(tiny_zoo), "--results", str(tmp_path)]) == 2
+    assert f"error: {message}" in capsys.readouterr().err and not tmp_path.joinpath("mini").exists()
+
+
 def test_unknown_suite_and_bad_param_exit_2(tiny_zoo, tmp_path, capsys):
     assert main(["run", "--all", "--suite", "imagenet", "--results", str(tmp_path)]) == 2
     assert ("unknown suite 'imagenet'; valid: clip-vit-b-16, clip-vit-b-16-task-vectors, clip-vit-b-32, "

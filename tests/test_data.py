@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tasks import procedural
 from tasks.base import decode_split
@@ -57,5 +58,7 @@ def test_splits_follow_the_hub_schema_and_are_cached_by_fingerprint(data_cache):
     assert set(dataset.column_names) == {"image", "label"}
     inputs, labels = decode_split(dataset, preprocess)
     assert inputs.shape == (10, 3, 32, 32) and len(labels) == 10
+    in_workers, same_labels = decode_split(dataset, preprocess, workers=2)  # --workers: the same tensors
+    assert torch.equal(in_workers, inputs) and torch.equal(same_labels, labels)
     assert (data_cache / "mini-data" / data.fingerprint() / "signs" / "test").is_dir()
     assert MiniData(train_per_task=21, test_per_task=10).fingerprint() != data.fingerprint()
