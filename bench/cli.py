@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                      "for large models on small GPUs (default: 1000)")
     run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of "
                      "evaluation (fp16: GPUs); recorded in every row (default: fp32)")
+    run.add_argument("--jobs", type=int, default=1, help="processes running units side by side, each with its share of "
+                     "the torch threads; worth it where a model is too small to keep the cores busy (default: 1)")
     run.add_argument("--workers", type=int, default=0, help="processes decoding the test images (224-pixel datasets "
                      "of the CLIP suites; default: 0, in this process)")
     run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
@@ -117,15 +119,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
 
 
-def _load_methods(plugins: list[Path]) -> None:
-    import methods  # noqa: F401  (registers the built-in methods)
-    from bench.plugins import load_entry_points, load_plugin
-
-    load_entry_points()
-    for plugin in plugins:
-        load_plugin(plugin)
-
-
 def _method_specs(args: argparse.Namespace) -> list:
     from bench.runner import MethodSpec
     from methods.base import REGISTRY, get_method
@@ -153,27 +146,42 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
 
+    import time
+    from functools import partial
+
     from bench.evaluation import EvalSettings
+    from bench.parallel import Job, parts_of, run_in_processes
+    from bench.plugins import load_methods
     from bench.reports import build_reports
     from bench.results import ResultStore
-    from bench.runner import StageTimes, run
+    from bench.runner import StageTimes, plan, run
     from tasks.scenarios import scenarios_to_run
     from tasks.suites import load_suite
 
-    _load_methods(args.plugin)
+    if args.jobs < 1:
+        raise BenchError(f"--jobs {args.jobs}: expected 1 or more processes")
+    start = time.perf_counter()
+    load_methods(args.plugin)
     specs = _method_specs(args)
     settings = EvalSettings(args.batch_size, args.precision, args.workers)
     suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
     scenarios = scenarios_to_run(suite, args.scenario)
-    times = StageTimes()
-    done = run(suite, scenarios, specs, args.seeds, ResultStore(args.results), args.eval_every, times, settings)
+    store = ResultStore(args.results)
+    if args.jobs == 1:
+        times = StageTimes()
+        done = run(suite, scenarios, specs, args.seeds, store, args.eval_every, times, settings)
+    else:
+        todo = plan(suite, scenarios, specs, args.seeds, store)  # bad settings fail here, before any process starts
+        job = Job(partial(load_suite, args.suite, zoo=args.zoo, device=args.device), args.results, args.eval_every, settings)
+        times, done = run_in_processes(job, parts_of(todo, specs), args.jobs, args.plugin), len(todo)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     with times.stage("report"):
         written = build_reports(args.results, args.reports)
     if (args.reports / "multitask.md").is_file():
         print((args.reports / "multitask.md").read_text())
     log.info("report: %s (links %d files)", written[0], len(written) - 1)
-    log.info("time: %s", times.summary())
+    summed = f", summed over {args.jobs} processes" if args.jobs > 1 else ""
+    log.info("time: %.0f s; %s%s", time.perf_counter() - start, times.summary(), summed)
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -206,9 +214,10 @@ def _cmd_perf(args: argparse.Namespace) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> None:
     if args.what == "methods":
-        _load_methods(args.plugin)
+        from bench.plugins import load_methods
         from methods.base import REGISTRY
 
+        load_methods(args.plugin)
         for cls in REGISTRY.values():
             print(cls.describe())
     elif args.what == "suites":

@@ -41,3 +41,12 @@ def load_entry_points() -> None:
         except Exception as error:
             raise BenchError(f"entry point {entry_point.name} ({entry_point.value}): {type(error).__name__}: {error}") from None
         log.debug("loaded methods from entry point %s", entry_point.name)
+
+
+def load_methods(plugins: list[Path]) -> None:
+    """Register the built-in methods, those of installed entry points and those of the `--plugin` files."""
+    import methods  # noqa: F401  (registers the built-in methods)
+
+    load_entry_points()
+    for plugin in plugins:
+        load_plugin(plugin)

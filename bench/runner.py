@@ -155,34 +155,51 @@ def load_data(suite: Suite, scenarios: list[Scenario], workers: int = 0) -> None
             suite.tasks[task].tensors(split, workers)
 
 
-def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore,
-        eval_every: int | None = None, times: StageTimes | None = None, settings: EvalSettings = DEFAULT_EVAL) -> int:
-    """Run every missing unit; returns how many were run. Bad settings fail here, before any work.
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: a method with its settings and seed, on one scenario; stored under `key`."""
 
-    Units go method by method, so that a static merge is reused across the scenarios that merge its experts.
-    Where `times` is given, the run's seconds by stage are added to it.
-    """
-    times = times or StageTimes()
-    units = [(scenario, spec.build(seed, suite.name), seed) for spec in specs for seed in seeds for scenario in scenarios]
+    key: str
+    scenario: Scenario
+    method: MergeMethod
+    seed: int
+    spec: int  # index of the MethodSpec it came from
+
+
+def plan(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int],
+         store: ResultStore) -> list[Unit]:
+    """The units not yet in the store, method by method (so that a static merge is reused across the scenarios
+    that merge its experts). Bad settings fail here, before any work."""
+    units = [(scenario, spec.build(seed, suite.name), seed, index)
+             for index, spec in enumerate(specs) for seed in seeds for scenario in scenarios]
     for scenario in scenarios:
         scenario.test_splits()
     suite.pool.validate()
-    run_id, version = uuid.uuid4().hex[:8], code_version()
     todo = []
-    for scenario, method, seed in units:
+    for scenario, method, seed, index in units:
         key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method), seed)
         if store.has(key):
             log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
         else:
-            todo.append((key, scenario, method, seed))
+            todo.append(Unit(key, scenario, method, seed, index))
+    return todo
+
+
+def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore,
+        eval_every: int | None = None, times: StageTimes | None = None, settings: EvalSettings = DEFAULT_EVAL) -> int:
+    """Run every missing unit (see `plan`); returns how many were run. Where `times` is given, the run's seconds
+    by stage are added to it."""
+    times = times or StageTimes()
+    todo = plan(suite, scenarios, specs, seeds, store)
+    run_id, version = uuid.uuid4().hex[:8], code_version()
     with times.stage("data"):
-        load_data(suite, list(dict.fromkeys(scenario for _, scenario, _, _ in todo)), settings.workers)
+        load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings.workers)
     shared = SharedMerge()
-    for key, scenario, method, seed in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, scenario, method, seed, run_id, version, eval_every, shared, times, settings)
-        store.write(key, rows)
+    for unit in tqdm(todo, desc="units", unit="unit"):
+        rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times, settings)
+        store.write(unit.key, rows)
         final = [r for r in rows if r["step"] == rows[-1]["step"]]
         mean = sum(r["value"] for r in final) / len(final)
-        log.info("%s / %s seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", scenario.name, method.label(),
-                 seed, 100 * mean, final[0]["merge_s"], final[0]["eval_s"])
+        log.info("%s / %s seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", unit.scenario.name,
+                 unit.method.label(), unit.seed, 100 * mean, final[0]["merge_s"], final[0]["eval_s"])
     return len(todo)

@@ -207,6 +207,21 @@ def test_perf_prints_each_figure_with_its_goal_and_stores_them_for_the_report(ti
     assert all(figure in perf_md for figure in stored["figure"]) and "(perf.md)" in (reports / "index.md").read_text()
 
 
+def test_jobs_run_the_same_units_in_worker_processes_and_keep_the_static_merge_shared(tiny_zoo, tmp_path):
+    """--jobs 2: every unit once, each static merge made once for the eight robustness splits, values as in one
+    process (up to the order of float sums with other thread counts)."""
+    methods = ["--method", "task_arithmetic", "--method", "adamerging_layerwise", "--param", "adamerging_layerwise.steps=2"]
+    for jobs in ("1", "2"):
+        assert main(["run", *methods, "--scenario", "multitask", "--scenario", "robustness", "--jobs", jobs,
+                     "--zoo", str(tiny_zoo), "--results", str(tmp_path / jobs), "--reports", str(tmp_path / "reports")]) == 0
+    serial, parallel = (ResultStore(tmp_path / jobs).load().set_index(["scenario", "method", "task", "split"]).sort_index()
+                        for jobs in ("1", "2"))
+    assert len(parallel) == len(serial) == 2 * (8 + 8 * 4) and parallel.index.equals(serial.index)
+    assert (parallel["value"] - serial["value"]).abs().max() <= 0.01
+    robust = parallel.loc["robustness/clean":"robustness/spatter"].xs("task_arithmetic", level="method")
+    assert robust["merge_s"].nunique() == 1 and parallel["run_id"].nunique() == 4  # merged once; 2 methods x 2 families
+
+
 def test_stage_times_tell_merging_from_adaptation_by_what_the_merge_read(tiny_zoo, tmp_path):
     suite = load_suite("mini", zoo=tiny_zoo)
     scenarios = multitask(suite)

@@ -1,0 +1,103 @@
+"""`run --jobs N`: units of work side by side in N worker processes.
+
+Small models do not keep many cores busy (the mini suite's forward+backward runs 1.5x faster on two threads
+than on one, not 2x), so a run spends its cores better on several units at once, each process with its share
+of the threads. The work is dealt out in parts of one method, seed and scenario family (multitask,
+robustness, generalization), a part's units run in order in one process: a static merge is still made once
+for the eight robustness splits. The families merge different sets of experts, so nothing else is shared
+across parts but what a method memoises in its pool (Fisher merging's Fishers, estimated again in each process
+that needs them). Each process builds the suite itself (spawned, never forked, so no half-initialised thread
+pool is inherited) and writes its units to the result store, whose atomic per-unit files need no
+coordination; what one process finished is kept if another fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bench.evaluation import EvalSettings
+from bench.plugins import load_methods
+from bench.results import ResultStore
+from bench.runner import MethodSpec, StageTimes, Unit, run
+from tasks.base import Suite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to rebuild the run's context: picklable, no tensors."""
+
+    suite_factory: Callable[[], Suite]  # module-level function or partial of one
+    results: Path
+    eval_every: int | None
+    settings: EvalSettings
+
+
+_suite: Suite | None = None  # one per worker process, built on its first job
+
+
+def _start_worker(threads: int, plugins: list[Path]) -> None:
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    load_methods(plugins)
+
+
+@contextmanager
+def _environment_of_spawned_processes(**variables: str) -> Iterator[None]:
+    """Variables the processes spawned inside see from their start (tqdm reads its own when imported)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
+
+
+def _run_part(job: Job, spec: MethodSpec, seed: int, family: str) -> dict[str, float]:
+    from tasks.scenarios import scenarios_for
+
+    global _suite
+    if _suite is None:
+        _suite = job.suite_factory()
+    times = StageTimes()
+    run(_suite, scenarios_for(family, _suite), [spec], [seed], ResultStore(job.results), job.eval_every, times, job.settings)
+    return times.seconds
+
+
+Part = tuple[MethodSpec, int, str]  # method, seed, scenario family
+
+
+def parts_of(units: list[Unit], specs: list[MethodSpec]) -> list[Part]:
+    """The (method, seed, scenario family) parts that hold these units, in the units' order."""
+    keys = dict.fromkeys((unit.spec, unit.seed, unit.scenario.name.split("/")[0]) for unit in units)
+    return [(specs[index], seed, family) for index, seed, family in keys]
+
+
+def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]) -> StageTimes:
+    """Run the parts in `jobs` worker processes; returns the seconds by stage summed over the processes (more
+    than the wall time they took). A part that fails raises here once the others have finished."""
+    threads = max(1, torch.get_num_threads() // jobs)
+    times = StageTimes()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads, plugins)) as pool:
+        with _environment_of_spawned_processes(TQDM_DISABLE="1"):  # the parent's bar counts parts; workers log units
+            futures = [pool.submit(_run_part, job, spec, seed, family) for spec, seed, family in parts]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"{jobs} processes", unit="part"):
+            for stage, seconds in future.result().items():
+                times.seconds[stage] += seconds
+    return times
