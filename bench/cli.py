@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                       "two minutes), or none (default: vit-b-32)")
     perf.add_argument("--end-to-end", action="store_true", help="also time `run --all` into empty results, by "
                       "stage (as long as that run: about 20 minutes on 2 cores)")
+    perf.add_argument("--jobs", type=int, default=1, help="worker processes of the --end-to-end run (default: 1)")
     perf.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     perf.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
 
@@ -150,30 +151,17 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from functools import partial
 
     from bench.evaluation import EvalSettings
-    from bench.parallel import Job, parts_of, run_in_processes
+    from bench.parallel import run_jobs
     from bench.plugins import load_methods
     from bench.reports import build_reports
-    from bench.results import ResultStore
-    from bench.runner import StageTimes, plan, run
-    from tasks.scenarios import scenarios_to_run
     from tasks.suites import load_suite
 
-    if args.jobs < 1:
-        raise BenchError(f"--jobs {args.jobs}: expected 1 or more processes")
     start = time.perf_counter()
     load_methods(args.plugin)
     specs = _method_specs(args)
     settings = EvalSettings(args.batch_size, args.precision, args.workers)
-    suite = load_suite(args.suite, zoo=args.zoo, device=args.device)
-    scenarios = scenarios_to_run(suite, args.scenario)
-    store = ResultStore(args.results)
-    if args.jobs == 1:
-        times = StageTimes()
-        done = run(suite, scenarios, specs, args.seeds, store, args.eval_every, times, settings)
-    else:
-        todo = plan(suite, scenarios, specs, args.seeds, store)  # bad settings fail here, before any process starts
-        job = Job(partial(load_suite, args.suite, zoo=args.zoo, device=args.device), args.results, args.eval_every, settings)
-        times, done = run_in_processes(job, parts_of(todo, specs), args.jobs, args.plugin), len(todo)
+    times, done = run_jobs(partial(load_suite, args.suite, zoo=args.zoo, device=args.device), args.scenario, specs,
+                           args.seeds, args.results, args.eval_every, settings, args.jobs, args.plugin)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     with times.stage("report"):
         written = build_reports(args.results, args.reports)
@@ -205,7 +193,7 @@ def _cmd_perf(args: argparse.Namespace) -> None:
     print(machine)
     rows = []
     for figure in run_perf(partial(load_suite, args.suite, zoo=args.zoo), static=args.static != "none",
-                           end_to_end=args.end_to_end):
+                           end_to_end=args.end_to_end, jobs=args.jobs):
         print(figure.line(), flush=True)
         rows.append([figure.name, figure.value, figure.goal, figure.verdict, machine, measured_at])
     log.info("figures: %s", store_perf(args.results, pd.DataFrame(rows, columns=PERF_COLUMNS)))

@@ -1,4 +1,4 @@
-"""`run --jobs N`: units of work side by side in N worker processes.
+"""A run in this process or, with `--jobs N`, its units side by side in N worker processes.
 
 Small models do not keep many cores busy (the mini suite's forward+backward runs 1.5x faster on two threads
 than on one, not 2x), so a run spends its cores better on several units at once, each process with its share
@@ -25,11 +25,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bench.evaluation import EvalSettings
+from bench.errors import BenchError
+from bench.evaluation import DEFAULT_EVAL, EvalSettings
 from bench.plugins import load_methods
 from bench.results import ResultStore
-from bench.runner import MethodSpec, StageTimes, Unit, run
+from bench.runner import MethodSpec, StageTimes, Unit, plan, run
 from tasks.base import Suite
+from tasks.scenarios import scenarios_for, scenarios_to_run
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,6 @@ def _environment_of_spawned_processes(**variables: str) -> Iterator[None]:
 
 
 def _run_part(job: Job, spec: MethodSpec, seed: int, family: str) -> dict[str, float]:
-    from tasks.scenarios import scenarios_for
-
     global _suite
     if _suite is None:
         _suite = job.suite_factory()
@@ -101,3 +101,21 @@ def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]
             for stage, seconds in future.result().items():
                 times.seconds[stage] += seconds
     return times
+
+
+def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | None, specs: list[MethodSpec],
+             seeds: list[int], results: Path, eval_every: int | None = None, settings: EvalSettings = DEFAULT_EVAL,
+             jobs: int = 1, plugins: list[Path] | None = None) -> tuple[StageTimes, int]:
+    """Every missing unit of the run, in this process (jobs=1) or in `jobs` worker processes; returns the seconds
+    by stage (summed over the processes) and the number of units run. Bad settings fail before any work."""
+    if jobs < 1:
+        raise BenchError(f"--jobs {jobs}: expected 1 or more processes")
+    suite = suite_factory()
+    scenarios = scenarios_to_run(suite, scenario_names)
+    store = ResultStore(results)
+    if jobs == 1:
+        times = StageTimes()
+        return times, run(suite, scenarios, specs, seeds, store, eval_every, times, settings)
+    todo = plan(suite, scenarios, specs, seeds, store)
+    job = Job(suite_factory, results, eval_every, settings)
+    return run_in_processes(job, parts_of(todo, specs), jobs, plugins or []), len(todo)

@@ -38,9 +38,9 @@ import torch
 
 from bench.evaluation import EvalSettings, evaluate
 from bench.models import EncoderConfig
+from bench.parallel import run_jobs
 from bench.reports import build_reports
-from bench.results import ResultStore
-from bench.runner import MethodSpec, StageTimes, load_data, run
+from bench.runner import MethodSpec, load_data
 from bench.synthetic import (
     VIT_B_32,
     PreparedMerge,
@@ -218,24 +218,28 @@ def evaluation_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
             Figure("Evaluation: harness images/s, first evaluation of a fresh suite (decoding included)", images / first)]
 
 
-def end_to_end_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
-    """`run --all` into empty results and a fresh report: the whole suite as a new user runs it, by stage."""
-    import methods  # noqa: F401  (registers the built-in methods)
+def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int = 1) -> list[Figure]:
+    """`run --all` (with `--jobs`) into empty results and a fresh report: the whole suite as a new user runs it,
+    wall time, and seconds by stage (summed over the processes)."""
+    from bench.plugins import load_methods
 
-    suite = suite_factory()
-    scenarios = scenarios_to_run(suite)
-    times = StageTimes()
+    load_methods([])
+    scenarios = scenarios_to_run(suite_factory())
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mergebench-e2e-") as folder:
         results, reports = Path(folder) / "results", Path(folder) / "reports"
-        run(suite, scenarios, [MethodSpec(name) for name in REGISTRY], [0], ResultStore(results), times=times)
+        times, _ = run_jobs(suite_factory, None, [MethodSpec(name) for name in REGISTRY], [0], results, jobs=jobs)
         with times.stage("report"):
             build_reports(results, reports)
-    name = f"End to end: run --all ({len(scenarios)} scenarios, {len(REGISTRY)} methods) into empty results (s)"
-    return [Figure(name, sum(times.seconds.values()), 900)] + [
-        Figure(f"End to end: stage {stage} (s)", seconds) for stage, seconds in times.seconds.items()]
+    wall = time.perf_counter() - start
+    processes = f", {jobs} processes" if jobs > 1 else ""
+    name = f"End to end: run --all ({len(scenarios)} scenarios, {len(REGISTRY)} methods{processes}) into empty results (s)"
+    return [Figure(name, wall, 900)] + [Figure(f"End to end: stage {stage} (s{', summed' if jobs > 1 else ''})", seconds)
+                                        for stage, seconds in times.seconds.items()]
 
 
-def run_perf(suite_factory: Callable[[], Suite], static: bool = True, end_to_end: bool = False) -> Iterator[Figure]:
+def run_perf(suite_factory: Callable[[], Suite], static: bool = True, end_to_end: bool = False,
+             jobs: int = 1) -> Iterator[Figure]:
     """Every figure, each as soon as it is measured."""
     suite = suite_factory()
     yield from adamerging_figures(suite)
@@ -244,4 +248,4 @@ def run_perf(suite_factory: Callable[[], Suite], static: bool = True, end_to_end
     if static:
         yield from static_merge_figures()
     if end_to_end:
-        yield from end_to_end_figures(suite_factory)
+        yield from end_to_end_figures(suite_factory, jobs)
