@@ -27,3 +27,17 @@ def tiny_zoo(tmp_path_factory: pytest.TempPathFactory, data_cache: Path) -> Path
     zoo = tmp_path_factory.mktemp("zoo") / "tiny"
     build_zoo(ZooRecipe.tiny(), zoo)
     return zoo
+
+
+def _shipped_files() -> dict[str, tuple[int, int]]:
+    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns)
+            for folder in ("results", "reports", "zoo") for path in (ROOT / folder).rglob("*") if path.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shipped_run_untouched():
+    """No test may write into the shipped reference run or zoo (a `run` without --results/--reports would)."""
+    before = _shipped_files()
+    yield
+    changed = sorted(set(before.items()) ^ set(_shipped_files().items()))
+    assert not changed, f"tests changed shipped files: {sorted({name for name, _ in changed})[:5]}"

@@ -110,6 +110,7 @@ def test_evaluation_in_bf16_records_its_precision_and_moves_accuracy_little(tiny
     runs = {}
     for precision, batch_size in (("fp32", "1000"), ("bf16", "7")):
         assert main(["run", "--method", "task_arithmetic", "--scenario", "multitask", "--precision", precision,
+                     "--reports", str(tmp_path / f"reports-{precision}"),
                      "--batch-size", batch_size, "--zoo", str(tiny_zoo), "--results", str(tmp_path / precision)]) == 0
         runs[precision] = ResultStore(tmp_path / precision).load().set_index("task")
     assert set(runs["fp32"]["precision"]) == {"fp32"} and set(runs["bf16"]["precision"]) == {"bf16"}
