@@ -61,7 +61,8 @@ def beside_published(table: pd.DataFrame, caption: str, rows: pd.DataFrame, scen
                           & (published["scenario"] == scenario)]
     if published.empty:
         return caption, table
-    columns = {counterpart: tables.task_titles(rows)[task] for task, counterpart in zip(rows["task"], rows["counterpart"])}
+    titles = tables.task_titles(rows)
+    columns = {counterpart: titles[task] for task, counterpart in dict(zip(rows["task"], rows["counterpart"])).items()}
     columns |= {column: column for column in table.columns}
     sources = "; ".join(dict.fromkeys(published["source"]))
     return f"{caption} Published ({family} checkpoints): {sources}.", tables.with_published(table, published, columns)

@@ -99,6 +99,9 @@ def adaptation_table(rows: pd.DataFrame) -> pd.DataFrame:
     return per_seed.groupby(["label", "step"]).mean().unstack("step")
 
 
+PUBLISHED_SUFFIX = "(published)"  # the label of a published row: `<measured row's label> (published)`
+
+
 def with_published(table: pd.DataFrame, published: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     """The table with a row `label (published)` under each measured row that has published numbers (`published`:
     rows of label, column, value; `columns` maps a published column, such as a counterpart task, to the table's)."""
@@ -110,9 +113,6 @@ def with_published(table: pd.DataFrame, published: pd.DataFrame, columns: dict[s
         if label in numbers.index:
             parts.append(numbers.loc[[label]].rename(index=lambda name: f"{name} {PUBLISHED_SUFFIX}"))
     return pd.concat(parts)[table.columns]
-
-
-PUBLISHED_SUFFIX = "(published)"
 
 
 def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:

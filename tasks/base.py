@@ -49,7 +49,7 @@ class Task:
     normalize: Callable[[torch.Tensor], torch.Tensor]  # pixels to encoder inputs
     head: ClassificationHead
     corruption_profile: str = "imagenet"  # which parameter table of the corruptions fits the images' size
-    shipped_splits: frozenset[str] = frozenset()  # the dataset's own split names, where it ships more than train/test
+    shipped_splits: frozenset[str] = frozenset()  # the dataset's split names (train, test and any corrupted copies)
     _inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def split(self, name: str) -> datasets.Dataset:

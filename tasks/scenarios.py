@@ -59,12 +59,12 @@ def robustness(suite: Suite) -> list[Scenario]:
     """Merge the Cars, EuroSAT, RESISC45 and GTSRB experts; test on clean and on each corrupted test set (the
     dataset's own where it ships one, else corrupted here)."""
     tasks = by_counterpart(suite, ROBUSTNESS_TASKS)
-    shipped = sorted(f"{task}/{name}" for task in tasks for name in CORRUPTIONS if name in suite.tasks[task].shipped_splits)
-    if shipped:
-        log.info("robustness: %d corrupted test sets are the datasets' own (%s), the others corrupted here",
-                 len(shipped), ", ".join(shipped))
     splits = {"clean": {task: "test" for task in tasks}} | {
         name: {task: suite.tasks[task].corrupted_test_split(name) for task in tasks} for name in CORRUPTIONS}
+    own = [f"{task}/{split}" for per_task in splits.values() for task, split in per_task.items() if split in CORRUPTIONS]
+    if own:
+        log.info("robustness: %d corrupted test sets are the datasets' own (%s), the others corrupted here",
+                 len(own), ", ".join(own))
     # One scenario per split, so that test-time adaptive methods adapt on the inputs they are tested on.
     return [Scenario(f"robustness/{name}", tasks, tuple(per_task.items())) for name, per_task in splits.items()]
 
