@@ -8,10 +8,11 @@ from bench.reports import build_reports
 from bench.results import ResultStore
 
 
-def rows(suite: str, method: str, label: str, accuracies: dict[str, float], family: str = "f") -> list[dict]:
-    common = {"run_id": "r", "suite": suite, "family": family, "scenario": "multitask", "method": method, "label": label,
+def rows(suite: str, method: str, label: str, accuracies: dict[str, float], family: str = "f",
+         scenario: str = "multitask", split: str = "test") -> list[dict]:
+    common = {"run_id": "r", "suite": suite, "family": family, "scenario": scenario, "method": method, "label": label,
               "preset": "default", "params": json.dumps({"preset": "default", "scaling": 0.3}), "seed": 0, "merged": True,
-              "split": "test", "metric": "accuracy", "step": None, "merge_s": 0.0, "eval_s": 0.0, "peak_rss_mb": 0.0,
+              "split": split, "metric": "accuracy", "step": None, "merge_s": 0.0, "eval_s": 0.0, "peak_rss_mb": 0.0,
               "code_version": "test"}
     return [{**common, "task": task.lower(), "counterpart": task, "value": value} for task, value in accuracies.items()]
 
@@ -35,3 +36,19 @@ def test_tables_show_the_published_numbers_of_the_same_suite_and_checkpoint_fami
     assert "median (published)" not in clip  # no published number, no row
     assert "published" not in blocks["`clip-vit-b-32` (other:x)"] + blocks["`mini` (f)"]  # another family: none
     assert r"Task Arithmetic (published) & 57.1 & 55.7 & 68.0 \\" in (tmp_path / "reports" / "multitask.tex").read_text()
+
+
+def test_robustness_table_shows_the_published_averages_of_the_same_family(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    suite, family = "clip-vit-b-32-task-vectors", "task-vectors:ViT-B-32"
+    store.write("clean", rows(suite, "task_arithmetic", "Task Arithmetic", {"Cars": 0.7, "GTSRB": 0.9}, family, "robustness/clean"))
+    store.write("contrast", rows(suite, "task_arithmetic", "Task Arithmetic", {"Cars": 0.5, "GTSRB": 0.7}, family,
+                                 "robustness/contrast", "test/contrast@2"))
+    build_reports(tmp_path / "results", tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "robustness.md").read_text()
+    average = markdown.split("## Suite ")[1]
+    assert "Published (task-vectors checkpoints): WEMoE authors' result files" in average
+    lines = [[cell.strip() for cell in line.split("|")[1:-1]] for line in average.splitlines() if line.startswith("| Task Arithmetic")]
+    # The WEMoE authors' ViT-B/32 task arithmetic (0.3) over Cars, EuroSAT, RESISC45, GTSRB: clean 79.9, contrast
+    # 68.8, mean over the seven corruptions 60.3.
+    assert lines == [["Task Arithmetic", "80.0", "60.0", "60.0"], ["Task Arithmetic (published)", "79.9", "68.8", "60.3"]]
