@@ -78,8 +78,8 @@ def _parser() -> argparse.ArgumentParser:
                                "forward+backward, WEMoE throughput / dense model, WEMoE fast path / per-sample oracle, "
                                "evaluation harness / bare forward, static merges of ViT-B/32-size experts against the "
                                "memory-bandwidth bound, TIES time and memory; optionally the whole `run --all` by "
-                               "stage. Figures go to RESULTS/perf.parquet (replacing those of the same name) and the "
-                               "report is rebuilt, perf.md included.")
+                               "stage. Figures go to RESULTS/perf.parquet (replacing those of the same name measured on "
+                               "this machine) and the report is rebuilt, perf.md included.")
     perf.add_argument("--suite", default="mini", help="suite whose model and inputs are timed (default: mini)")
     perf.add_argument("--zoo", type=Path, help="zoo folder of the mini suite")
     perf.add_argument("--static", choices=["vit-b-32", "none"], default="vit-b-32",

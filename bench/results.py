@@ -19,7 +19,7 @@ COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset",
            "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
 # precision: the evaluation's autocast precision (fp32, bf16, fp16)
-PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each
+PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each per machine
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 
 
@@ -55,9 +55,11 @@ class ResultStore:
 
 
 def store_perf(root: Path, figures: pd.DataFrame) -> Path:
-    """Replace the stored figures of the same names with these (an `--end-to-end` run keeps the others)."""
+    """Replace the stored figures of the same names and machine with these. Other machines' figures stay, since
+    the time goals hold on one machine and not another; an `--end-to-end` run keeps the other figures."""
     kept = load_perf(root)
-    kept = kept[~kept["figure"].isin(figures["figure"])]
+    replaced = kept.set_index(["figure", "machine"]).index.isin(figures.set_index(["figure", "machine"]).index)
+    kept = kept[~replaced]
     Path(root).mkdir(parents=True, exist_ok=True)
     merged = pd.concat([kept, figures[PERF_COLUMNS]], ignore_index=True)
     return write_atomically(Path(root) / PERF_FILE, partial(merged.to_parquet, index=False))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.results import ResultStore, load_perf
+from bench.results import ResultStore, load_perf, store_perf
 from bench.runner import MethodSpec, StageTimes, run
 from tasks.scenarios import multitask
 from tasks.suites import load_suite
@@ -207,6 +207,12 @@ def test_perf_prints_each_figure_with_its_goal_and_stores_them_for_the_report(ti
     assert len(stored) == len(set(stored["figure"])) == 6 and set(stored["verdict"]) <= {"met", "NOT MET", ""}
     perf_md = (reports / "perf.md").read_text()
     assert all(figure in perf_md for figure in stored["figure"]) and "(perf.md)" in (reports / "index.md").read_text()
+    # Another machine's figures of the same names stay beside this machine's.
+    store_perf(results, stored.assign(machine="another CPU", value=1.0))
+    assert main(["perf", "--zoo", str(tiny_zoo), "--static", "none", "--results", str(results), "--reports", str(reports)]) == 0
+    stored = load_perf(results)
+    assert len(stored) == 12 and (stored.loc[stored["machine"] == "another CPU", "value"] == 1.0).all()
+    assert "## another CPU" in (reports / "perf.md").read_text()
 
 
 def test_jobs_run_the_same_units_in_worker_processes_and_keep_the_static_merge_shared(tiny_zoo, tmp_path):
