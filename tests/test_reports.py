@@ -9,9 +9,9 @@ from bench.results import ResultStore
 
 
 def rows(suite: str, method: str, label: str, accuracies: dict[str, float], family: str = "f",
-         scenario: str = "multitask", split: str = "test") -> list[dict]:
+         scenario: str = "multitask", split: str = "test", merged: bool = True) -> list[dict]:
     common = {"run_id": "r", "suite": suite, "family": family, "scenario": scenario, "method": method, "label": label,
-              "preset": "default", "params": json.dumps({"preset": "default", "scaling": 0.3}), "seed": 0, "merged": True,
+              "preset": "default", "params": json.dumps({"preset": "default", "scaling": 0.3}), "seed": 0, "merged": merged,
               "split": split, "metric": "accuracy", "step": None, "merge_s": 0.0, "eval_s": 0.0, "peak_rss_mb": 0.0,
               "code_version": "test"}
     return [{**common, "task": task.lower(), "counterpart": task, "value": value} for task, value in accuracies.items()]
@@ -52,3 +52,16 @@ def test_robustness_table_shows_the_published_averages_of_the_same_family(tmp_pa
     # The WEMoE authors' ViT-B/32 task arithmetic (0.3) over Cars, EuroSAT, RESISC45, GTSRB: clean 79.9, contrast
     # 68.8, mean over the seven corruptions 60.3.
     assert lines == [["Task Arithmetic", "80.0", "60.0", "60.0"], ["Task Arithmetic (published)", "79.9", "68.8", "60.3"]]
+
+
+def test_generalization_table_shows_fusionbench_published_numbers_under_the_measured_rows(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    suite, family, scenario = "clip-vit-b-32", "fusionbench:tanganke/clip-vit-base-patch32", "generalization/unseen-mnist-eurosat"
+    store.write("seen", rows(suite, "wemoe", "WEMoE", {"SUN397": 0.9, "Cars": 0.8}, family, scenario))
+    store.write("unseen", rows(suite, "wemoe", "WEMoE", {"MNIST": 0.5, "EuroSAT": 0.3}, family, scenario, merged=False))
+    build_reports(tmp_path / "results", tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "generalization.md").read_text()
+    assert "FusionBench documentation, CLIP-ViT model pool page (docs/modelpool/clip_vit.md), generalization table (Exp1)" in markdown
+    lines = [[cell.strip() for cell in line.split("|")[1:-1]] for line in markdown.splitlines() if line.startswith("| WEMoE")]
+    # FusionBench's WEMoE merging six experts: seen average 86.6, unseen MNIST 78.3, EuroSAT 44.0, average 61.1.
+    assert lines == [["WEMoE", "85.0", "50.0", "30.0", "40.0"], ["WEMoE (published)", "86.6", "78.3", "44.0", "61.1"]]
