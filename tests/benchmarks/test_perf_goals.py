@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.evaluation import evaluate
+from bench.evaluation import EvalSettings, evaluate
 from bench.perf import EVAL_BATCH, copy_bandwidth
 from bench.synthetic import VIT_B_32, fisher_merge_given_fishers, method_merge, synthetic_pool, write_synthetic_zoo
 from bench.timing import best_time
@@ -95,7 +95,7 @@ def test_wemoe_throughput_is_at_least_0_3_of_the_dense_model(benchmark, suite):
 def test_evaluation_harness_runs_at_0_85_of_the_bare_forward(benchmark, suite):
     pairs = [(task, "test") for task in suite.tasks]
     merged = TaskArithmetic().merge(suite.pool)
-    benchmark.pedantic(evaluate, args=(merged, suite.tasks, pairs, EVAL_BATCH), rounds=2, warmup_rounds=1)
+    benchmark.pedantic(evaluate, args=(merged, suite.tasks, pairs, EvalSettings(batch_size=EVAL_BATCH)), rounds=2, warmup_rounds=1)
 
     def bare_forward() -> None:
         for task, split in pairs:
