@@ -81,18 +81,18 @@ class TiesVectors:
         largest = max(pool.pretrained_tensor(key).numel() for key in pool.parameter_names)
         self._buffer, self._scratch = torch.empty(largest), torch.empty(largest)
         self.thresholds = self._thresholds(keep, trim)
-        self._signs = {key: accumulate(self._trimmed(key), out=self._scratch_for(key)).sign_().to(torch.int8)
+        self._signs = {key: accumulate(self._trimmed(key), out=self._shaped(self._scratch, key)).sign_().to(torch.int8)
                        for key in pool.parameter_names}
         # Where a weight's trimmed sum is 0: the sign of the sum of the elected signs.
         balance = sum(signs.sum(dtype=torch.int64).item() for signs in self._signs.values())
-        self.majority = 1 if balance >= 0 else -1
+        majority = 1 if balance >= 0 else -1
         for signs in self._signs.values():
-            signs.masked_fill_(signs == 0, self.majority)
+            signs.masked_fill_(signs == 0, majority)
 
     def agreeing(self, key: str) -> Iterator[torch.Tensor]:
         """Per task of the pool, in order: its trimmed entries of parameter `key` that agree with the elected
         sign, in a buffer that the next one overwrites (use each before asking for the next)."""
-        signs = self._scratch_for(key).copy_(self._signs[key])
+        signs = self._shaped(self._scratch, key).copy_(self._signs[key])
         for trimmed in self._trimmed(key):
             yield keep_agreeing_(trimmed, signs)
 
@@ -103,15 +103,14 @@ class TiesVectors:
             row.copy_(entries)
         return stacked
 
-    def _scratch_for(self, key: str) -> torch.Tensor:
-        """The second reused buffer, shaped as parameter `key`."""
+    def _shaped(self, buffer: torch.Tensor, key: str) -> torch.Tensor:
+        """The front of a reused buffer, viewed in the shape of parameter `key`."""
         shape = self.pool.pretrained_tensor(key).shape
-        return self._scratch[:shape.numel()].view(shape)
+        return buffer[:shape.numel()].view(shape)
 
     def _task_vectors(self, key: str) -> Iterator[tuple[str, torch.Tensor]]:
         """(task, its task vector of `key`) per task, computed into the reused buffer."""
-        pretrained = self.pool.pretrained_tensor(key)
-        buffer = self._buffer[:pretrained.numel()].view(pretrained.shape)
+        pretrained, buffer = self.pool.pretrained_tensor(key), self._shaped(self._buffer, key)
         for task in self.pool.tasks:
             yield task, torch.sub(self.pool.expert_tensor(task, key), pretrained, out=buffer)
 
