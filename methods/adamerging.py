@@ -10,7 +10,7 @@ Defaults are those of the AdaMerging code that produced the published ViT-B/32 n
 to [0, 1] in the forward pass, Adam lr 1e-3 with betas (0.9, 0.999), 500 steps, each step two batches of 16
 test inputs per task. Preset `fusionbench` (FusionBench's clip_layer_wise_adamerging.yaml): no clamp, 1000
 steps, one batch of 16 per task. Preset `mini` (chosen on the mini suite, where the paper's setting is
-still climbing at step 500: 74.0 -> 84.6 layer-wise): 150 steps of one batch per task at lr 1e-2, converged
+still climbing at step 500: 74.0 -> 84.6 layer-wise): 100 steps of one batch per task at lr 1e-2, converged
 by step 100 (85.9 at 100, 86.1 at 200); reports/adaptation.md shows the curves.
 """
 

@@ -12,7 +12,7 @@ with weights N(0, 0.01), hidden bias 0 and output bias `init_lambda` = 0.3 (so r
 arithmetic); Adam lr 1e-4 with a cosine schedule over 1000 steps; 16 test inputs per task per step; every
 sample routed on its own. Preset `fusionbench` (FusionBench's wemoe/weight_ensembling_moe.yaml): no
 schedule, and routing averaged over each task's batch (`batch_reduce`), which FusionBench uses to stay
-affordable. Preset `mini` (chosen on the mini suite): 150 steps at lr 3e-3, cosine; measured there,
+affordable. Preset `mini` (chosen on the mini suite): 100 steps at lr 3e-3, cosine; measured there,
 lr 1e-4 is still climbing at step 300 (82.2), lr 1e-3 and 3e-3 both level off at 87.2, the latter by step
 100; reports/adaptation.md shows the curves. With routing fixed to the right expert (an oracle that knows
 each input's task) the same model reaches 92.4: the rest is the router's to learn.
@@ -71,10 +71,12 @@ class RoutedMLP(nn.Module):
     token and mixing the outputs costs k x tokens weight-sized products per sample; mixing the weights first
     (one matmul over the k sets) and applying them once costs k + tokens, so that is what runs, batched
     with bmm, `chunk` samples at a time so the mixed weights in memory stay bounded (measured on the mini
-    MLP and on a ViT-B/32 MLP: 2.6x faster than mixing outputs). Under autograd each chunk is checkpointed:
-    its mixed weights are recomputed in the backward pass instead of kept for the whole batch. When one
-    coefficient vector serves the whole batch (batch routing, or a depth-0 router) the weights are mixed
-    once and the MLP runs dense.
+    MLP and on a ViT-B/32 MLP: 2.6x faster than mixing outputs). Under autograd, where the whole batch's
+    mixed weights would exceed `memory_budget` (a ViT-B/32 MLP's are 19 MB per sample), each chunk is
+    checkpointed: its mixed weights are recomputed in the backward pass instead of kept. Where they fit (the
+    mini suite's, 0.3 MB per sample) they are kept, which saves the recomputation: a quarter of a WEMoE
+    adaptation step there. When one coefficient vector serves the whole batch (batch routing, or a depth-0
+    router) the weights are mixed once and the MLP runs dense.
     """
 
     def __init__(self, pretrained: dict[str, torch.Tensor], task_vectors: dict[str, torch.Tensor],
@@ -95,8 +97,10 @@ class RoutedMLP(nn.Module):
         self.activation = activation
         self.router = router
         self.routing = routing
+        self.memory_budget = memory_budget
+        self.mixed_bytes_per_sample = 2 * hidden * width * fc1_weight.element_size()
         # Samples per chunk: at most 16 (larger chunks measured no faster), and two mixed matrices within budget.
-        self.chunk = max(1, min(16, memory_budget // (2 * hidden * width * fc1_weight.element_size())))
+        self.chunk = max(1, min(16, memory_budget // self.mixed_bytes_per_sample))
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """(batch or 1, k): 1 for the pretrained weights, then the routing weights of each task."""
@@ -109,13 +113,11 @@ class RoutedMLP(nn.Module):
         coefficients = self.coefficients(x)
         if coefficients.shape[0] == 1:
             return self._mixed(x.reshape(1, -1, self.width), coefficients).view_as(x)
+        recompute = torch.is_grad_enabled() and len(x) * self.mixed_bytes_per_sample > self.memory_budget
         outputs = []
         for start in range(0, len(x), self.chunk):
             chunk = (x[start:start + self.chunk], coefficients[start:start + self.chunk])
-            if torch.is_grad_enabled():
-                outputs.append(checkpoint(self._mixed, *chunk, use_reentrant=False))
-            else:
-                outputs.append(self._mixed(*chunk))
+            outputs.append(checkpoint(self._mixed, *chunk, use_reentrant=False) if recompute else self._mixed(*chunk))
         return torch.cat(outputs)
 
     def _mixed(self, x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:

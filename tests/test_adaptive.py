@@ -118,13 +118,16 @@ def test_one_hot_routing_reproduces_each_experts_mlp(tmp_path, routing):
             torch.testing.assert_close(mlp(x), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("over_budget", [False, True])
 @pytest.mark.parametrize("depth", [0, 1, 2])
-def test_fast_wemoe_equals_the_per_sample_oracle_with_gradients(tmp_path, depth):
+def test_fast_wemoe_equals_the_per_sample_oracle_with_gradients(tmp_path, depth, over_budget):
     pool = random_pool(tmp_path, n_experts=4)
     encoder = WEMoE(router_depth=depth).build(pool).merged()
     randomise_routers(encoder)
     mlp: RoutedMLP = encoder.transformer.resblocks[0].mlp
     x = torch.randn(40, 9, mlp.width)  # more samples than a chunk
+    if over_budget:  # the batch's mixed weights no longer fit: chunks are recomputed in the backward pass
+        mlp.memory_budget = 16 * mlp.mixed_bytes_per_sample
     assert mlp.chunk < len(x)
     fast = mlp(x)
     oracle = mlp.per_sample_reference(x)
@@ -135,6 +138,31 @@ def test_fast_wemoe_equals_the_per_sample_oracle_with_gradients(tmp_path, depth)
     oracle_grads = torch.autograd.grad((oracle * weights).sum(), router)
     for a, b in zip(fast_grads, oracle_grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def saved_bytes(forward) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of `forward()`."""
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        forward()
+    return total
+
+
+def test_routed_mlp_keeps_the_mixed_weights_for_backward_only_within_its_memory_budget(tmp_path):
+    pool = random_pool(tmp_path)
+    encoder = WEMoE().build(pool).merged()
+    mlp: RoutedMLP = encoder.transformer.resblocks[0].mlp
+    x = torch.randn(40, 9, mlp.width)
+    kept = saved_bytes(lambda: mlp(x))
+    assert kept > len(x) * mlp.mixed_bytes_per_sample  # within budget: every sample's mixed weights are kept
+    mlp.memory_budget = 16 * mlp.mixed_bytes_per_sample
+    assert saved_bytes(lambda: mlp(x)) < kept - len(x) * mlp.mixed_bytes_per_sample  # over it: recomputed instead
 
 
 def test_routing_differs_per_sample_only_under_sample_routing(tmp_path):
