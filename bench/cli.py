@@ -59,8 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                      "for large models on small GPUs (default: 1000)")
     run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of "
                      "evaluation (fp16: GPUs); recorded in every row (default: fp32)")
-    run.add_argument("--jobs", type=int, default=1, help="processes running units side by side, each with its share of "
-                     "the torch threads; worth it where a model is too small to keep the cores busy (default: 1)")
+    run.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto", help="processes running units side by "
+                     "side, each with its share of the torch threads; worth it where a model is too small to keep the "
+                     "cores busy (default: auto, one per thread on the mini suite on CPU, else 1)")
     run.add_argument("--workers", type=int, default=0, help="processes decoding the test images (224-pixel datasets "
                      "of the CLIP suites; default: 0, in this process)")
     run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
@@ -87,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                       "two minutes), or none (default: vit-b-32)")
     perf.add_argument("--end-to-end", action="store_true", help="also time `run --all` into empty results, by "
                       "stage (as long as that run: about 20 minutes on 2 cores)")
-    perf.add_argument("--jobs", type=int, default=1, help="worker processes of the --end-to-end run (default: 1)")
+    perf.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto", help="worker processes of the "
+                      "--end-to-end run, as in `run` (default: auto)")
     perf.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     perf.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
 
@@ -112,6 +114,16 @@ def _parser() -> argparse.ArgumentParser:
         sub = zoo_commands.add_parser(name, help=text)
         sub.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped zoo/mini-v1)")
     return parser
+
+
+def _jobs(text: str) -> int | None:
+    """`--jobs`: a number of processes, or `auto` (None: the suite's choice, see bench.parallel.auto_jobs)."""
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or auto, not {text!r}") from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -168,8 +180,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if (args.reports / "multitask.md").is_file():
         print((args.reports / "multitask.md").read_text())
     log.info("report: %s (links %d files)", written[0], len(written) - 1)
-    summed = f", summed over {args.jobs} processes" if args.jobs > 1 else ""
-    log.info("time: %.0f s; %s%s", time.perf_counter() - start, times.summary(), summed)
+    log.info("time: %.0f s; %s", time.perf_counter() - start, times.summary())
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

@@ -218,9 +218,9 @@ def evaluation_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
             Figure("Evaluation: harness images/s, first evaluation of a fresh suite (decoding included)", images / first)]
 
 
-def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int = 1) -> list[Figure]:
-    """`run --all` (with `--jobs`) into empty results and a fresh report: the whole suite as a new user runs it,
-    wall time, and seconds by stage (summed over the processes)."""
+def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int | None = None) -> list[Figure]:
+    """`run --all` (with `--jobs`; None: auto, as `run` defaults to) into empty results and a fresh report: the
+    whole suite as a new user runs it, wall time, and seconds by stage (summed over the processes)."""
     from bench.plugins import load_methods
 
     load_methods([])
@@ -232,14 +232,15 @@ def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int = 1) -> lis
         with times.stage("report"):
             build_reports(results, reports)
     wall = time.perf_counter() - start
-    processes = f", {jobs} processes" if jobs > 1 else ""
+    processes = f", {times.processes} processes" if times.processes > 1 else ""
     name = f"End to end: run --all ({len(scenarios)} scenarios, {len(REGISTRY)} methods{processes}) into empty results (s)"
-    return [Figure(name, wall, 900)] + [Figure(f"End to end: stage {stage} (s{', summed' if jobs > 1 else ''})", seconds)
+    summed = ", summed" if times.processes > 1 else ""
+    return [Figure(name, wall, 900)] + [Figure(f"End to end: stage {stage} (s{summed})", seconds)
                                         for stage, seconds in times.seconds.items()]
 
 
 def run_perf(suite_factory: Callable[[], Suite], static: bool = True, end_to_end: bool = False,
-             jobs: int = 1) -> Iterator[Figure]:
+             jobs: int | None = None) -> Iterator[Figure]:
     """Every figure, each as soon as it is measured."""
     suite = suite_factory()
     yield from adamerging_figures(suite)

@@ -72,6 +72,7 @@ class StageTimes:
     by which method it was."""
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    processes: int = 1  # how many processes' seconds are summed here
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -83,7 +84,8 @@ class StageTimes:
 
     def summary(self) -> str:
         parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
-        return f"{sum(self.seconds.values()):.0f} s by stage: {parts}"
+        summed = f", summed over {self.processes} processes" if self.processes > 1 else ""
+        return f"{sum(self.seconds.values()):.0f} s by stage: {parts}{summed}"
 
 
 @dataclass
@@ -185,13 +187,19 @@ def plan(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds
     return todo
 
 
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
 def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int], store: ResultStore,
-        eval_every: int | None = None, times: StageTimes | None = None, settings: EvalSettings = DEFAULT_EVAL) -> int:
+        eval_every: int | None = None, times: StageTimes | None = None, settings: EvalSettings = DEFAULT_EVAL,
+        run_id: str | None = None) -> int:
     """Run every missing unit (see `plan`); returns how many were run. Where `times` is given, the run's seconds
-    by stage are added to it."""
+    by stage are added to it. `run_id` (in every row; default: a new one) names the invocation, whichever
+    processes share its work."""
     times = times or StageTimes()
     todo = plan(suite, scenarios, specs, seeds, store)
-    run_id, version = uuid.uuid4().hex[:8], code_version()
+    run_id, version = run_id or new_run_id(), code_version()
     with times.stage("data"):
         load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings.workers)
     shared = SharedMerge()

@@ -94,3 +94,6 @@ class Suite:
     tasks: dict[str, Task]
     pool: ModelPool
     provenance: dict[str, str]  # "family": what identifies the weights (zoo recipe, checkpoint family); in every row
+    # Whether a CPU run spends its cores better on several units side by side (`--jobs auto`): true where the
+    # model is too small to keep the cores busy (the mini suite's runs one thread at 0.62 of two threads' speed).
+    parallel_units: bool = False

@@ -65,7 +65,8 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed),
         device=device,
     )
-    return Suite(name="mini", tasks=tasks, pool=pool, provenance={"family": f"mini-zoo:{manifest['recipe_hash']}"})
+    return Suite(name="mini", tasks=tasks, pool=pool, provenance={"family": f"mini-zoo:{manifest['recipe_hash']}"},
+                 parallel_units=True)
 
 
 def _clip_factory(spec: ClipSpec, zoo: Path | None = None, device: str = "cpu") -> Suite:

@@ -41,3 +41,15 @@ def shipped_run_untouched():
     yield
     changed = sorted(set(before.items()) ^ set(_shipped_files().items()))
     assert not changed, f"tests changed shipped files: {sorted({name for name, _ in changed})[:5]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tests run single-threaded, so `run --jobs auto` (the default) stays in the test's own process: spawning
+    workers would cost more than the tiny models' work. Tests of worker processes ask for them (--jobs 2)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -227,7 +227,8 @@ def test_jobs_run_the_same_units_in_worker_processes_and_keep_the_static_merge_s
     assert len(parallel) == len(serial) == 2 * (8 + 8 * 4) and parallel.index.equals(serial.index)
     assert (parallel["value"] - serial["value"]).abs().max() <= 0.01
     robust = parallel.loc["robustness/clean":"robustness/spatter"].xs("task_arithmetic", level="method")
-    assert robust["merge_s"].nunique() == 1 and parallel["run_id"].nunique() == 4  # merged once; 2 methods x 2 families
+    assert robust["merge_s"].nunique() == 1  # merged once
+    assert parallel["run_id"].nunique() == 1  # one invocation, whichever process wrote the rows
 
 
 def test_stage_times_tell_merging_from_adaptation_by_what_the_merge_read(tiny_zoo, tmp_path):

@@ -1,0 +1,31 @@
+"""How `--jobs` deals a run out to its processes."""
+
+from types import SimpleNamespace
+
+import torch
+
+from bench.parallel import auto_jobs, parts_of
+from bench.runner import MethodSpec
+
+
+def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last():
+    specs = [MethodSpec("task_arithmetic"), MethodSpec("wemoe")]
+    scenarios = ["multitask", *(f"robustness/{split}" for split in ("clean", "contrast", "pixelate")),
+                 "generalization/a", "generalization/b"]
+    units = [SimpleNamespace(spec=spec, seed=0, scenario=SimpleNamespace(name=name))
+             for spec in range(len(specs)) for name in scenarios]
+    assert [(spec.name, family) for spec, _, family in parts_of(units, specs)] == [
+        ("task_arithmetic", "robustness"), ("wemoe", "robustness"),
+        ("task_arithmetic", "generalization"), ("wemoe", "generalization"),
+        ("task_arithmetic", "multitask"), ("wemoe", "multitask")]
+
+
+def test_auto_jobs_runs_one_single_threaded_process_per_thread_only_for_a_small_model_suite_on_the_cpu():
+    threads = torch.get_num_threads()
+
+    def suite(parallel_units: bool, device: str) -> SimpleNamespace:
+        return SimpleNamespace(parallel_units=parallel_units, pool=SimpleNamespace(device=device))
+
+    assert auto_jobs(suite(True, "cpu")) == threads
+    assert auto_jobs(suite(True, "cuda")) == 1
+    assert auto_jobs(suite(False, "cpu")) == 1
