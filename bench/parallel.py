@@ -30,7 +30,7 @@ from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EvalSettings
 from bench.plugins import load_methods
 from bench.results import ResultStore
-from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, plan, run
+from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, plan, run, run_units
 from tasks.base import Suite
 from tasks.scenarios import scenarios_for, scenarios_to_run
 
@@ -125,14 +125,14 @@ def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | Non
     if jobs is not None and jobs < 1:
         raise BenchError(f"--jobs {jobs}: expected 1 or more processes")
     suite = suite_factory()
-    if jobs is None:
-        jobs = auto_jobs(suite)
-        log.info("--jobs auto: %d process%s", jobs, "es" if jobs > 1 else "")
-    scenarios = scenarios_to_run(suite, scenario_names)
+    jobs = auto_jobs(suite) if jobs is None else jobs
     store = ResultStore(results)
-    if jobs == 1:
+    todo = plan(suite, scenarios_to_run(suite, scenario_names), specs, seeds, store)
+    parts = parts_of(todo, specs)
+    processes = min(jobs, len(parts))
+    if processes <= 1:  # one part or none: this process, with every thread
         times = StageTimes()
-        return times, run(suite, scenarios, specs, seeds, store, eval_every, times, settings)
-    todo = plan(suite, scenarios, specs, seeds, store)
+        return times, run_units(suite, todo, store, eval_every, times, settings)
+    log.info("%d units in %d parts (method, seed, scenario family), run by %d processes", len(todo), len(parts), processes)
     job = Job(suite_factory, results, eval_every, settings, new_run_id())
-    return run_in_processes(job, parts_of(todo, specs), jobs, plugins or []), len(todo)
+    return run_in_processes(job, parts, processes, plugins or []), len(todo)

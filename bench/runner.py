@@ -197,8 +197,13 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
     """Run every missing unit (see `plan`); returns how many were run. Where `times` is given, the run's seconds
     by stage are added to it. `run_id` (in every row; default: a new one) names the invocation, whichever
     processes share its work."""
+    return run_units(suite, plan(suite, scenarios, specs, seeds, store), store, eval_every, times, settings, run_id)
+
+
+def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: int | None = None,
+              times: StageTimes | None = None, settings: EvalSettings = DEFAULT_EVAL, run_id: str | None = None) -> int:
+    """Run the planned units `todo` (see `run`)."""
     times = times or StageTimes()
-    todo = plan(suite, scenarios, specs, seeds, store)
     run_id, version = run_id or new_run_id(), code_version()
     with times.stage("data"):
         load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings.workers)

@@ -1,11 +1,13 @@
 """How `--jobs` deals a run out to its processes."""
 
+from functools import partial
 from types import SimpleNamespace
 
 import torch
 
-from bench.parallel import auto_jobs, parts_of
+from bench.parallel import auto_jobs, parts_of, run_jobs
 from bench.runner import MethodSpec
+from tasks.suites import load_suite
 
 
 def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last():
@@ -29,3 +31,11 @@ def test_auto_jobs_runs_one_single_threaded_process_per_thread_only_for_a_small_
     assert auto_jobs(suite(True, "cpu")) == threads
     assert auto_jobs(suite(True, "cuda")) == 1
     assert auto_jobs(suite(False, "cpu")) == 1
+
+
+def test_a_run_of_one_part_stays_in_this_process_with_every_thread(tiny_zoo, tmp_path):
+    suite_factory = partial(load_suite, "mini", zoo=tiny_zoo)
+    times, done = run_jobs(suite_factory, ["multitask"], [MethodSpec("task_arithmetic")], [0], tmp_path, jobs=2)
+    assert done == 1 and times.processes == 1
+    times, done = run_jobs(suite_factory, ["multitask"], [MethodSpec("task_arithmetic")], [0], tmp_path, jobs=2)
+    assert done == 0 and times.processes == 1  # nothing left to run: no worker is started
