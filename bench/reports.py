@@ -213,11 +213,10 @@ def perf_section(results: Path, out: Path) -> Section | None:
         return None
     markdown = ["# Performance\n", f"Figures of `python -m bench perf` (stored in `{results.name}/{PERF_FILE}`); see `bench/perf.py` "
                 "for what each measures and why its goal.\n"]
-    for machine, group in figures.groupby("machine", sort=False):
-        dates = ", ".join(sorted(set(group["measured_at"])))
-        body = [[r.figure, f"{r.value:.2f}", r.goal, r.verdict] for r in group.itertuples()]
-        markdown.append(f"## {machine}\n\nMeasured {dates}.\n\n"
-                        + tabulate(body, headers=["Figure", "Value", "Goal", ""], tablefmt="github", disable_numparse=True) + "\n")
+    for machine, group in figures.groupby("machine", sort=False):  # each figure dated: a run may replace only some
+        body = [[r.figure, f"{r.value:.2f}", r.goal, r.verdict, r.measured_at] for r in group.itertuples()]
+        markdown.append(f"## {machine}\n\n" + tabulate(body, headers=["Figure", "Value", "Goal", "", "Measured"],
+                                                         tablefmt="github", disable_numparse=True) + "\n")
     (out / "perf.md").write_text("\n".join(markdown))
     return Section("Performance", [out / "perf.md"])
 
