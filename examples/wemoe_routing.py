@@ -34,7 +34,7 @@ def main() -> None:
     blocks = [block.mlp for block in encoder.transformer.resblocks]
     routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights of the last forward
     for index, mlp in enumerate(blocks):
-        mlp.register_forward_hook(lambda mlp, args, _, index=index: routing.__setitem__(index, mlp.coefficients(args[0])[:, 1:]))
+        mlp.router.register_forward_hook(lambda _, args, weights, index=index: routing.__setitem__(index, weights))
     own_task_picked = torch.zeros(len(blocks), len(tasks))
     own, other, total = (torch.zeros(len(blocks)) for _ in range(3))
     with torch.no_grad():
