@@ -1,57 +1,124 @@
-"""How WEMoE's trained routers route the mini suite's test inputs: whether each block's largest routing weight
-is the input's own task, and how large the weights grow. The README's WEMoE paragraph quotes this run.
+"""How WEMoE's trained routers route the mini suite's test inputs, and why they fall short of routing each
+input to its own expert. The README's WEMoE paragraph quotes this run.
 
-    python examples/wemoe_routing.py            # WEMoE as `run --all` trains it (preset mini), multitask
+It prints, for WEMoE as `run --all` trains it (preset mini, multitask):
+- per block, whether the largest routing weight is the input's own task, and how large the weights grow;
+- the adaptation objective (mean entropy of the heads' predictions) and accuracy under the trained routing,
+  under routing fixed to each input's own expert (an oracle), and under every task at the initial weight:
+  whether the objective itself prefers the oracle;
+- per block, how well the routers' input (the block's MLP input, averaged over tokens, as the routing weights
+  are) tells the eight tasks apart: a logistic-regression probe trained on half the inputs, scored on the rest.
+
+    python examples/wemoe_routing.py            # the shipped zoo
     python examples/wemoe_routing.py --clamp    # routing weights clamped to [0, 1], as AdaMerging clamps
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
+import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
 
 from bench.evaluation import evaluate
+from methods.adaptation import entropy
 from methods.wemoe import Router, WEMoE
 from tasks.suites import load_suite
+
+
+@contextmanager
+def fixed_routing(encoder: nn.Module, weights: torch.Tensor):
+    """Every router of `encoder` outputs `weights` (tasks,) for each sample, while inside."""
+    hooks = [module.register_forward_hook(lambda _, args, out: weights.expand_as(out))
+             for module in encoder.modules() if isinstance(module, Router)]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clamp", action="store_true", help="clamp the routing weights to [0, 1]")
-    parser.add_argument("--inputs", type=int, default=500, help="test inputs per task whose routing is read")
+    parser.add_argument("--inputs", type=int, default=500, help="test inputs per task read for the diagnostics")
+    parser.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped one)")
     args = parser.parse_args()
     if args.clamp:
         learned = Router.forward
         Router.forward = lambda router, hidden: learned(router, hidden).clamp(0.0, 1.0)
 
-    suite = load_suite("mini")
+    suite = load_suite("mini", zoo=args.zoo)
     tasks = list(suite.pool.tasks)
-    encoder = WEMoE.configure("mini").merge(suite.pool)
+    method = WEMoE.configure("mini")
+    encoder = method.merge(suite.pool)
     accuracy = evaluate(encoder, suite.tasks, [(task, "test") for task in tasks])
     print(f"8-task average accuracy: {100 * sum(accuracy.values()) / len(accuracy):.1f}%")
 
     blocks = [block.mlp for block in encoder.transformer.resblocks]
     routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights of the last forward
+    router_inputs: dict[int, list[torch.Tensor]] = {index: [] for index in range(len(blocks))}
+    hooks = []
     for index, mlp in enumerate(blocks):
-        mlp.router.register_forward_hook(lambda _, args, weights, index=index: routing.__setitem__(index, weights))
+        hooks.append(mlp.router.register_forward_hook(lambda _, args, weights, index=index: routing.__setitem__(index, weights)))
+        hooks.append(mlp.register_forward_hook(lambda _, args, out, index=index: router_inputs[index].append(args[0].mean(1))))
     own_task_picked = torch.zeros(len(blocks), len(tasks))
     own, other, total = (torch.zeros(len(blocks)) for _ in range(3))
+    inputs = {task: suite.tasks[task].tensors("test") for task in tasks}
     with torch.no_grad():
         for t, task in enumerate(tasks):
-            inputs, _ = suite.tasks[task].tensors("test")
-            encoder(inputs[:args.inputs])
+            encoder(inputs[task][0][:args.inputs])
             for index, weights in routing.items():
                 own_task_picked[index, t] = (weights.argmax(-1) == t).float().mean()
                 own[index] += weights[:, t].mean() / len(tasks)
                 other[index] += torch.cat([weights[:, :t], weights[:, t + 1:]], 1).mean() / len(tasks)
                 total[index] += weights.sum(-1).mean() / len(tasks)
+    for hook in hooks:
+        hook.remove()
     print("block  largest weight on own task  own task's weight  each other task's  sum")
     for index in range(len(blocks)):
         print(f"{index:5d}  {own_task_picked[index].mean():26.2f}  {own[index]:17.2f}  {other[index]:17.2f}  {total[index]:4.1f}")
     last = len(blocks) - 1
     print("last block, largest weight on own task, per task: " +
           ", ".join(f"{task} {own_task_picked[last, t]:.2f}" for t, task in enumerate(tasks)))
+
+    def objective(weights: Callable[[int], torch.Tensor] | None) -> tuple[float, float]:
+        """Mean over tasks of the heads' mean entropy and of accuracy, on the inputs read above, with the routing
+        weights of task t's inputs fixed to `weights(t)` (None: the trained routers')."""
+        entropies, accuracies = [], []
+        with torch.no_grad():
+            for t, task in enumerate(tasks):
+                x, labels = inputs[task][0][:args.inputs], inputs[task][1][:args.inputs]
+                with fixed_routing(encoder, weights(t)) if weights else nullcontext():
+                    logits = suite.pool.heads[task](encoder(x))
+                entropies.append(entropy(logits).mean().item())
+                accuracies.append((logits.argmax(-1) == labels).float().mean().item())
+        return float(np.mean(entropies)), 100 * float(np.mean(accuracies))
+
+    routings: dict[str, Callable[[int], torch.Tensor] | None] = {"trained routers": None}
+    for weight in (1.0, 2.0):
+        routings[f"oracle: {weight} for the input's own task, 0 for the others"] = lambda t, w=weight: w * torch.eye(len(tasks))[t]
+    routings[f"every task at the initial {method.init_lambda} (task arithmetic)"] = lambda t: torch.full((len(tasks),), method.init_lambda)
+    print("routing                                                             entropy  accuracy")
+    for name, weights in routings.items():
+        scores = objective(weights)
+        print(f"{name:66s}  {scores[0]:7.3f}  {scores[1]:7.1f}%")
+
+    labels = np.repeat(np.arange(len(tasks)), [min(args.inputs, len(inputs[task][0])) for task in tasks])
+    order = np.random.default_rng(0).permutation(len(labels))
+    fit, held_out = order[:len(order) // 2], order[len(order) // 2:]
+    print("block  task identity from the routers' input (probe accuracy on held-out inputs)")
+    for index in range(len(blocks)):
+        features = torch.cat(router_inputs[index]).numpy()
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(features[fit], labels[fit])
+        print(f"{index:5d}  {probe.score(features[held_out], labels[held_out]):.2f}")
 
 
 if __name__ == "__main__":
