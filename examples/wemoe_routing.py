@@ -9,8 +9,9 @@ It prints, for WEMoE as `run --all` trains it (preset mini, multitask):
 - per block, how well the routers' input (the block's MLP input, averaged over tokens, as the routing weights
   are) tells the eight tasks apart: a logistic-regression probe trained on half the inputs, scored on the rest.
 
-    python examples/wemoe_routing.py            # the shipped zoo
-    python examples/wemoe_routing.py --clamp    # routing weights clamped to [0, 1], as AdaMerging clamps
+    python examples/wemoe_routing.py                    # the shipped zoo
+    python examples/wemoe_routing.py --clamp            # routing weights clamped to [0, 1], as AdaMerging clamps
+    python examples/wemoe_routing.py --task-marker 0.5  # the routers' input also names each input's task
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from bench.evaluation import evaluate
-from methods.adaptation import entropy
+from methods.adaptation import AdaptiveMethod, entropy
 from methods.wemoe import Router, WEMoE
 from tasks.suites import load_suite
 
@@ -45,10 +45,36 @@ def fixed_routing(encoder: nn.Module, weights: torch.Tensor):
             hook.remove()
 
 
+class TaskMarker:
+    """Adds to every router's input a fixed random vector of its input's task (entries N(0, scale^2)), so that
+    the routers can tell the tasks apart: what they learn then. `task_of` holds the current inputs' tasks."""
+
+    def __init__(self, n_tasks: int, width: int, scale: float) -> None:
+        self.vectors = scale * torch.randn(n_tasks, width, generator=torch.Generator().manual_seed(0))
+        self.task_of = torch.zeros(0, dtype=torch.long)
+
+    def install(self) -> None:
+        """Patch the routers, and the adaptation loss to record the tasks of each step's inputs (WEMoE's preset
+        mini routes per sample: one forward over every task's batch, in the order of `inputs`)."""
+        route, loss = Router.forward, AdaptiveMethod._loss
+
+        def marked_loss(method: AdaptiveMethod, model: nn.Module, heads: dict, inputs: dict) -> torch.Tensor:
+            self.task_of = torch.cat([torch.full((len(x),), t) for t, x in enumerate(inputs.values())])
+            return loss(method, model, heads, inputs)
+
+        Router.forward = lambda router, hidden: route(router, hidden + self.vectors[self.task_of].unsqueeze(1))
+        AdaptiveMethod._loss = marked_loss
+
+    def of_task(self, task: int, n: int) -> None:
+        self.task_of = torch.full((n,), task)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--clamp", action="store_true", help="clamp the routing weights to [0, 1]")
     parser.add_argument("--inputs", type=int, default=500, help="test inputs per task read for the diagnostics")
+    parser.add_argument("--task-marker", type=float, default=0.0, metavar="SCALE",
+                        help="add a random vector of each input's task, entries N(0, SCALE^2), to every router's input")
     parser.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped one)")
     args = parser.parse_args()
     if args.clamp:
@@ -57,10 +83,22 @@ def main() -> None:
 
     suite = load_suite("mini", zoo=args.zoo)
     tasks = list(suite.pool.tasks)
+    marker = TaskMarker(len(tasks), suite.pool.pretrained_tensor("ln_post.weight").numel(), args.task_marker)
+    if args.task_marker:
+        marker.install()
     method = WEMoE.configure("mini")
     encoder = method.merge(suite.pool)
-    accuracy = evaluate(encoder, suite.tasks, [(task, "test") for task in tasks])
-    print(f"8-task average accuracy: {100 * sum(accuracy.values()) / len(accuracy):.1f}%")
+    inputs = {task: suite.tasks[task].tensors("test") for task in tasks}
+
+    def encode(t: int, x: torch.Tensor) -> torch.Tensor:
+        marker.of_task(t, len(x))
+        return encoder(x)
+
+    with torch.no_grad():
+        accuracy = [(suite.pool.heads[task](encode(t, x)).argmax(-1) == labels).float().mean().item()
+                    for t, (task, (x, labels)) in enumerate(inputs.items())]
+    print(f"8-task average accuracy: {100 * np.mean(accuracy):.1f}% (" +
+          ", ".join(f"{task} {100 * a:.1f}" for task, a in zip(tasks, accuracy)) + ")")
 
     blocks = [block.mlp for block in encoder.transformer.resblocks]
     routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights of the last forward
@@ -71,10 +109,9 @@ def main() -> None:
         hooks.append(mlp.register_forward_hook(lambda _, args, out, index=index: router_inputs[index].append(args[0].mean(1))))
     own_task_picked = torch.zeros(len(blocks), len(tasks))
     own, other, total = (torch.zeros(len(blocks)) for _ in range(3))
-    inputs = {task: suite.tasks[task].tensors("test") for task in tasks}
     with torch.no_grad():
         for t, task in enumerate(tasks):
-            encoder(inputs[task][0][:args.inputs])
+            encode(t, inputs[task][0][:args.inputs])
             for index, weights in routing.items():
                 own_task_picked[index, t] = (weights.argmax(-1) == t).float().mean()
                 own[index] += weights[:, t].mean() / len(tasks)
@@ -97,7 +134,7 @@ def main() -> None:
             for t, task in enumerate(tasks):
                 x, labels = inputs[task][0][:args.inputs], inputs[task][1][:args.inputs]
                 with fixed_routing(encoder, weights(t)) if weights else nullcontext():
-                    logits = suite.pool.heads[task](encoder(x))
+                    logits = suite.pool.heads[task](encode(t, x))
                 entropies.append(entropy(logits).mean().item())
                 accuracies.append((logits.argmax(-1) == labels).float().mean().item())
         return float(np.mean(entropies)), 100 * float(np.mean(accuracies))
