@@ -4,8 +4,8 @@ input to its own expert. The README's WEMoE paragraph quotes this run.
 It prints, for WEMoE as `run --all` trains it (preset mini, multitask):
 - per block, whether the largest routing weight is the input's own task, and how large the weights grow;
 - the adaptation objective (mean entropy of the heads' predictions) and accuracy under the trained routing,
-  under routing fixed to each input's own expert (an oracle), and under every task at the initial weight:
-  whether the objective itself prefers the oracle;
+  under routing fixed to each input's own expert alone at weight 1 or 2 (oracles), and under every task at the
+  initial weight: whether the objective itself prefers the oracles;
 - per block, how well the routers' input (the block's MLP input, averaged over tokens, as the routing weights
   are) tells the eight tasks apart: a logistic-regression probe trained on half the inputs, scored on the rest.
 
