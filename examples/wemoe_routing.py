@@ -28,6 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from bench.evaluation import DEFAULT_EVAL, accuracy
 from methods.adaptation import AdaptiveMethod, entropy
 from methods.wemoe import Router, WEMoE
 from tasks.suites import load_suite
@@ -47,7 +48,8 @@ def fixed_routing(encoder: nn.Module, weights: torch.Tensor):
 
 class TaskMarker:
     """Adds to every router's input a fixed random vector of its input's task (entries N(0, scale^2)), so that
-    the routers can tell the tasks apart: what they learn then. `task_of` holds the current inputs' tasks."""
+    the routers can tell the tasks apart: what they learn then. `task_of` holds the current inputs' tasks, one
+    per input, or one for all."""
 
     def __init__(self, n_tasks: int, width: int, scale: float) -> None:
         self.vectors = scale * torch.randn(n_tasks, width, generator=torch.Generator().manual_seed(0))
@@ -65,8 +67,9 @@ class TaskMarker:
         Router.forward = lambda router, hidden: route(router, hidden + self.vectors[self.task_of].unsqueeze(1))
         AdaptiveMethod._loss = marked_loss
 
-    def of_task(self, task: int, n: int) -> None:
-        self.task_of = torch.full((n,), task)
+    def of_task(self, task: int) -> None:
+        """Every input from now on is of `task`."""
+        self.task_of = torch.tensor([task])
 
 
 def main() -> None:
@@ -91,14 +94,15 @@ def main() -> None:
     inputs = {task: suite.tasks[task].tensors("test") for task in tasks}
 
     def encode(t: int, x: torch.Tensor) -> torch.Tensor:
-        marker.of_task(t, len(x))
+        marker.of_task(t)
         return encoder(x)
 
-    with torch.no_grad():
-        accuracy = [(suite.pool.heads[task](encode(t, x)).argmax(-1) == labels).float().mean().item()
-                    for t, (task, (x, labels)) in enumerate(inputs.items())]
-    print(f"8-task average accuracy: {100 * np.mean(accuracy):.1f}% (" +
-          ", ".join(f"{task} {100 * a:.1f}" for task, a in zip(tasks, accuracy)) + ")")
+    per_task = []
+    for t, task in enumerate(tasks):
+        marker.of_task(t)
+        per_task.append(accuracy(encoder, suite.tasks[task].head, suite.tasks[task].batches("test", DEFAULT_EVAL.batch_size)))
+    print(f"8-task average accuracy: {100 * np.mean(per_task):.1f}% (" +
+          ", ".join(f"{task} {100 * a:.1f}" for task, a in zip(tasks, per_task)) + ")")
 
     blocks = [block.mlp for block in encoder.transformer.resblocks]
     routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights of the last forward
