@@ -12,6 +12,10 @@ It prints, for WEMoE as `run --all` trains it (preset mini, multitask):
     python examples/wemoe_routing.py                    # the shipped zoo
     python examples/wemoe_routing.py --clamp            # routing weights clamped to [0, 1], as AdaMerging clamps
     python examples/wemoe_routing.py --task-marker 0.5  # the routers' input also names each input's task
+    python examples/wemoe_routing.py --routing batch    # routing averaged over each task's batch (FusionBench's)
+
+With `--routing batch` the routing statistics are those of the weights applied: each block's mean over the
+inputs of one task read together.
 """
 
 from __future__ import annotations
@@ -78,8 +82,12 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=500, help="test inputs per task read for the diagnostics")
     parser.add_argument("--task-marker", type=float, default=0.0, metavar="SCALE",
                         help="add a random vector of each input's task, entries N(0, SCALE^2), to every router's input")
+    parser.add_argument("--routing", choices=["sample", "batch"], default="sample",
+                        help="WEMoE's routing: per sample (the paper's code, default) or averaged over a task's batch")
     parser.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped one)")
     args = parser.parse_args()
+    if args.task_marker and args.routing == "batch":
+        parser.error("--task-marker marks the inputs of one per-sample forward; it needs --routing sample")
     if args.clamp:
         learned = Router.forward
         Router.forward = lambda router, hidden: learned(router, hidden).clamp(0.0, 1.0)
@@ -89,7 +97,7 @@ def main() -> None:
     marker = TaskMarker(len(tasks), suite.pool.pretrained_tensor("ln_post.weight").numel(), args.task_marker)
     if args.task_marker:
         marker.install()
-    method = WEMoE.configure("mini")
+    method = WEMoE.configure("mini", {"routing": args.routing})
     encoder = method.merge(suite.pool)
     inputs = {task: suite.tasks[task].tensors("test") for task in tasks}
 
@@ -106,10 +114,16 @@ def main() -> None:
 
     blocks = [block.mlp for block in encoder.transformer.resblocks]
     routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights of the last forward
+
+    def applied(weights: torch.Tensor) -> torch.Tensor:
+        """The routers' output as the routed MLPs apply it, one row per input."""
+        return weights.mean(0, keepdim=True).expand_as(weights) if method.routing == "batch" else weights
+
     router_inputs: dict[int, list[torch.Tensor]] = {index: [] for index in range(len(blocks))}
     hooks = []
     for index, mlp in enumerate(blocks):
-        hooks.append(mlp.router.register_forward_hook(lambda _, args, weights, index=index: routing.__setitem__(index, weights)))
+        hooks.append(mlp.router.register_forward_hook(
+            lambda _, args, weights, index=index: routing.__setitem__(index, applied(weights))))
         hooks.append(mlp.register_forward_hook(lambda _, args, out, index=index: router_inputs[index].append(args[0].mean(1))))
     own_task_picked = torch.zeros(len(blocks), len(tasks))
     own, other, total = (torch.zeros(len(blocks)) for _ in range(3))
