@@ -34,7 +34,7 @@ from torch import nn
 
 from bench.evaluation import DEFAULT_EVAL, accuracy
 from methods.adaptation import AdaptiveMethod, entropy
-from methods.wemoe import Router, WEMoE
+from methods.wemoe import RoutedMLP, Router, WEMoE
 from tasks.suites import load_suite
 
 
@@ -113,18 +113,17 @@ def main() -> None:
           ", ".join(f"{task} {100 * a:.1f}" for task, a in zip(tasks, per_task)) + ")")
 
     blocks = [block.mlp for block in encoder.transformer.resblocks]
-    routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights of the last forward
-
-    def applied(weights: torch.Tensor) -> torch.Tensor:
-        """The routers' output as the routed MLPs apply it, one row per input."""
-        return weights.mean(0, keepdim=True).expand_as(weights) if method.routing == "batch" else weights
-
+    routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights applied in the last forward
     router_inputs: dict[int, list[torch.Tensor]] = {index: [] for index in range(len(blocks))}
-    hooks = []
-    for index, mlp in enumerate(blocks):
-        hooks.append(mlp.router.register_forward_hook(
-            lambda _, args, weights, index=index: routing.__setitem__(index, applied(weights))))
-        hooks.append(mlp.register_forward_hook(lambda _, args, out, index=index: router_inputs[index].append(args[0].mean(1))))
+
+    def record(index: int, mlp: RoutedMLP, x: torch.Tensor) -> None:
+        """A block's router input, averaged over tokens, and the routing weights its MLP applies to each input
+        (the batch's mean under batch routing), as the MLP computes them."""
+        router_inputs[index].append(x.mean(1))
+        routing[index] = mlp.coefficients(x)[:, 1:].expand(len(x), -1)
+
+    hooks = [mlp.register_forward_hook(lambda module, args, out, index=index: record(index, module, args[0]))
+             for index, mlp in enumerate(blocks)]
     own_task_picked = torch.zeros(len(blocks), len(tasks))
     own, other, total = (torch.zeros(len(blocks)) for _ in range(3))
     with torch.no_grad():
