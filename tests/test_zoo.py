@@ -49,3 +49,58 @@ def test_rebuilding_from_the_recipe_gives_the_same_weights(tiny_zoo, tmp_path):
     original = json.loads((tiny_zoo / "manifest.json").read_text())
     assert rebuilt["files"] == original["files"]
     assert rebuilt["accuracy"] == original["accuracy"]
+
+
+def test_reusing_a_zoos_pretrained_model_trains_the_same_experts_as_a_full_build(tiny_zoo, tmp_path):
+    from bench.zoo.build import build_zoo
+
+    reused = build_zoo(ZooRecipe.tiny(), tmp_path / "reused", pretrained_from=tiny_zoo)
+    original = verify_zoo(tiny_zoo)
+    assert reused["files"] == original["files"]
+    assert reused["pretrained_from"] == original["recipe_hash"] and "pretrained_from" not in original
+    assert "pretrain_s" not in reused["timings_s"]
+
+
+def test_another_fine_tuning_schedule_on_a_reused_pretrained_model_changes_only_the_experts(tiny_zoo, tmp_path):
+    from bench.cli import main
+
+    assert main(["zoo", "build", "--tiny", "--out", str(tmp_path / "longer"), "--pretrained-from", str(tiny_zoo),
+                 "--finetune", "steps=30", "--finetune", "lr=1e-4"]) == 0
+    longer, original = verify_zoo(tmp_path / "longer"), verify_zoo(tiny_zoo)
+    assert longer["recipe"]["finetune"] | {"steps": 15, "lr": 3e-4} == original["recipe"]["finetune"]
+    assert longer["recipe_hash"] != original["recipe_hash"]
+    changed = {name for name, digest in longer["files"].items() if original["files"][name] != digest}
+    assert changed == {f"experts/{task}.safetensors" for task in ZooRecipe.tiny().tasks}
+
+
+def test_a_pretrained_model_of_another_recipe_is_refused_naming_the_difference(tiny_zoo, tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["zoo", "build", "--tiny", "--seed", "1", "--out", str(tmp_path / "z"), "--pretrained-from", str(tiny_zoo)]) == 2
+    assert "manifest.json: recipe seed is 0, this build's is 1" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize("argument, message", [
+    ("stepz=3", "--finetune stepz=3: unknown key; valid: steps, batch_size, lr, weight_decay, warmup_fraction"),
+    ("lr=fast", "--finetune lr=fast: not a valid float"),
+    ("steps=0", "--finetune steps=0: must be > 0"),
+    ("steps", "--finetune 'steps': expected KEY=VALUE"),
+])
+def test_a_bad_fine_tuning_override_exits_2_naming_it(tmp_path, capsys, argument, message):
+    from bench.cli import main
+
+    assert main(["zoo", "build", "--tiny", "--out", str(tmp_path / "z"), "--finetune", argument]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_changed_recipe_is_not_written_over_the_shipped_zoo(capsys, monkeypatch):
+    import bench.zoo.build
+    from bench.cli import main
+
+    def build_over_the_shipped_zoo(*args, **kwargs):
+        raise AssertionError("the build was started")
+
+    monkeypatch.setattr(bench.zoo.build, "build_zoo", build_over_the_shipped_zoo)
+    assert main(["zoo", "build", "--finetune", "steps=1000"]) == 2
+    assert "--finetune changes the recipe: give --out" in capsys.readouterr().err

@@ -21,7 +21,9 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(zoo_dir: Path, recipe: ZooRecipe, accuracies: dict[str, dict[str, float]], pretrain_loss: float,
-                   timings: dict[str, float], machine: dict) -> dict:
+                   timings: dict[str, float], machine: dict, pretrained_from: str | None = None) -> dict:
+    """Write and return the manifest; `pretrained_from` is the recipe hash of the zoo whose pretrained model
+    and heads were reused, if any."""
     files = sorted(p for p in zoo_dir.rglob("*.safetensors"))
     manifest = {
         "format": 1,
@@ -35,6 +37,8 @@ def write_manifest(zoo_dir: Path, recipe: ZooRecipe, accuracies: dict[str, dict[
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "machine": machine,
     }
+    if pretrained_from is not None:
+        manifest["pretrained_from"] = pretrained_from
     (zoo_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

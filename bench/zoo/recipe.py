@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
+from bench.errors import BenchError
 from bench.models import EncoderConfig
 from bench.zoo.training import Schedule
 from tasks.mini import MiniData
@@ -37,6 +40,23 @@ class ZooRecipe:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_finetune(self, overrides: Mapping[str, str]) -> "ZooRecipe":
+        """This recipe with fields of its experts' fine-tuning schedule set from `key=value` strings, each
+        parsed by its field's type: the knob of studies of how fine-tuning shapes the task vectors."""
+        types = typing.get_type_hints(Schedule)
+        values: dict[str, int | float] = {}
+        for key, text in overrides.items():
+            if key not in types:
+                raise BenchError(f"--finetune {key}={text}: unknown key; valid: {', '.join(types)}")
+            try:
+                values[key] = types[key](text)
+            except ValueError:
+                raise BenchError(f"--finetune {key}={text}: not a valid {types[key].__name__}") from None
+            positive = key in ("steps", "batch_size", "lr")
+            if values[key] <= 0 if positive else values[key] < 0:
+                raise BenchError(f"--finetune {key}={text}: must be {'> 0' if positive else '>= 0'}")
+        return replace(self, finetune=replace(self.finetune, **values))
 
     @classmethod
     def tiny(cls) -> "ZooRecipe":
