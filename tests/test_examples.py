@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 WEMOE_ROUTING = ROOT / "examples" / "wemoe_routing.py"
+TASK_VECTOR_GEOMETRY = ROOT / "examples" / "task_vector_geometry.py"
 
 
 def test_wemoe_routing_under_batch_routing_reports_one_weight_vector_per_task(tiny_zoo):
@@ -24,3 +27,21 @@ def test_wemoe_routing_refuses_a_task_marker_with_batch_routing(tiny_zoo):
     done = subprocess.run([sys.executable, str(WEMOE_ROUTING), "--zoo", str(tiny_zoo), "--routing", "batch",
                            "--task-marker", "0.5"], capture_output=True, text=True)
     assert done.returncode == 2 and "--task-marker" in done.stderr.splitlines()[-1]
+
+
+def test_task_vector_geometry_reports_each_task_vectors_norm_and_the_energy_of_its_top_fifth(tiny_zoo):
+    import torch
+
+    from tasks.suites import load_suite
+
+    out = subprocess.run([sys.executable, str(TASK_VECTOR_GEOMETRY), "--zoo", str(tiny_zoo)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[1:9]}
+    pool = load_suite("mini", zoo=tiny_zoo).pool
+    assert list(rows) == pool.tasks
+    for task, (norm, _, trim_keeps, elected, _, _) in rows.items():
+        vector = torch.cat([pool.task_vector(task, key).flatten() for key in pool.parameter_names])
+        top_fifth = vector.abs().sort(descending=True).values[:int(0.2 * vector.numel())]
+        assert norm == pytest.approx(vector.norm().item(), abs=0.006)
+        assert trim_keeps == pytest.approx((top_fifth.pow(2).sum() / vector.pow(2).sum()).item(), abs=0.006)
+        assert 0 < elected <= trim_keeps
