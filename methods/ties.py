@@ -150,7 +150,7 @@ class TiesMerging(MergeMethod):
     are dense (their top 20% hold 60-68% of the energy), and the 20% trim tuned for ViT-B/32 leaves TIES
     below task arithmetic at 0.3 (67.8 vs 74.1). Chosen on the shipped zoo over keep 0.2-0.6 (67.8, 74.0,
     76.9, 77.1, 76.0) and confirmed on the two other zoos of the recipe (seeds 1, 2: 78.9 and 76.6 against
-    task arithmetic's 76.8 and 74.1).
+    task arithmetic's 76.8 and 74.0).
     """
 
     name = "ties_merging"
