@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from methods.ties import TiesMerging, TiesVectors, disjoint_merge
+from methods.ties import TiesMerging, TiesVectors, disjoint_merge, trim_
 from tasks.suites import load_suite
 
 
@@ -42,16 +42,16 @@ def main() -> None:
         for task, entries in zip(pool.tasks, parts):
             elected[task][key] = entries
         ties_sum[key] = disjoint_merge(iter(parts), TiesMerging.disjoint)
-    vectors = torch.stack([flat({key: pool.task_vector(task, key) for key in keys}, keys) for task in pool.tasks])
+    task_vectors = {task: {key: pool.task_vector(task, key) for key in keys} for task in pool.tasks}
+    vectors = torch.stack([flat(task_vectors[task], keys) for task in pool.tasks])
     decay = -flat({key: pool.pretrained_tensor(key) for key in keys}, decayed)
     task_arithmetic_sum, ties_flat = vectors.sum(0), flat(ties_sum, keys)
     print(f"{'task':<15}{'norm':>6}{'cos decay':>10}{'trim keeps':>11}{'elected':>9}{'TA reach':>9}{'TIES reach':>11}")
     for row, task in enumerate(pool.tasks):
         vector = vectors[row]
         energy = vector.pow(2).sum()
-        own_decayed = flat({key: pool.task_vector(task, key) for key in decayed}, decayed)
-        trimmed = torch.cat([torch.where(pool.task_vector(task, key).abs() >= ties.thresholds[task, key],
-                                         pool.task_vector(task, key), 0).flatten() for key in keys])
+        own_decayed = flat(task_vectors[task], decayed)
+        trimmed = flat({key: trim_(tensor.clone(), ties.thresholds[task, key]) for key, tensor in task_vectors[task].items()}, keys)
         print(f"{task:<15}{vector.norm():6.2f}{torch.cosine_similarity(own_decayed, decay, dim=0):10.3f}"
               f"{trimmed.pow(2).sum() / energy:11.2f}{flat(elected[task], keys).pow(2).sum() / energy:9.2f}"
               f"{task_arithmetic_sum @ vector / energy:9.2f}{ties_flat @ vector / energy:11.2f}")
