@@ -6,7 +6,6 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import datasets
 import numpy as np
 import torch
 
+from bench.atomic import publish_folder
 from tasks import drawing, procedural
 from tasks.procedural import FAMILIES
 
@@ -69,11 +69,9 @@ def _build_split(family_name: str, data: MiniData, split: str) -> datasets.Datas
 def load_split(family_name: str, split: str, data: MiniData = MiniData()) -> datasets.Dataset:
     """The split as an `image`/`label` dataset, generated on first use and then read from the cache."""
     path = cache_root() / "mini-data" / data.fingerprint() / family_name / split
-    if not path.exists():
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _build_split(family_name, data, split).save_to_disk(str(tmp))
-        tmp.rename(path)
+    if not path.exists():  # processes generating it at once each build their own; the first published is kept
+        path.parent.mkdir(parents=True, exist_ok=True)
+        publish_folder(path, lambda staging: _build_split(family_name, data, split).save_to_disk(str(staging)))
     return datasets.load_from_disk(str(path))
 
 

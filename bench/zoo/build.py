@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from bench.atomic import publish_folder
 from bench.errors import BenchError
 from bench.evaluation import accuracy
 from bench.models import ClassificationHead, build_encoder
@@ -122,21 +122,20 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu", pretrained_
                  100 * accuracies["expert"][task])
     timings["total_s"] = time.perf_counter() - started
 
-    # Written beside the target and renamed at the end, so an interrupted build leaves no half zoo.
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "experts").mkdir(parents=True)
-    save_file(pretrained_state, str(staging / "pretrained.safetensors"))
-    save_file(head_vectors, str(staging / "heads.safetensors"))
-    for task, state in expert_states.items():
-        save_file(state, str(staging / "experts" / f"{task}.safetensors"))
     machine = {"platform": platform.platform(), "cpu": _cpu_name(), "device": device,
                "threads": torch.get_num_threads(), "torch": torch.__version__}
-    manifest = write_manifest(staging, recipe, accuracies, pretrain_loss, timings, machine,
+
+    def write(staging: Path) -> dict:
+        (staging / "experts").mkdir(parents=True)
+        save_file(pretrained_state, str(staging / "pretrained.safetensors"))
+        save_file(head_vectors, str(staging / "heads.safetensors"))
+        for task, state in expert_states.items():
+            save_file(state, str(staging / "experts" / f"{task}.safetensors"))
+        return write_manifest(staging, recipe, accuracies, pretrain_loss, timings, machine,
                               pretrained_from=None if source is None else source["recipe_hash"])
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
-    return manifest
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return publish_folder(out_dir, write, replace=True)  # an interrupted build leaves no half zoo
 
 
 def reusable_pretraining(recipe: ZooRecipe, zoo: Path) -> dict:
