@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from bench.atomic import write_atomically
 from bench.convert import open_clip_vision_state
+from bench.digest import remembered_sha256, weights_digest
 from bench.errors import BenchError
 from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pickled import load_module_state
@@ -59,7 +60,7 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     pretrained_path = cache / "pretrained.safetensors"
     projection = model.visual.proj.detach().T  # transformers' layout: [embed_dim, width]
     if spec.repos.experts is None:
-        family = f"task-vectors:{spec.open_clip_model}"
+        family = f"task-vectors:{spec.open_clip_model}"  # + the digest of the weights, below
         pretrained_state = partial(task_vectors_image_tower, sources.task_vectors_file())
         expert_state = lambda counterpart: task_vectors_image_tower(sources.task_vectors_file(counterpart))  # noqa: E731
     else:
@@ -69,13 +70,14 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     if not pretrained_path.is_file():
         save_atomically(pretrained_state(), pretrained_path)
 
-    tasks, experts = {}, {}
+    tasks, experts, head_files = {}, {}, {}
     tokenizer = open_clip.get_tokenizer(spec.open_clip_model)
     for counterpart in spec.repos.tasks:
         name = counterpart.lower()
         load_split = partial(sources.dataset, TASKS[counterpart][0])
         class_names = tuple(load_split("test").features["label"].names)
-        head = cached_head(cache / f"head-{name}.safetensors", partial(
+        head_files[name] = cache / f"head-{name}.safetensors"
+        head = cached_head(head_files[name], partial(
             zero_shot_head, model.encode_text, tokenizer, counterpart, class_names, model.logit_scale.exp().item()))
         tasks[name] = Task(name=name, counterpart=counterpart, class_names=class_names, load_split=load_split,
                            to_pixels=lambda images: torch.stack([pixels(image) for image in images]),
@@ -84,6 +86,8 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
         experts[name] = cache / f"expert-{name}.safetensors"
         if not experts[name].is_file():
             save_atomically(expert_state(counterpart), experts[name])
+    weights = [pretrained_path, *experts.values(), *head_files.values()]
+    family += "@" + weights_digest({path.name: remembered_sha256(path) for path in weights})
     pool = ModelPool(partial(build_encoder, spec.encoder, quick_gelu=True), pretrained_path, experts,
                      {name: task.head for name, task in tasks.items()},
                      sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed), device=device)

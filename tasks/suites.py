@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from bench.errors import BenchError
 from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
-from bench.zoo.manifest import verify_zoo
+from bench.zoo.manifest import verify_zoo, zoo_family
 from tasks.base import Suite, Task
 from tasks.clip import SPECS as CLIP_SPECS
 from tasks.clip import ClipSpec, clip_suite
@@ -49,6 +49,10 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         raise BenchError(f"{zoo}/manifest.json: the task generators changed since this zoo was built "
                          f"(data fingerprint {data.fingerprint()} != {manifest['data_fingerprint']}); "
                          f"rebuild it with `python -m bench zoo build --out {zoo}`")
+    loaded = ["pretrained.safetensors", "heads.safetensors"] + [f"experts/{t}.safetensors" for t in recipe["tasks"]]
+    unlisted = [name for name in loaded if name not in manifest["files"]]
+    if unlisted:
+        raise BenchError(f"{zoo}/manifest.json: {unlisted[0]} is not listed, so its weights are not verified")
     class_vectors = load_file(str(zoo / "heads.safetensors"))
     heads = {t: ClassificationHead(class_vectors[t], recipe["logit_scale"]) for t in recipe["tasks"]}
     tasks = {
@@ -65,7 +69,7 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed),
         device=device,
     )
-    return Suite(name="mini", tasks=tasks, pool=pool, provenance={"family": f"mini-zoo:{manifest['recipe_hash']}"},
+    return Suite(name="mini", tasks=tasks, pool=pool, provenance={"family": zoo_family(manifest)},
                  parallel_units=True)
 
 

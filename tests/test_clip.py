@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
 from bench.convert import open_clip_vision_state
@@ -157,9 +158,24 @@ def test_a_clip_suite_from_a_local_folder_runs_end_to_end(local_clip_folder, tmp
     store = ResultStore(tmp_path / "results")
     run(suite, scenarios, [MethodSpec("task_arithmetic"), MethodSpec("individual")], [0], store)
     rows = store.load()
-    assert set(rows["suite"]) == {"clip-tiny-test"} and set(rows["family"]) == {"fusionbench:someone/tiny-experts"}
+    assert set(rows["suite"]) == {"clip-tiny-test"} and set(rows["family"]) == {suite.provenance["family"]}
+    assert suite.provenance["family"].startswith("fusionbench:someone/tiny-experts@")
     assert len(rows) == 2 * 2 * 2 and rows["value"].between(0, 1).all()
     assert torch.equal(suite.pool.expert_tensor("mnist", "proj"), suite.pool.pretrained_tensor("proj"))
+
+
+def test_the_family_of_a_clip_suite_is_the_digest_of_the_weights_it_loads(local_clip_folder, tmp_path):
+    root, spec = local_clip_folder
+    family = clip_suite(spec, Sources(root)).provenance["family"]
+    assert clip_suite(spec, Sources(root)).provenance["family"] == family
+    other = tmp_path / "other-hub"
+    shutil.copytree(root, other)
+    expert = other / "tiny-experts_mnist" / "model.safetensors"
+    weights = load_file(str(expert))
+    weights = {name: tensor + 0.01 if name.endswith("post_layernorm.bias") else tensor for name, tensor in weights.items()}
+    save_file(weights, str(expert))
+    other_family = clip_suite(spec, Sources(other)).provenance["family"]
+    assert other_family.startswith("fusionbench:someone/tiny-experts@") and other_family != family
 
 
 def test_a_dataset_s_own_corrupted_test_split_replaces_the_one_made_here_and_rows_say_which(local_clip_folder, tmp_path):
@@ -227,12 +243,12 @@ def test_a_task_vectors_suite_reads_pickled_checkpoints_and_records_its_family(l
     spec = ClipSpec("clip-tiny-tv", "tiny-test-clip", fusionbench_spec.encoder,
                     HubRepos("someone/tiny-pretrained", None, tasks=tuple(TINY_TASKS)), pretrained_tag="tiny")
     suite = clip_suite(spec, Sources(root, checkpoints=folder))
-    assert suite.provenance["family"] == "task-vectors:tiny-test-clip"
+    assert suite.provenance["family"].startswith("task-vectors:tiny-test-clip@")
     for name in ("conv1.weight", "transformer.resblocks.0.attn.in_proj_weight", "proj"):
         assert torch.equal(suite.pool.pretrained_tensor(name), towers["zeroshot"][name])
         assert torch.equal(suite.pool.expert_tensor("mnist", name), towers["MNIST"][name])
     run(suite, multitask(suite), [MethodSpec("task_arithmetic")], [0], ResultStore(tmp_path / "results"))
-    assert set(ResultStore(tmp_path / "results").load()["family"]) == {"task-vectors:tiny-test-clip"}
+    assert set(ResultStore(tmp_path / "results").load()["family"]) == {suite.provenance["family"]}
 
 
 def test_a_task_vectors_suite_names_the_checkpoints_it_lacks(task_vectors_folder, tmp_path):

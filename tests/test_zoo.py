@@ -37,6 +37,52 @@ def test_a_missing_zoo_file_is_refused_by_name(tiny_zoo, tmp_path):
         verify_zoo(zoo)
 
 
+def test_a_weight_file_the_manifest_does_not_list_is_refused_by_name(tiny_zoo, tmp_path):
+    zoo = shutil.copytree(tiny_zoo, tmp_path / "zoo")
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    del manifest["files"]["experts/signs.safetensors"]  # taken off the list, then edited: no longer verified
+    (zoo / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BenchError, match=r"experts/signs\.safetensors: not listed in manifest\.json"):
+        verify_zoo(zoo)
+
+
+def test_a_recipe_edited_after_the_build_is_refused(tiny_zoo, tmp_path):
+    zoo = shutil.copytree(tiny_zoo, tmp_path / "zoo")
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    manifest["recipe"]["logit_scale"] = 50.0
+    (zoo / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BenchError, match="manifest.json: the recipe does not match its recipe_hash"):
+        verify_zoo(zoo)
+
+
+@pytest.mark.parametrize("key", ["files", "recipe", "recipe_hash", "data_fingerprint"])
+def test_a_manifest_without_a_required_key_is_refused_naming_the_key(tiny_zoo, tmp_path, key):
+    zoo = shutil.copytree(tiny_zoo, tmp_path / "zoo")
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    del manifest[key]
+    (zoo / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BenchError, match=f"manifest.json: key '{key}' is missing"):
+        verify_zoo(zoo)
+
+
+def test_zoos_share_a_family_only_when_they_hold_the_same_bytes(tiny_zoo, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from bench.digest import sha256_file
+    from bench.zoo.manifest import zoo_family
+
+    same = shutil.copytree(tiny_zoo, tmp_path / "same")
+    assert zoo_family(verify_zoo(same)) == zoo_family(verify_zoo(tiny_zoo))
+    other = shutil.copytree(tiny_zoo, tmp_path / "other")  # a rebuild of the same recipe whose weights came out other
+    expert = other / "experts" / "signs.safetensors"
+    save_file({name: tensor * 1.001 for name, tensor in load_file(str(expert)).items()}, str(expert))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["files"]["experts/signs.safetensors"] = sha256_file(expert)
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_zoo(other)["recipe_hash"] == verify_zoo(tiny_zoo)["recipe_hash"]
+    assert zoo_family(verify_zoo(other)) != zoo_family(verify_zoo(tiny_zoo))
+
+
 def test_a_folder_without_manifest_says_how_to_build_one(tmp_path):
     with pytest.raises(BenchError, match="no zoo manifest here; build one with `python -m bench zoo build`"):
         verify_zoo(tmp_path)

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from bench.digest import sha256_file, weights_digest
 from bench.errors import BenchError
 from bench.zoo.recipe import ZooRecipe
 
 MANIFEST = "manifest.json"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# What every manifest holds, with its type: checked before any key is used.
+REQUIRED = {"recipe": dict, "recipe_hash": str, "data_fingerprint": str, "files": dict}
 
 
 def write_manifest(zoo_dir: Path, recipe: ZooRecipe, accuracies: dict[str, dict[str, float]], pretrain_loss: float,
@@ -30,7 +24,7 @@ def write_manifest(zoo_dir: Path, recipe: ZooRecipe, accuracies: dict[str, dict[
         "recipe": recipe.to_dict(),
         "recipe_hash": recipe.digest(),
         "data_fingerprint": recipe.data.fingerprint(),
-        "files": {str(p.relative_to(zoo_dir)): sha256(p) for p in files},
+        "files": {str(p.relative_to(zoo_dir)): sha256_file(p) for p in files},
         "accuracy": {kind: {task: round(acc, 4) for task, acc in per_task.items()} | {"mean": round(sum(per_task.values()) / len(per_task), 4)}
                      for kind, per_task in accuracies.items()},
         "pretrain_final_loss": round(pretrain_loss, 4),
@@ -48,18 +42,38 @@ def read_manifest(zoo_dir: Path) -> dict:
     if not path.is_file():
         raise BenchError(f"{path}: no zoo manifest here; build one with `python -m bench zoo build`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BenchError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise BenchError(f"{path}: expected a JSON object")
+    for key, kind in REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            raise BenchError(f"{path}: key {key!r} is missing or not a JSON {kind.__name__}")
+    return manifest
 
 
 def verify_zoo(zoo_dir: Path) -> dict:
-    """The manifest, once every file it lists matches its sha256; a missing or edited file is named."""
+    """The manifest, once every weight file in the folder is one it lists with a matching sha256 and its recipe
+    is the one its hash names; a missing, edited or unlisted file, or an edited recipe, is named."""
     manifest = read_manifest(zoo_dir)
+    if ZooRecipe.digest_of(manifest["recipe"]) != manifest["recipe_hash"]:
+        raise BenchError(f"{zoo_dir / MANIFEST}: the recipe does not match its recipe_hash (edited after the build); "
+                         f"rebuild the zoo with `python -m bench zoo build --out {zoo_dir}`")
+    for path in sorted(zoo_dir.rglob("*.safetensors")):
+        if str(path.relative_to(zoo_dir)) not in manifest["files"]:
+            raise BenchError(f"{path}: not listed in {MANIFEST}; a zoo holds only the files it was built with")
     for name, expected in manifest["files"].items():
         path = zoo_dir / name
         if not path.is_file():
             raise BenchError(f"{path}: listed in {MANIFEST} but missing")
-        if sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise BenchError(f"{path}: sha256 does not match {MANIFEST}; the file was edited or corrupted")
     return manifest
+
+
+def zoo_family(manifest: dict) -> str:
+    """The weights family of a verified zoo's results: a digest of its recipe, task data and every file's hash,
+    so that two zoos share stored units only when they hold the same bytes."""
+    return "mini-zoo:" + weights_digest(manifest["files"] | {"recipe": manifest["recipe_hash"],
+                                                             "data": manifest["data_fingerprint"]})

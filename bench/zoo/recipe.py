@@ -39,7 +39,12 @@ class ZooRecipe:
         return asdict(self)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return self.digest_of(self.to_dict())
+
+    @staticmethod
+    def digest_of(recipe: Mapping) -> str:
+        """The hash of a recipe as a manifest stores it (JSON), equal to `digest()` of the recipe it came from."""
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_finetune(self, overrides: Mapping[str, str]) -> "ZooRecipe":
         """This recipe with fields of its experts' fine-tuning schedule set from `key=value` strings, each
