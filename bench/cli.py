@@ -6,10 +6,11 @@ import argparse
 import dataclasses
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 
 log = logging.getLogger("bench")
 
@@ -29,6 +30,18 @@ EPILOG = """examples:
   python -m bench zoo build --out zoos/long --pretrained-from zoo/mini-v1 --finetune steps=2000
                                                          the shipped zoo's experts re-fine-tuned 4x longer
 """
+
+
+DEFAULT_RESULTS, DEFAULT_REPORTS = Path("results"), Path("reports")
+REPORTS_HELP = ("the report's folder, replaced whole at each rebuild (default: reports for the default results folder, "
+                "else RESULTS/reports, so that a run into other results never overwrites the shipped report)")
+
+
+def reports_folder(given: Path | None, results: Path) -> Path:
+    """Where the report of `results` goes when no folder is given: beside the default results, inside any other."""
+    if given is not None:
+        return given
+    return DEFAULT_REPORTS if results == DEFAULT_RESULTS else results / DEFAULT_REPORTS.name
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,11 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
                      "(AdaMerging, WEMoE) at step 0 and every STEPS steps; rows carry the step (default: final only)")
     _add_common(run)
-    run.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
+    run.add_argument("--reports", type=Path, help=REPORTS_HELP)
 
     report = commands.add_parser("report", help="rebuild tables, figures and index.md from the parquet results alone")
-    report.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
-    report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
+    report.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    report.add_argument("--out", type=Path, help=REPORTS_HELP)
 
     perf = commands.add_parser("perf", help="speed figures with their goals, stored and reported (reports/perf.md)",
                                description="Benchmarks, each a ratio to a reference timed in the same run on the "
@@ -92,8 +105,8 @@ def _parser() -> argparse.ArgumentParser:
                       "stage (as long as that run: about 20 minutes on 2 cores)")
     perf.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto", help="worker processes of the "
                       "--end-to-end run, as in `run` (default: auto)")
-    perf.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
-    perf.add_argument("--reports", type=Path, default=Path("reports"), help="where the report goes (default: reports)")
+    perf.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
+    perf.add_argument("--reports", type=Path, help=REPORTS_HELP)
 
     listing = commands.add_parser("list", help="list registered methods, suites, scenarios or a suite's tasks")
     listing.add_argument("what", choices=["methods", "suites", "scenarios", "tasks"])
@@ -138,7 +151,7 @@ def _jobs(text: str) -> int | None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", type=Path, default=[], metavar="FILE.py",
                         help="a Python file defining MergeMethod subclasses (repeatable)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
 
 
 def _method_specs(args: argparse.Namespace) -> list:
@@ -160,11 +173,24 @@ def _method_specs(args: argparse.Namespace) -> list:
     return [MethodSpec(name, preset, overrides.get(name, {})) for name, preset in requested]
 
 
+def _check_outputs(results: Path, reports: Path, reports_option: str) -> None:
+    """The results and report folders can be written, before any work."""
+    from bench.preflight import check_writable_folder
+    from bench.reports import check_report_folder
+
+    check_writable_folder("--results", results)
+    check_report_folder(reports, reports_option)
+    check_writable_folder(reports_option, reports.parent)
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
+    from bench.preflight import check_device
     from tasks.hub import CLIP_REPOS, Sources, check_available
 
     if args.eval_every is not None and args.eval_every < 1:
         raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
+    check_device("--device", args.device)
+    _check_outputs(args.results, args.reports, "--reports")
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
 
@@ -195,6 +221,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from bench.reports import build_reports
 
+    if not args.results.is_dir():
+        raise BenchError(f"--results {args.results}: no such folder")
+    _check_outputs(args.results, args.out, "--out")
+
     for path in build_reports(args.results, args.out):
         print(path)
 
@@ -209,6 +239,7 @@ def _cmd_perf(args: argparse.Namespace) -> None:
     from bench.results import PERF_COLUMNS, store_perf
     from tasks.suites import load_suite
 
+    _check_outputs(args.results, args.reports, "--reports")
     machine, measured_at = machine_description(), pd.Timestamp.now("UTC").strftime("%Y-%m-%d")
     print(machine)
     rows = []
@@ -252,9 +283,11 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
     from tasks.suites import SHIPPED_ZOO
 
     if args.zoo_command == "build":
+        from bench.preflight import check_device
         from bench.zoo.build import build_zoo
         from bench.zoo.recipe import ZooRecipe
 
+        check_device("--device", args.device)
         recipe = dataclasses.replace(ZooRecipe.tiny() if args.tiny else ZooRecipe(), seed=args.seed)
         if args.finetune and args.out is None:
             raise BenchError(f"--finetune changes the recipe: give --out (the default, {SHIPPED_ZOO}, is the shipped zoo)")
@@ -279,11 +312,22 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.hub import reads_hub, settle_offline_mode
 
     args = _parser().parse_args(argv)
+    if args.command in ("run", "perf"):
+        args.reports = reports_folder(args.reports, args.results)
+    elif args.command == "report":
+        args.out = reports_folder(args.out, args.results)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settle_offline_mode(reads_hub(getattr(args, "suite", None), getattr(args, "zoo", None)))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped like Ctrl-C: workers ended, work kept
     try:
         {"run": _cmd_run, "report": _cmd_report, "perf": _cmd_perf, "list": _cmd_list, "zoo": _cmd_zoo}[args.command](args)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as interrupted:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0

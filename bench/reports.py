@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from bench import tables
+from bench.atomic import publish_folder
 from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
 from bench.results import PERF_FILE, ResultStore, load_perf
@@ -44,6 +45,8 @@ def zoos(rows: pd.DataFrame):
 
 
 PUBLISHED = Path(__file__).with_name("published.csv")
+INDEX_TITLE = "# mergebench report"  # the first line of index.md: what marks a folder as a report
+REPORT_SUFFIXES = {".md", ".tex", ".png"}
 
 
 @cache
@@ -222,7 +225,7 @@ def perf_section(results: Path, out: Path) -> Section | None:
 
 
 def write_index(sections: list[Section], out: Path) -> Path:
-    lines = ["# mergebench report\n", "Built from the parquet results alone by `python -m bench report`.\n"]
+    lines = [f"{INDEX_TITLE}\n", "Built from the parquet results alone by `python -m bench report`.\n"]
     for section in sections:
         links = " · ".join(f"[{path.name}]({path.name})" for path in section.files)
         lines.append(f"## {section.title}\n" + (f"\n{links}\n" if links else ""))
@@ -231,21 +234,44 @@ def write_index(sections: list[Section], out: Path) -> Path:
     return out / "index.md"
 
 
+def check_report_folder(out: Path, option: str = "report folder") -> None:
+    """A report replaces its folder whole (so no file of an earlier report outlives its section), so the folder
+    must be absent, empty or an earlier report: anything else is refused before any work."""
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"{option} {out}: a file, not a folder")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    foreign = [entry for entry in entries if not entry.is_file() or entry.suffix not in REPORT_SUFFIXES]
+    index = out / "index.md"
+    is_report = index.is_file() and index.read_text(errors="replace").startswith(INDEX_TITLE)
+    if entries and (foreign or not is_report):
+        culprit = (foreign or entries)[0].name
+        raise BenchError(f"{option} {out}: not a mergebench report folder (it holds {culprit}) and a report replaces "
+                         "its folder whole; choose an empty or new folder")
+
+
 def build_reports(results: Path, out: Path) -> list[Path]:
-    """Rebuild the whole report under `out` from the parquet files under `results`; returns the files written,
-    `index.md` first."""
+    """Rebuild the whole report as the folder `out` from the parquet files under `results`; returns the files
+    written, `index.md` first."""
+    check_report_folder(out)
     frame = ResultStore(results).load()
     if frame.empty and load_perf(results).empty:
         raise BenchError(f"{results}: no results (*.parquet) to report; run `python -m bench run --all` first")
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = publish_folder(out, partial(write_report, frame, results), replace=True)
+    return [out / name for name in names]
+
+
+def write_report(frame: pd.DataFrame, results: Path, folder: Path) -> list[str]:
+    """Every section of `frame` and the index into the new folder `folder`; returns the file names, index first."""
+    folder.mkdir()
     accuracy = tables.final_rows(frame[frame["metric"] == "accuracy"])
     family = accuracy["scenario"].str.split("/").str[0]
     multitask = accuracy[family == "multitask"]
-    sections = [s for s in (multitask_section(multitask, out),
-                            generalization_section(accuracy[family == "generalization"], out),
-                            robustness_section(accuracy[family == "robustness"], out),
-                            scaling_section(multitask, out),
-                            adaptation_section(frame, out),
-                            perf_section(results, out)) if s is not None]
-    index = write_index(sections, out)
-    return [index] + [path for s in sections for path in s.files + [figure for _, figure in s.figures]]
+    sections = [s for s in (multitask_section(multitask, folder),
+                            generalization_section(accuracy[family == "generalization"], folder),
+                            robustness_section(accuracy[family == "robustness"], folder),
+                            scaling_section(multitask, folder),
+                            adaptation_section(frame, folder),
+                            perf_section(results, folder)) if s is not None]
+    index = write_index(sections, folder)
+    return [path.name for path in [index] + [path for s in sections for path in s.files + [f for _, f in s.figures]]]

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bench.atomic import write_atomically
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
            "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version"]
@@ -38,7 +44,15 @@ class ResultStore:
         return self.root / f"{key}.parquet"
 
     def has(self, key: str) -> bool:
-        return self.path(key).is_file()
+        """Whether the unit is stored whole: a file that cannot be read as a unit's rows (truncated, not parquet,
+        other columns) is reported and counts as missing, so the run computes it again and replaces it."""
+        path = self.path(key)
+        if not path.is_file():
+            return False
+        problem = unreadable(path)
+        if problem:
+            log.warning("%s: %s; computing the unit again", path, problem)
+        return not problem
 
     def write(self, key: str, rows: list[dict]) -> Path:
         path = self.path(key)
@@ -46,12 +60,35 @@ class ResultStore:
         return write_atomically(path, partial(pd.DataFrame(rows, columns=COLUMNS).to_parquet, index=False))
 
     def load(self) -> pd.DataFrame:
-        """Every unit's rows under the root (every parquet file but the perf figures), in one frame (empty, with
-        the columns, when there is none)."""
-        files = sorted(f for f in self.root.rglob("*.parquet") if f != self.root / PERF_FILE)
-        if not files:
-            return pd.DataFrame(columns=COLUMNS)
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        """Every readable unit's rows under the root (every parquet file but the perf figures), in one frame
+        (empty, with the columns, when there is none); a file that cannot be read is reported and left out."""
+        frames = []
+        for path in sorted(f for f in self.root.rglob("*.parquet") if f != self.root / PERF_FILE):
+            try:
+                frame = pd.read_parquet(path)
+                problem = missing_column(frame.columns)
+            except (OSError, pa.ArrowException) as error:
+                problem = f"unreadable as parquet ({type(error).__name__}: {error})"
+            if problem:
+                log.warning("%s: %s; left out (a run recomputes it)", path, problem)
+            else:
+                frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def unreadable(path: Path) -> str | None:
+    """Why `path` is not a whole unit file (None when it is): its parquet footer and schema are read, which a
+    truncated or foreign file fails, without reading its rows."""
+    try:
+        columns = pq.read_schema(path).names
+    except (OSError, pa.ArrowException) as error:
+        return f"unreadable as parquet ({type(error).__name__}: {error})"
+    return missing_column(columns)
+
+
+def missing_column(columns: Iterable[str]) -> str | None:
+    missing = [column for column in COLUMNS if column not in set(columns)]
+    return f"not a unit's rows (no column {missing[0]!r})" if missing else None
 
 
 def store_perf(root: Path, figures: pd.DataFrame) -> Path:
@@ -67,4 +104,9 @@ def store_perf(root: Path, figures: pd.DataFrame) -> Path:
 
 def load_perf(root: Path) -> pd.DataFrame:
     path = Path(root) / PERF_FILE
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=PERF_COLUMNS)
+    if path.is_file():
+        try:
+            return pd.read_parquet(path)
+        except (OSError, pa.ArrowException) as error:
+            log.warning("%s: unreadable as parquet (%s: %s); left out", path, type(error).__name__, error)
+    return pd.DataFrame(columns=PERF_COLUMNS)

@@ -7,6 +7,7 @@ missing, before importing any model code, since hub clients retry for 20-45 s be
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bench.errors import BenchError
+
+log = logging.getLogger(__name__)
 
 # counterpart: (dataset repository, expert repository suffix), as FusionBench names them.
 TASKS = {
@@ -124,14 +127,22 @@ def hub_is_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # what huggingface_hub reads as set
+
+
 def settle_offline_mode(needs_hub: bool) -> None:
-    """Set HF_HUB_OFFLINE (and datasets') unless the user did: offline for work that needs no hub (the mini
-    suite), and for work that does when the hub does not answer. Call before any hub client is imported."""
-    if "HF_HUB_OFFLINE" in os.environ:
+    """Go offline (HF_HUB_OFFLINE and datasets' twin) for work that needs no hub (the mini suite), and for work
+    that does when the hub does not answer, unless the user already set it: an unset or false HF_HUB_OFFLINE
+    would otherwise cost the hub clients' retries, tens of seconds, before a missing file is named. Call before
+    any hub client is imported."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in TRUE_VALUES:
         return
-    if not needs_hub or not hub_is_reachable():
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if needs_hub and hub_is_reachable():
+        return
+    if needs_hub:
+        log.info("the Hugging Face hub does not answer: working offline, from its cache")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
 def reads_hub(suite: str | None, zoo: Path | None) -> bool:
