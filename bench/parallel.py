@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 from bench.evaluation import DEFAULT_EVAL, EvalSettings
 from bench.plugins import load_methods
 from bench.results import ResultStore
@@ -52,9 +55,26 @@ _suite: Suite | None = None  # one per worker process, built on its first job
 
 
 def _start_worker(threads: int, plugins: list[Path]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent alone decides
+    _exit_with_parent()
+    tqdm.set_lock(threading.RLock())  # not tqdm's default process-shared lock, which a stopped worker would leak
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     load_methods(plugins)
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as the process that started it is gone (killed, even by SIGKILL), instead of
+    running queued work for nobody and then idling forever."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @contextmanager
@@ -95,16 +115,32 @@ def parts_of(units: list[Unit], specs: list[MethodSpec]) -> list[Part]:
 
 def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]) -> StageTimes:
     """Run the parts in `jobs` worker processes; returns the seconds by stage summed over the processes (more
-    than the wall time they took). A part that fails raises here once the others have finished."""
+    than the wall time they took). A part that fails raises here once the others have finished. Interrupted
+    (KeyboardInterrupt, which SIGTERM raises too), the queued parts are cancelled and the workers stopped at
+    once: the units they were running are lost, every stored one is kept."""
     threads = max(1, torch.get_num_threads() // jobs)
     times = StageTimes(processes=jobs)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads, plugins)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads, plugins))
+    try:
         with _environment_of_spawned_processes(TQDM_DISABLE="1"):  # the parent's bar counts parts; workers log units
             futures = [pool.submit(_run_part, job, spec, seed, family) for spec, seed, family in parts]
+        failure = None
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"{jobs} processes", unit="part"):
+            if future.exception() is not None:
+                failure = failure or future.exception()
+                continue
             for stage, seconds in future.result().items():
                 times.seconds[stage] += seconds
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        pool.shutdown()  # returns at once now: frees the pool's queues
+        raise
+    pool.shutdown()
+    if failure is not None:
+        raise failure
     return times
 
 
@@ -132,7 +168,20 @@ def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | Non
     processes = min(jobs, len(parts))
     if processes <= 1:  # one part or none: this process, with every thread
         times = StageTimes()
-        return times, run_units(suite, todo, store, eval_every, times, settings)
+        with _stored_when_interrupted(store, todo):
+            return times, run_units(suite, todo, store, eval_every, times, settings)
     log.info("%d units in %d parts (method, seed, scenario family), run by %d processes", len(todo), len(parts), processes)
     job = Job(suite_factory, results, eval_every, settings, new_run_id())
-    return run_in_processes(job, parts, processes, plugins or []), len(todo)
+    with _stored_when_interrupted(store, todo):
+        return run_in_processes(job, parts, processes, plugins or []), len(todo)
+
+
+@contextmanager
+def _stored_when_interrupted(store: ResultStore, todo: list[Unit]) -> Iterator[None]:
+    """Turn an interrupt into `Interrupted`, saying how many of the planned units are stored (and kept)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stored = sum(store.path(unit.key).is_file() for unit in todo)
+        raise Interrupted(f"{stored} of the {len(todo)} units this run planned are stored in {store.root}/ and kept; "
+                          f"the same command resumes with the rest") from None
