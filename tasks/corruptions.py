@@ -68,7 +68,10 @@ def box_resample_matrix(size_in: int, size_out: int) -> torch.Tensor:
 
 
 def pixelate(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
-    """BOX-downscale each side to int(side x factor) and BOX-upscale back, as PIL's resize does."""
+    """BOX-downscale each side to int(side x factor) and BOX-upscale back, as PIL's resize does in FusionBench's
+    make_corruption.py and Hendrycks's make_imagenet_c.py. imagecorruptions 1.1.2 upscales with NEAREST instead,
+    which picks the same source pixel at every side these tables produce: an upscaling BOX spans less than one
+    source pixel, so the two part only where an output pixel's centre falls on a source pixel's edge (64 to 224)."""
     height, width = images.shape[-2:]
     rows = box_resample_matrix(int(height * factor), height) @ box_resample_matrix(height, int(height * factor))
     cols = box_resample_matrix(int(width * factor), width) @ box_resample_matrix(width, int(width * factor))

@@ -68,14 +68,16 @@ def test_contrast_is_the_imagenet_c_formula():
     assert torch.allclose(corrupt(x, "contrast", 2), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2), atol=1e-6)
 
 
-@pytest.mark.parametrize("size, profile", [(32, "small"), (224, "imagenet")])
-def test_pixelate_is_a_pil_box_downscale_then_upscale(size, profile):
+@pytest.mark.parametrize("size, profile, upscale", [(32, "small", Image.BOX), (224, "imagenet", Image.NEAREST)])
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_pixelate_is_a_pil_box_downscale_then_the_references_upscale(size, profile, upscale, severity):
+    """The upscale of FusionBench's make_corruption.py (BOX) and of imagecorruptions 1.1.2 (NEAREST)."""
     x = images(2, size)
-    factor = CORRUPTIONS["pixelate"].levels[profile][1]
-    small = int(size * factor)
-    expected = torch.stack([from_pil(to_pil(image).resize((small, small), Image.BOX).resize((size, size), Image.BOX))
+    small = int(size * CORRUPTIONS["pixelate"].levels[profile][severity - 1])
+    expected = torch.stack([from_pil(to_pil(image).resize((small, small), Image.BOX).resize((size, size), upscale))
                             for image in x])
-    assert (corrupt(x, "pixelate", 2, profile=profile) - expected).abs().max() <= 1.01 / 255  # PIL rounds to 8 bits between
+    ours = corrupt(x, "pixelate", severity, profile=profile)
+    assert (ours - expected).abs().max() <= 1.01 / 255  # PIL rounds to 8 bits between
 
 
 def test_jpeg_is_pil_jpeg_at_the_severity_s_quality():
