@@ -9,8 +9,9 @@ is processed in fixed chunks of images, each with its own generator, so memory s
 splits and a corrupted split is a function of the clean one, the severity and the seed.
 
 Motion blur is the ImageMagick-free formulation of the `imagecorruptions` package (a one-sided Gaussian of
-shifted copies along a random angle); spatter draws its liquid layer with torch and shades the water with the
-reference's OpenCV calls, image by image; everything else is the published formula.
+shifted copies along a random angle); spatter draws its liquid noise with torch and from there runs the
+reference's own steps (scipy's Gaussian filter, OpenCV's Canny, distance transform and filters); everything
+else is the published formula.
 """
 
 from __future__ import annotations
