@@ -73,6 +73,27 @@ def fisher_weighted_average(experts: list[torch.Tensor], fishers: list[torch.Ten
     return numerator.div_(accumulate(fishers))
 
 
+def merging_weights(fisher: Fisher, floor: float, floor_by: Literal["clamp", "add"], normalize: bool) -> Fisher:
+    """An expert's Fisher as its weight in the average, kept off zero by `floor` and, with `normalize`, scaled to
+    a comparable size across experts.
+
+    `clamp`: the Fisher clamped at `floor`, divided by the global L2 norm of the clamped Fisher. `add`, FusionBench's
+    merging_with_fisher_weights: `floor` added to the Fisher, divided by the global L2 norm of the Fisher before the
+    addition plus `floor` (its other per-expert factors, 1 / K and the sum of the inverse norms, are the same for
+    every expert and cancel out of the weighted average).
+    """
+    floored = {k: f.clamp(min=floor) if floor_by == "clamp" else f + floor for k, f in fisher.items()}
+    if not normalize:
+        return floored
+    norm = global_norm(floored) if floor_by == "clamp" else global_norm(fisher) + floor
+    return {k: f / norm for k, f in floored.items()}
+
+
+def global_norm(tensors: Fisher) -> torch.Tensor:
+    """The L2 norm of all the tensors' entries together."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors.values()]))
+
+
 def fisher_merge(pool: ModelPool, fishers: Mapping[str, Fisher]) -> nn.Module:
     """The experts of `pool` averaged with their Fishers (per task, per parameter) as weights, streamed."""
     return pool.merge_parameters(
@@ -82,23 +103,25 @@ def fisher_merge(pool: ModelPool, fishers: Mapping[str, Fisher]) -> nn.Module:
 class FisherMerging(MergeMethod):
     """Fisher-weighted average of the experts (Matena & Raffel, 2022).
 
-    Defaults of FusionBench's fisher_merging config: 256 training inputs per expert, Fisher floored at 1e-6
-    and divided by its global L2 norm. `estimator="exact"` computes the diagonal Fisher from per-example
-    gradients; preset `fusionbench` squares batch-summed gradients instead, as the code behind its tables does.
+    Defaults of FusionBench's fisher_merging config: 256 training inputs per expert, floor 1e-6, each expert's
+    Fisher divided by its global L2 norm. `estimator="exact"` computes the diagonal Fisher from per-example
+    gradients and `floor_by="clamp"` clamps it at the floor; preset `fusionbench` does as the code behind
+    FusionBench's tables: squares batch-summed gradients and adds the floor (see `merging_weights`).
     """
 
     name = "fisher_merging"
     title = "Fisher Merging"
     reference = "https://arxiv.org/abs/2111.09832"
-    presets = {"fusionbench": {"estimator": "batch_gradient"}}
+    presets = {"fusionbench": {"estimator": "batch_gradient", "floor_by": "add"}}
     examples: int = 256
     estimator: Literal["exact", "batch_gradient"] = "exact"
     floor: float = 1e-6
+    floor_by: Literal["clamp", "add"] = "clamp"
     normalize: bool = True
     seed: int = 0
 
     def merge(self, pool: ModelPool) -> Merged:
-        settings = ("fisher", self.estimator, self.examples, self.seed, self.floor, self.normalize)
+        settings = ("fisher", self.estimator, self.examples, self.seed, self.floor, self.floor_by, self.normalize)
         return fisher_merge(pool, {task: pool.memo((*settings, task), partial(self.fisher, pool, task)) for task in pool.tasks})
 
     def fisher(self, pool: ModelPool, task: str) -> Fisher:
@@ -107,8 +130,5 @@ class FisherMerging(MergeMethod):
         estimate = exact_fisher if self.estimator == "exact" else batch_gradient_fisher
         encoder = pool.encoder(pool.expert_state(task))
         inputs = pool.sample_inputs(task, "train", self.examples, self.seed).to(pool.device)
-        fisher = {k: f.cpu().clamp(min=self.floor) for k, f in estimate(encoder, pool.heads[task].to(pool.device), inputs).items()}
-        if self.normalize:
-            norm = torch.sqrt(sum(f.square().sum() for f in fisher.values()))
-            fisher = {k: f / norm for k, f in fisher.items()}
-        return fisher
+        fisher = {k: f.cpu() for k, f in estimate(encoder, pool.heads[task].to(pool.device), inputs).items()}
+        return merging_weights(fisher, self.floor, self.floor_by, self.normalize)

@@ -9,9 +9,8 @@ is processed in fixed chunks of images, each with its own generator, so memory s
 splits and a corrupted split is a function of the clean one, the severity and the seed.
 
 Motion blur is the ImageMagick-free formulation of the `imagecorruptions` package (a one-sided Gaussian of
-shifted copies along a random angle); spatter's water branch finds the liquid's edges as the boundary of the
-thresholded liquid layer instead of running Canny on it (a step of at least 0.68 x 255 grey levels, which is
-where Canny fires) and measures distances exactly where OpenCV uses a 5x5 chamfer approximation; everything
+shifted copies along a random angle); spatter draws its liquid noise with torch and from there runs the
+reference's own steps (scipy's Gaussian filter, OpenCV's Canny, distance transform and filters); everything
 else is the published formula.
 """
 
@@ -22,8 +21,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
-import torch.nn.functional as F
+from scipy import ndimage
 
 from bench.errors import BenchError
 
@@ -68,7 +69,10 @@ def box_resample_matrix(size_in: int, size_out: int) -> torch.Tensor:
 
 
 def pixelate(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
-    """BOX-downscale each side to int(side x factor) and BOX-upscale back, as PIL's resize does."""
+    """BOX-downscale each side to int(side x factor) and BOX-upscale back, as PIL's resize does in FusionBench's
+    make_corruption.py and Hendrycks's make_imagenet_c.py. imagecorruptions 1.1.2 upscales with NEAREST instead,
+    which picks the same source pixel at every side these tables produce: an upscaling BOX spans less than one
+    source pixel, so the two part only where an output pixel's centre falls on a source pixel's edge (64 to 224)."""
     height, width = images.shape[-2:]
     rows = box_resample_matrix(int(height * factor), height) @ box_resample_matrix(height, int(height * factor))
     cols = box_resample_matrix(int(width * factor), width) @ box_resample_matrix(width, int(width * factor))
@@ -116,72 +120,62 @@ def blur_along(images: torch.Tensor, radius: int, sigma: float, angles: torch.Te
     return blurred.clamp(0, 1)
 
 
-def gaussian_filter(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """scikit-image's `gaussian` on [N, H, W]: separable, truncated at 4 sigma, edges repeated."""
-    radius = int(4.0 * sigma + 0.5)
-    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2 / (2 * sigma ** 2))
-    taps = (taps / taps.sum()).to(maps.dtype)
-    out = F.pad(maps[:, None], (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(out, taps.view(1, 1, 1, -1))
-    return F.conv2d(out, taps.view(1, 1, -1, 1))[:, 0]
+def gaussian_filter(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """scikit-image's `gaussian` (the reference's) on each map of [N, H, W]: the scipy filter it calls, truncated
+    at 4 sigma with edges repeated, in the maps' dtype, not across the batch."""
+    return ndimage.gaussian_filter(maps, (0, sigma, sigma), mode="nearest", truncate=4.0)
 
 
-def box_blur3(maps: torch.Tensor) -> torch.Tensor:
-    """OpenCV's `blur(..., (3, 3))`: 3x3 mean, borders mirrored without repeating the edge."""
-    return F.avg_pool2d(F.pad(maps[:, None], (1, 1, 1, 1), mode="reflect"), 3, stride=1)[:, 0]
+EMBOSS = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)  # the reference's ridge kernel
 
 
-def truncated_distance(edges: torch.Tensor, limit: int) -> torch.Tensor:
-    """Euclidean distance of every pixel of [N, H, W] to the nearest edge pixel, capped at `limit`: exact, by a
-    pass along rows then one along columns, each over offsets up to `limit`."""
-    squared = torch.where(edges, 0.0, float(limit) ** 2)
-    for dim in (2, 1):
-        best = squared.clone()
-        size = squared.shape[dim]
-        for offset in range(1, min(limit, size - 1) + 1):
-            ahead, behind = best.narrow(dim, offset, size - offset), best.narrow(dim, 0, size - offset)
-            torch.minimum(ahead, squared.narrow(dim, 0, size - offset) + offset ** 2, out=ahead)
-            torch.minimum(behind, squared.narrow(dim, offset, size - offset) + offset ** 2, out=behind)
-        squared = best
-    return squared.sqrt().clamp(max=limit)
+def liquid_edges(layer: np.ndarray) -> np.ndarray:
+    """Canny's edges (thresholds 50 and 150, the reference's) of one 8-bit liquid layer [H, W], as 0 or 255: a
+    wet/dry boundary's edge pixels fall on either side of it, the dry one included."""
+    return cv2.Canny(layer, 50, 150)
 
 
-def equalize_histogram(grey: torch.Tensor) -> torch.Tensor:
-    """OpenCV's `equalizeHist` on integer-valued [N, H, W] in 0..255."""
-    flat = grey.flatten(1).long()
-    counts = torch.zeros(len(flat), 256).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float32))
-    cdf = counts.cumsum(1)
-    lowest = cdf.gather(1, (counts > 0).float().argmax(1, keepdim=True))
-    total = flat.shape[1]
-    lut = ((cdf - lowest) * 255 / (total - lowest).clamp(min=1)).round().clamp(0, 255)
-    lut = torch.where((total - lowest) > 0, lut, torch.arange(256.0).expand_as(cdf))  # one grey level: kept
-    return lut.gather(1, flat).view_as(grey)
+def water_shading(layer: np.ndarray) -> np.ndarray:
+    """The reference's shading of the water on one 8-bit liquid layer [H, W]: distance to the nearest edge by
+    OpenCV's 5x5 chamfer L2, capped at 20, blurred, truncated to 8 bits, histogram-equalised, embossed, blurred;
+    float32 [H, W]."""
+    distance = cv2.distanceTransform(255 - liquid_edges(layer), cv2.DIST_L2, 5)
+    _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
+    distance = cv2.equalizeHist(cv2.blur(distance, (3, 3)).astype(np.uint8))
+    return cv2.blur(cv2.filter2D(distance, cv2.CV_8U, EMBOSS), (3, 3)).astype(np.float32)
+
+
+def liquid_noise(images: torch.Tensor, loc: float, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """The white noise the liquid layer is blurred from, N(loc, scale^2) per pixel of each image (the reference's
+    `np.random.normal`); float64 [N, H, W] from float32 draws."""
+    n, _, height, width = images.shape
+    return loc + scale * torch.randn(n, height, width, generator=generator).double()
 
 
 def spatter(images: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
-    """A liquid layer of blurred Gaussian noise, thresholded; below severity 4 pale turquoise water highlighting
-    the liquid's edges, above brown mud covering the image."""
-    loc, scale, sigma, threshold, strength, mud = params
-    n, _, height, width = images.shape
-    liquid = gaussian_filter(loc + scale * torch.randn(n, height, width, generator=generator), sigma)
-    liquid = torch.where(liquid < threshold, 0.0, liquid)
-    if not mud:
-        layer = (liquid * 255).floor()  # astype(uint8)
-        wet = layer > 0
-        dry_neighbour = F.max_pool2d((~wet).float()[:, None], 3, stride=1, padding=1)[:, 0] > 0
-        distance = truncated_distance(wet & dry_neighbour, 20)
-        distance = equalize_histogram(box_blur3(distance).floor())
-        ridge = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=distance.dtype)
-        distance = F.conv2d(F.pad(distance[:, None], (1, 1, 1, 1), mode="reflect"), ridge.view(1, 1, 3, 3))[:, 0]
-        distance = box_blur3(distance.round().clamp(0, 255))
-        wetness = layer * distance
-        wetness = wetness / wetness.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1) * strength
-        water = torch.tensor([175.0, 238, 238]).view(1, 3, 1, 1) / 255
-        return (images + wetness[:, None] * water).clamp(0, 1)
-    cover = gaussian_filter((liquid > threshold).float(), strength)
-    cover = torch.where(cover < 0.8, 0.0, cover)[:, None].float()
-    brown = torch.tensor([63.0, 42, 20]).view(1, 3, 1, 1) / 255
-    return (images * (1 - cover) + brown * cover).clamp(0, 1)
+    """`spatter_from_noise` on liquid noise drawn from `generator`."""
+    return spatter_from_noise(images, liquid_noise(images, *params[:2], generator), params)
+
+
+def spatter_from_noise(images: torch.Tensor, noise: torch.Tensor, params: tuple) -> torch.Tensor:
+    """A liquid layer of blurred Gaussian noise, thresholded; below severity 4 pale turquoise water shaded by
+    the distance to the liquid's edges, above brown mud covering the image. Computed in the reference's dtypes
+    (float64 layer, float32 image), so it agrees with it given the same noise."""
+    _, _, sigma, threshold, strength, mud = params
+    liquid = gaussian_filter(noise.numpy(), sigma)
+    liquid[liquid < threshold] = 0
+    if mud:
+        cover = torch.from_numpy(gaussian_filter((liquid > threshold).astype(np.float32), strength))
+        cover = torch.where(cover < 0.8, 0.0, cover)[:, None]
+        brown = torch.tensor([63 / 255, 42 / 255, 20 / 255]).view(1, 3, 1, 1)
+        return (images * (1 - cover) + brown * cover).clamp(0, 1)
+    layers = (np.floor(liquid * 255) % 256).astype(np.uint8)  # astype(uint8), which wraps past 255 on x86
+    shading = torch.from_numpy(np.stack([water_shading(layer) for layer in layers]))
+    wetness = torch.from_numpy(layers).float() * shading
+    peak = wetness.flatten(1).amax(1).view(-1, 1, 1)
+    wetness = torch.where(peak > 0, wetness / peak, 0.0) * strength  # no water (the reference's 0 / 0): none added
+    water = torch.tensor([175 / 255, 238 / 255, 238 / 255]).view(1, 3, 1, 1)
+    return (images + wetness[:, None] * water).clamp(0, 1)
 
 
 @dataclass(frozen=True)

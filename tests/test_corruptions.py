@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,11 +17,12 @@ from tasks.corruptions import (
     blur_along,
     corrupt,
     corrupted_split,
-    equalize_histogram,
     gaussian_filter,
+    liquid_edges,
+    liquid_noise,
     parse_split,
+    spatter,
     split_title,
-    truncated_distance,
 )
 
 
@@ -66,14 +68,16 @@ def test_contrast_is_the_imagenet_c_formula():
     assert torch.allclose(corrupt(x, "contrast", 2), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2), atol=1e-6)
 
 
-@pytest.mark.parametrize("size, profile", [(32, "small"), (224, "imagenet")])
-def test_pixelate_is_a_pil_box_downscale_then_upscale(size, profile):
+@pytest.mark.parametrize("size, profile, upscale", [(32, "small", Image.BOX), (224, "imagenet", Image.NEAREST)])
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_pixelate_is_a_pil_box_downscale_then_the_references_upscale(size, profile, upscale, severity):
+    """The upscale of FusionBench's make_corruption.py (BOX) and of imagecorruptions 1.1.2 (NEAREST)."""
     x = images(2, size)
-    factor = CORRUPTIONS["pixelate"].levels[profile][1]
-    small = int(size * factor)
-    expected = torch.stack([from_pil(to_pil(image).resize((small, small), Image.BOX).resize((size, size), Image.BOX))
+    small = int(size * CORRUPTIONS["pixelate"].levels[profile][severity - 1])
+    expected = torch.stack([from_pil(to_pil(image).resize((small, small), Image.BOX).resize((size, size), upscale))
                             for image in x])
-    assert (corrupt(x, "pixelate", 2, profile=profile) - expected).abs().max() <= 1.01 / 255  # PIL rounds to 8 bits between
+    ours = corrupt(x, "pixelate", severity, profile=profile)
+    assert (ours - expected).abs().max() <= 1.01 / 255  # PIL rounds to 8 bits between
 
 
 def test_jpeg_is_pil_jpeg_at_the_severity_s_quality():
@@ -114,16 +118,88 @@ def test_motion_blur_is_the_imagecorruptions_shift_and_add():
     assert torch.allclose(ours, torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2), atol=1e-5)
 
 
-def test_spatter_helpers_match_scipy_and_opencv_definitions():
-    maps = torch.rand(2, 30, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for sigma in (0.8, 3.0):
-        expected = np.stack([ndimage.gaussian_filter(m, sigma, mode="nearest", truncate=4.0) for m in maps.numpy()])
-        assert np.allclose(gaussian_filter(maps, sigma).numpy(), expected, atol=1e-12)
-    edges = torch.rand(2, 30, 40, generator=torch.Generator().manual_seed(2)) < 0.02
-    expected = np.stack([np.minimum(ndimage.distance_transform_edt(~e), 5) for e in edges.numpy()])
-    assert np.allclose(truncated_distance(edges, 5).numpy(), expected, atol=1e-5)
-    grey = torch.tensor([[[10.0, 10, 20, 40]]])
-    assert equalize_histogram(grey).tolist() == [[[0.0, 0.0, 128.0, 255.0]]]  # OpenCV: round((cdf - cdf_min) * 255 / (n - cdf_min))
+def test_gaussian_filter_blurs_each_map_alone_as_scikit_images_gaussian_does():
+    """scikit-image's `gaussian`, which the reference blurs the liquid with, is scipy's with these settings."""
+    maps = torch.rand(3, 30, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64).numpy()
+    for dtype, sigma in ((np.float64, 0.8), (np.float32, 3.0)):
+        expected = np.stack([ndimage.gaussian_filter(m, sigma, mode="nearest", truncate=4.0) for m in maps.astype(dtype)])
+        assert np.array_equal(gaussian_filter(maps.astype(dtype), sigma), expected)
+
+
+def reference_spatter(image: np.ndarray, noise: np.ndarray, c: tuple) -> np.ndarray:
+    """Hendrycks's `spatter` (make_imagenet_c.py, make_cifar_c.py), as imagecorruptions 1.1.2 and FusionBench's
+    make_corruption.py run it on an RGB image [H, W, 3] in 0..255, on the given liquid noise (the reference's
+    `np.random.normal` draw) and parameters `c`, step by step; scipy's gaussian_filter with mode "nearest" and
+    truncate 4 is what scikit-image's `gaussian` calls, and the alpha channel it adds and drops is left out."""
+    x = np.array(image, dtype=np.float32) / 255.
+    liquid_layer = ndimage.gaussian_filter(noise, c[2], mode="nearest", truncate=4.0)
+    liquid_layer[liquid_layer < c[3]] = 0
+    if c[5] == 0:
+        liquid_layer = (liquid_layer * 255).astype(np.uint8)
+        dist = 255 - cv2.Canny(liquid_layer, 50, 150)
+        dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
+        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+        dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
+        dist = cv2.equalizeHist(dist)
+        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+        dist = cv2.filter2D(dist, cv2.CV_8U, ker)
+        dist = cv2.blur(dist, (3, 3)).astype(np.float32)
+        m = liquid_layer * dist
+        m /= np.max(m)
+        m *= c[4]
+        color = np.concatenate((175 / 255. * np.ones_like(m[..., None]), 238 / 255. * np.ones_like(m[..., None]),
+                                238 / 255. * np.ones_like(m[..., None])), axis=2)
+        return np.clip(x + m[..., None] * color, 0, 1) * 255
+    m = np.where(liquid_layer > c[3], 1, 0)
+    m = ndimage.gaussian_filter(m.astype(np.float32), c[4], mode="nearest", truncate=4.0)
+    m[m < 0.8] = 0
+    color = np.concatenate((63 / 255. * np.ones_like(x[..., :1]), 42 / 255. * np.ones_like(x[..., :1]),
+                            20 / 255. * np.ones_like(x[..., :1])), axis=2)
+    color *= m[..., np.newaxis]
+    x *= (1 - m[..., np.newaxis])
+    return np.clip(x + color, 0, 1) * 255
+
+
+def to_hwc_255(image: torch.Tensor) -> np.ndarray:
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("profile, size, count", [("small", 32, 24), ("imagenet", 224, 2)])
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_spatter_is_the_reference_formula_on_the_same_liquid_noise(profile, size, count, severity):
+    x = images(count, size, seed=severity)
+    params = CORRUPTIONS["spatter"].levels[profile][severity - 1]
+    ours = spatter(x, params, torch.Generator().manual_seed(severity)).permute(0, 2, 3, 1).numpy() * 255
+    noise = liquid_noise(x, *params[:2], torch.Generator().manual_seed(severity)).numpy()
+    expected = np.stack([reference_spatter(to_hwc_255(image), layer, params) for image, layer in zip(x, noise)])
+    assert np.abs(ours - expected).max() < 1e-3  # in grey levels: float32 rounding only
+    assert np.abs(expected - x.permute(0, 2, 3, 1).numpy() * 255).mean() > 0.3  # the liquid shows
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_spatter_is_imagecorruptions_own_on_the_same_liquid_noise(severity, monkeypatch):
+    """imagecorruptions 1.1.2 is not a test dependency (it pulls opencv-python beside opencv-python-headless,
+    scikit-image, and setuptools < 81 for pkg_resources): run this where it is installed."""
+    reference = pytest.importorskip("imagecorruptions.corruptions")
+    x = images(2, 224, seed=severity)
+    params = CORRUPTIONS["spatter"].levels["imagenet"][severity - 1]
+    ours = spatter(x, params, torch.Generator().manual_seed(severity)).permute(0, 2, 3, 1).numpy() * 255
+    noise = liquid_noise(x, *params[:2], torch.Generator().manual_seed(severity)).numpy()
+    for image, layer, result in zip(x, noise, ours):
+        monkeypatch.setattr(np.random, "normal", lambda size, loc, scale, layer=layer: layer.copy())
+        expected = reference.spatter(Image.fromarray(to_hwc_255(image)), severity)
+        assert np.abs(result - expected).max() < 1e-3
+
+
+def test_spatter_edges_lie_on_both_sides_of_the_wet_dry_boundary():
+    rows, cols = np.mgrid[:32, :32]
+    layer = np.where((rows - 15.5) ** 2 + (cols - 15.5) ** 2 < 8 ** 2, 200, 0).astype(np.uint8)  # a wet disk
+    edges = liquid_edges(layer) > 0
+    wet = layer > 0
+    near_dry = ndimage.binary_dilation(~wet) & wet  # wet pixels next to a dry one
+    near_wet = ndimage.binary_dilation(wet) & ~wet
+    assert (edges & near_wet).any() and (edges & near_dry).any()
+    assert not (edges & ~(near_dry | near_wet)).any()
 
 
 def test_spatter_water_only_adds_pale_turquoise_and_mud_covers_with_brown():

@@ -9,7 +9,7 @@ from helpers import random_pool, state_of
 from safetensors.torch import save_file
 
 from methods.averaging import TaskArithmetic, WeightAveraging
-from methods.fisher import FisherMerging, batch_gradient_fisher, exact_fisher
+from methods.fisher import FisherMerging, batch_gradient_fisher, exact_fisher, fisher_weighted_average, merging_weights
 from methods.references import Individual, Pretrained
 from methods.ties import TiesMerging, trim_threshold
 
@@ -170,6 +170,38 @@ def test_fisher_merging_is_the_normalised_fisher_weighted_average(tmp_path):
     for key in pool.parameter_names:
         numerator = sum(f[key] * pool.expert_tensor(t, key) for f, t in zip(fishers, pool.tasks))
         torch.testing.assert_close(merged[key], numerator / sum(f[key] for f in fishers), rtol=1e-4, atol=1e-6)
+
+
+def test_fisher_weights_clamp_at_the_floor_by_default_and_add_it_as_fusionbench_does():
+    fisher = {"a": torch.tensor([0.0, 3e-7, 2.0], dtype=torch.float64), "b": torch.tensor([[1.0, 2.0]], dtype=torch.float64)}
+    clamped = merging_weights(fisher, 1e-6, "clamp", normalize=True)
+    norm = (1e-12 + 1e-12 + 4 + 1 + 4) ** 0.5  # of the clamped Fisher
+    torch.testing.assert_close(clamped["a"], torch.tensor([1e-6, 1e-6, 2.0], dtype=torch.float64) / norm)
+    torch.testing.assert_close(clamped["b"], torch.tensor([[1.0, 2.0]], dtype=torch.float64) / norm)
+    added = merging_weights(fisher, 1e-6, "add", normalize=True)
+    norm = (9e-14 + 4 + 1 + 4) ** 0.5 + 1e-6  # of the Fisher as estimated, plus the floor
+    torch.testing.assert_close(added["a"], torch.tensor([1e-6, 1.3e-6, 2.000001], dtype=torch.float64) / norm)
+    torch.testing.assert_close(added["b"], torch.tensor([[1.000001, 2.000001]], dtype=torch.float64) / norm)
+    assert torch.equal(merging_weights(fisher, 1e-6, "add", normalize=False)["a"], fisher["a"] + 1e-6)
+    assert FisherMerging.configure("fusionbench").floor_by == "add" and FisherMerging().floor_by == "clamp"
+
+
+def test_fisher_weights_with_the_floor_added_merge_as_fusionbenchs_merging_with_fisher_weights():
+    generator = torch.Generator().manual_seed(0)
+    experts = [torch.randn(5, 4, generator=generator, dtype=torch.float64) for _ in range(3)]
+    fishers = [{"w": torch.rand(5, 4, generator=generator, dtype=torch.float64) * scale,
+                "b": torch.rand(4, generator=generator, dtype=torch.float64) * scale} for scale in (1e-3, 1.0, 50.0)]
+    fishers[0]["w"][0] = 0.0
+    # FusionBench: coefficient_i = 1/K * (1 / (norm_i + eps)) / sum_j (1 / (norm_j + eps)), weight_i = F_i + eps
+    eps, k = 1e-6, len(experts)
+    inverse = torch.stack([1 / (torch.sqrt(sum(f.square().sum() for f in fisher.values())) + eps) for fisher in fishers])
+    coefficients = 1 / k * inverse / inverse.sum()
+    numerator = sum(c * (fisher["w"] + eps) * expert for c, fisher, expert in zip(coefficients, fishers, experts))
+    expected = numerator / sum(c * (fisher["w"] + eps) for c, fisher in zip(coefficients, fishers))
+    weights = [merging_weights(fisher, eps, "add", normalize=True)["w"] for fisher in fishers]
+    torch.testing.assert_close(fisher_weighted_average([e.clone() for e in experts], weights), expected)
+    clamped = [merging_weights(fisher, eps, "clamp", normalize=True)["w"] for fisher in fishers]
+    assert not torch.allclose(fisher_weighted_average([e.clone() for e in experts], clamped), expected)
 
 
 def test_fisher_merging_estimates_each_experts_fisher_once_for_the_pool_and_its_subsets(tmp_path, monkeypatch):
