@@ -73,9 +73,10 @@ class MergeMethod:
         dataclasses.dataclass(cls)
         if "name" not in cls.__dict__:
             return  # an abstract intermediate class
-        if cls.name in REGISTRY and REGISTRY[cls.name].__qualname__ != cls.__qualname__:
-            raise BenchError(f"method name {cls.name!r} is registered twice "
-                             f"({REGISTRY[cls.name].__module__} and {cls.__module__})")
+        registered = REGISTRY.get(cls.name)
+        # The same class defined again (a plugin file loaded a second time) replaces itself; any other is refused.
+        if registered is not None and _origin(registered) != _origin(cls):
+            raise BenchError(f"method name {cls.name!r} is registered twice ({_origin(registered)} and {_origin(cls)})")
         REGISTRY[cls.name] = cls
 
     def __post_init__(self) -> None:
@@ -126,6 +127,10 @@ class MergeMethod:
         presets = f" presets: {', '.join(cls.presets)}" if cls.presets else ""
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         return f"{cls.name:<26} {doc} {json.dumps(defaults) if defaults else ''}{presets}".rstrip()
+
+
+def _origin(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _check(method: str, key: str, hint: Any, value: Any, bounds: Bounds | None) -> None:

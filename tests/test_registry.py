@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from bench.errors import BenchError
+from bench.plugins import load_plugin
 from methods.adamerging import LayerwiseAdaMerging, TaskwiseAdaMergingPlus
 from methods.averaging import TaskArithmetic
 from methods.base import REGISTRY, MergeMethod, get_method, setting
 from methods.ties import TiesMerging
 from methods.wemoe import WEMoE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ScaledAverage(MergeMethod):
@@ -116,6 +120,19 @@ def test_label_names_preset_and_changed_settings_only():
 def test_a_second_class_under_a_taken_name_is_refused():
     with pytest.raises(BenchError, match="registered twice"):
         type("Impostor", (MergeMethod,), {"name": "task_arithmetic", "__module__": "somewhere"})
+
+
+def test_a_class_of_a_built_in_s_class_name_from_another_module_is_refused_naming_both_modules():
+    with pytest.raises(BenchError, match=r"^method name 'task_arithmetic' is registered twice "
+                       r"\(methods.averaging.TaskArithmetic and somewhere.TaskArithmetic\)$"):
+        type("TaskArithmetic", (MergeMethod,), {"name": "task_arithmetic", "__module__": "somewhere"})
+    assert REGISTRY["task_arithmetic"] is TaskArithmetic
+
+
+def test_a_plugin_file_loaded_twice_registers_its_method_again():
+    for _ in range(2):
+        load_plugin(ROOT / "examples" / "median_merging.py")
+    assert REGISTRY["median"].__module__ == "mergebench_plugin_median_merging"
 
 
 def test_installed_packages_register_methods_through_entry_points(monkeypatch):
