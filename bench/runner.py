@@ -16,8 +16,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
 from bench.memory import PeakMemory
+from bench.merge_checks import check_merged, raised
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
 from methods.base import Merged, MergeMethod, get_method
@@ -111,6 +113,10 @@ class SharedMerge:
                 step, merged = next(steps)
             except StopIteration:
                 break
+            except BenchError:
+                raise
+            except Exception as error:  # a bug in the method's code (a plugin's, say): one line naming it
+                raise raised(f"{method.name}: merge", error) from error
             merge_s += time.perf_counter() - start
             produced += 1
             yield step, merged, merge_s
@@ -133,11 +139,13 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
               "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
               "metric": "accuracy", "precision": settings.precision, "code_version": version}
     shared, times = shared or SharedMerge(), times or StageTimes()
+    probes = {task: suite.tasks[task].tensors(split)[0][:1] for task, split in scenario.evaluated}  # see check_merged
     rows: list[dict] = []
     memory = PeakMemory()
     with memory.watch():
         for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool,
                                                         eval_every, times):
+            check_merged(method.name, merged, pool, probes)
             start = time.perf_counter()
             accuracies = evaluate(merged, suite.tasks, scenario.evaluated, settings)
             eval_s = time.perf_counter() - start
