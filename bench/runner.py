@@ -178,21 +178,25 @@ class Unit:
 
 def plan(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int],
          store: ResultStore) -> list[Unit]:
-    """The units not yet in the store, method by method (so that a static merge is reused across the scenarios
-    that merge its experts). Bad settings fail here, before any work."""
+    """The units not yet in the store, each once, method by method (so that a static merge is reused across the
+    scenarios that merge its experts). Bad settings fail here, before any work."""
     units = [(scenario, spec.build(seed, suite.name), seed, index)
              for index, spec in enumerate(specs) for seed in seeds for scenario in scenarios]
     for scenario in scenarios:
         scenario.test_splits()
     suite.pool.validate()
-    todo = []
+    todo, repeated = {}, 0
     for scenario, method, seed, index in units:
         key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method), seed)
         if store.has(key):
             log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
+        elif key in todo:  # a repeated --method, --scenario or --seeds value, or a suite's preset implied and named
+            repeated += 1
         else:
-            todo.append(Unit(key, scenario, method, seed, index))
-    return todo
+            todo[key] = Unit(key, scenario, method, seed, index)
+    if repeated:
+        log.info("%d unit(s) asked for more than once: each runs once", repeated)
+    return list(todo.values())
 
 
 def new_run_id() -> str:

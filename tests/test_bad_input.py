@@ -3,6 +3,7 @@ and nothing already stored touched."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -171,3 +172,22 @@ def test_a_plugin_class_named_like_a_built_in_one_is_refused_naming_both_modules
                     tmp_path, capsys)
     assert error == ("method name 'task_arithmetic' is registered twice (methods.averaging.TaskArithmetic and "
                      "mergebench_plugin_impostor.TaskArithmetic)")
+
+
+def test_a_param_for_a_method_not_in_the_run_exits_2_naming_the_option(stored, tiny_zoo, tmp_path, capsys):
+    error = refused(["--method", "task_arithmetic", "--param", "ties_merging.keep=0.3"], stored, tiny_zoo, tmp_path,
+                    capsys)
+    assert error == ("--param 'ties_merging.keep=0.3': method ties_merging is not in this run "
+                     "(add --method ties_merging)")
+
+
+def test_repeated_methods_scenarios_and_seeds_run_each_unit_once(tiny_zoo, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    results = tmp_path / "results"
+    methods = ["--method", "task_arithmetic", "--method", "task_arithmetic", "--method", "ties_merging",
+               "--method", "ties_merging:mini"]  # the mini suite's preset, implied and named
+    assert main(["run", *methods, "--scenario", "multitask", "--scenario", "multitask", "--seeds", "0", "0",
+                 "--zoo", str(tiny_zoo), "--results", str(results), "--reports", str(tmp_path / "reports")]) == 0
+    assert len(list(results.rglob("*.parquet"))) == 2
+    assert "14 unit(s) asked for more than once: each runs once" in caplog.messages
+    assert any(message.startswith("2 unit(s) run") for message in caplog.messages)
