@@ -170,6 +170,10 @@ def _method_specs(args: argparse.Namespace) -> list:
         tuple(item.split(":", 1)) if ":" in item else (item, None) for item in args.method]
     for name, _ in requested:
         get_method(name)
+    running = {name for name, _ in requested}
+    for item in args.param:
+        if (method := item.partition(".")[0]) not in running:
+            raise BenchError(f"--param {item!r}: method {method} is not in this run (add --method {method})")
     return [MethodSpec(name, preset, overrides.get(name, {})) for name, preset in requested]
 
 

@@ -38,6 +38,10 @@ class CheckpointFile:
     def get(self, key: str) -> torch.Tensor:
         return self._handle.get_tensor(key).float()
 
+    def shape(self, key: str) -> torch.Size:
+        """A tensor's shape, from the file's header: no data read."""
+        return torch.Size(self._handle.get_slice(key).get_shape())
+
 
 class ModelPool:
     """Pretrained weights, experts and per-task heads and data of one suite (or a subset of its tasks)."""
@@ -98,6 +102,10 @@ class ModelPool:
     def parameter_names(self) -> list[str]:
         return self._pretrained.keys()
 
+    @cached_property
+    def parameter_shapes(self) -> dict[str, torch.Size]:
+        return {key: self._pretrained.shape(key) for key in self.parameter_names}
+
     def pretrained_tensor(self, key: str) -> torch.Tensor:
         return self._pretrained.get(key)
 
@@ -142,7 +150,7 @@ class ModelPool:
 
     def validate(self) -> None:
         """Every expert has the pretrained tensors' names and shapes, and only finite values; else name the culprit."""
-        reference = {key: self._pretrained.get(key).shape for key in self.parameter_names}
+        reference = self.parameter_shapes
         for task, checkpoint in self._experts.items():
             keys = set(checkpoint.keys())
             missing, extra = sorted(set(reference) - keys), sorted(keys - set(reference))

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
 from bench.memory import PeakMemory
+from bench.merge_checks import check_merged, raised
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
 from methods.base import Merged, MergeMethod, get_method
@@ -111,6 +113,10 @@ class SharedMerge:
                 step, merged = next(steps)
             except StopIteration:
                 break
+            except BenchError:
+                raise
+            except Exception as error:  # a bug in the method's code (a plugin's, say): one line naming it
+                raise raised(f"{method.name}: merge", error) from error
             merge_s += time.perf_counter() - start
             produced += 1
             yield step, merged, merge_s
@@ -133,11 +139,13 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
               "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
               "metric": "accuracy", "precision": settings.precision, "code_version": version}
     shared, times = shared or SharedMerge(), times or StageTimes()
+    probes = {task: suite.tasks[task].tensors(split)[0][:1] for task, split in scenario.evaluated}  # see check_merged
     rows: list[dict] = []
     memory = PeakMemory()
     with memory.watch():
         for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool,
                                                         eval_every, times):
+            check_merged(method.name, merged, pool, probes)
             start = time.perf_counter()
             accuracies = evaluate(merged, suite.tasks, scenario.evaluated, settings)
             eval_s = time.perf_counter() - start
@@ -170,21 +178,25 @@ class Unit:
 
 def plan(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int],
          store: ResultStore) -> list[Unit]:
-    """The units not yet in the store, method by method (so that a static merge is reused across the scenarios
-    that merge its experts). Bad settings fail here, before any work."""
+    """The units not yet in the store, each once, method by method (so that a static merge is reused across the
+    scenarios that merge its experts). Bad settings fail here, before any work."""
     units = [(scenario, spec.build(seed, suite.name), seed, index)
              for index, spec in enumerate(specs) for seed in seeds for scenario in scenarios]
     for scenario in scenarios:
         scenario.test_splits()
     suite.pool.validate()
-    todo = []
+    todo, repeated = {}, 0
     for scenario, method, seed, index in units:
         key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method), seed)
         if store.has(key):
             log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
+        elif key in todo:  # a repeated --method, --scenario or --seeds value, or a suite's preset implied and named
+            repeated += 1
         else:
-            todo.append(Unit(key, scenario, method, seed, index))
-    return todo
+            todo[key] = Unit(key, scenario, method, seed, index)
+    if repeated:
+        log.info("%d unit(s) asked for more than once: each runs once", repeated)
+    return list(todo.values())
 
 
 def new_run_id() -> str:

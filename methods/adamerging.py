@@ -25,7 +25,7 @@ from torch.func import functional_call
 
 from bench.pool import ModelPool, StateDict
 from methods.adaptation import AdaptiveMethod, AdaptiveModel
-from methods.base import Merged
+from methods.base import Merged, setting
 from methods.ties import TiesVectors
 
 PRESETS = {
@@ -98,7 +98,7 @@ class AdaMerging(AdaptiveMethod):
 class AdaMergingPlus(AdaMerging):
     """AdaMerging++: coefficients on the TIES-processed task vectors (top `keep` by magnitude, sign-resolved)."""
 
-    keep: float = 0.2
+    keep: float = setting(0.2, low=0.0, high=1.0)  # a fraction of each task vector, as in TIES-merging
     trim: Literal["global", "per_tensor"] = "global"
 
     def task_vectors(self, pool: ModelPool) -> Callable[[str], torch.Tensor]:

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.pool import ModelPool
-from methods.base import Merged, MergeMethod
+from methods.base import Merged, MergeMethod, setting
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -40,10 +40,10 @@ class AdaptiveMethod(MergeMethod):
     each, the mean entropy of the task head's predictions: the objective of the AdaMerging and WEMoE code.
     """
 
-    steps: int = 500
-    lr: float = 1e-3
-    batch_size: int = 16
-    batches_per_step: int = 1
+    steps: int = setting(500, low=0)  # 0: the merge at its initial coefficients
+    lr: float = setting(1e-3, above=0.0)
+    batch_size: int = setting(16, low=1)
+    batches_per_step: int = setting(1, low=1)
     schedule: Literal["constant", "cosine"] = "constant"
     seed: int = 0
 
@@ -65,7 +65,7 @@ class AdaptiveMethod(MergeMethod):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         heads = {task: pool.heads[task].to(pool.device) for task in pool.tasks}
         draws = torch.Generator().manual_seed(self.seed)
-        if every:
+        if every and self.steps:  # with no steps, the final model below is the initial one
             yield 0, model.merged()
         progress = tqdm(range(1, self.steps + 1), desc=self.name, unit="step", leave=False)
         for step in progress:
@@ -83,7 +83,9 @@ class AdaptiveMethod(MergeMethod):
         yield self.steps, model.merged()
 
     def _lr_factor(self, step: int) -> float:
-        return 0.5 * (1 + math.cos(math.pi * step / self.steps)) if self.schedule == "cosine" else 1.0
+        if self.schedule == "constant" or self.steps == 0:
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * step / self.steps))
 
     def _loss(self, model: AdaptiveModel, heads: dict[str, nn.Module], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.separate_task_batches():

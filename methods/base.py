@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -26,6 +27,39 @@ Merged = nn.Module | Mapping[str, nn.Module]
 REGISTRY: dict[str, type["MergeMethod"]] = {}
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting may take: from `low` (excluded where `low_open`) to `high`, both included."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+
+    def admit(self, value: float) -> bool:
+        return (self.low < value if self.low_open else self.low <= value) and value <= self.high
+
+    def __str__(self) -> str:
+        opening = "(" if self.low_open or self.low == -math.inf else "["
+        closing = ")" if self.high == math.inf else "]"
+        return f"{opening}{self.low:g}, {self.high:g}{closing}"
+
+
+def setting(default: float, *, low: float = -math.inf, high: float = math.inf, above: float | None = None) -> Any:
+    """A hyper-parameter's default with the range it must lie in: from `low` (or strictly `above` a value) up
+    to `high`. Checked whenever a method is built; a subclass that changes the default keeps the range."""
+    bounds = Bounds(low, high) if above is None else Bounds(above, high, low_open=True)
+    return dataclasses.field(default=default, metadata={"bounds": bounds})
+
+
+def declared_bounds(cls: type) -> dict[str, Bounds]:
+    """Each setting's bounds, as declared by the class itself or the nearest base that declares them."""
+    bounds: dict[str, Bounds] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            bounds |= {f.name: f.metadata["bounds"] for f in dataclasses.fields(klass) if "bounds" in f.metadata}
+    return bounds
+
+
 @dataclasses.dataclass
 class MergeMethod:
     name: ClassVar[str]
@@ -39,10 +73,17 @@ class MergeMethod:
         dataclasses.dataclass(cls)
         if "name" not in cls.__dict__:
             return  # an abstract intermediate class
-        if cls.name in REGISTRY and REGISTRY[cls.name].__qualname__ != cls.__qualname__:
-            raise BenchError(f"method name {cls.name!r} is registered twice "
-                             f"({REGISTRY[cls.name].__module__} and {cls.__module__})")
+        registered = REGISTRY.get(cls.name)
+        # The same class defined again (a plugin file loaded a second time) replaces itself; any other is refused.
+        if registered is not None and _origin(registered) != _origin(cls):
+            raise BenchError(f"method name {cls.name!r} is registered twice ({_origin(registered)} and {_origin(cls)})")
         REGISTRY[cls.name] = cls
+
+    def __post_init__(self) -> None:
+        """Every setting checked, however the method was built (defaults, preset, overrides or directly)."""
+        hints, bounds = typing.get_type_hints(type(self)), declared_bounds(type(self))
+        for f in dataclasses.fields(self):
+            _check(self.name, f.name, hints[f.name], getattr(self, f.name), bounds.get(f.name))
 
     def merge(self, pool: "ModelPool") -> Merged:
         raise NotImplementedError
@@ -86,6 +127,25 @@ class MergeMethod:
         presets = f" presets: {', '.join(cls.presets)}" if cls.presets else ""
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         return f"{cls.name:<26} {doc} {json.dumps(defaults) if defaults else ''}{presets}".rstrip()
+
+
+def _origin(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check(method: str, key: str, hint: Any, value: Any, bounds: Bounds | None) -> None:
+    """A setting's value against its type and declared bounds: a choice among its Literal's, or a number
+    (finite, for a float) within its bounds."""
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise BenchError(f"{method}: {key}={value!r} is not one of {', '.join(map(str, typing.get_args(hint)))}")
+    elif hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int if hint is int else (int, float)):
+            raise BenchError(f"{method}: {key}={value!r} is not a valid {hint.__name__}")
+        if not math.isfinite(value):
+            raise BenchError(f"{method}: {key}={value!r} is not a finite number")
+        if bounds is not None and not bounds.admit(value):
+            raise BenchError(f"{method}: {key}={value!r} is out of range {bounds}")
 
 
 def _parse(cls: type, key: str, hint: Any, text: str) -> Any:

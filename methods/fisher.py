@@ -15,7 +15,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from bench.models import ClassificationHead
 from bench.pool import ModelPool
 from methods.averaging import accumulate
-from methods.base import Merged, MergeMethod
+from methods.base import Merged, MergeMethod, setting
 
 Fisher = dict[str, torch.Tensor]
 
@@ -113,9 +113,9 @@ class FisherMerging(MergeMethod):
     title = "Fisher Merging"
     reference = "https://arxiv.org/abs/2111.09832"
     presets = {"fusionbench": {"estimator": "batch_gradient", "floor_by": "add"}}
-    examples: int = 256
+    examples: int = setting(256, low=1)
     estimator: Literal["exact", "batch_gradient"] = "exact"
-    floor: float = 1e-6
+    floor: float = setting(1e-6, above=0.0)  # where every expert's Fisher is 0, a floor of 0 would divide 0 by 0
     floor_by: Literal["clamp", "add"] = "clamp"
     normalize: bool = True
     seed: int = 0

@@ -10,7 +10,7 @@ import torch
 
 from bench.pool import ModelPool
 from methods.averaging import accumulate
-from methods.base import Merged, MergeMethod
+from methods.base import Merged, MergeMethod, setting
 
 
 def trim_threshold(magnitudes: torch.Tensor, keep: float) -> float:
@@ -158,7 +158,7 @@ class TiesMerging(MergeMethod):
     reference = "https://arxiv.org/abs/2306.01708"
     presets = {"ties_paper": {"disjoint": "mean", "scaling": 1.0}, "mini": {"keep": 0.5}}
     scaling: float = 0.3
-    keep: float = 0.2
+    keep: float = setting(0.2, low=0.0, high=1.0)  # a fraction of each task vector
     trim: Literal["global", "per_tensor"] = "global"
     disjoint: Literal["sum", "mean"] = "sum"
 

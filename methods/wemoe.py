@@ -178,6 +178,7 @@ class WEMoE(AdaptiveMethod):
     blocks: str = "all"  # which blocks' MLPs are upscaled: "all" or comma-separated indices, e.g. "3,4,5"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.blocks != "all" and not all(part.strip().isdigit() for part in self.blocks.split(",")):
             raise BenchError(f"wemoe: blocks={self.blocks!r} must be 'all' or comma-separated block indices, e.g. 3,4,5")
 

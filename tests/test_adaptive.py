@@ -52,6 +52,12 @@ def test_adamerging_at_its_prior_is_task_arithmetic_and_adamerging_plus_is_ties(
             torch.testing.assert_close(merged[key], expected[key])
 
 
+def test_zero_steps_of_a_cosine_schedule_yield_the_initial_model_once(tmp_path):
+    pool = random_pool(tmp_path)
+    steps = list(WEMoE(steps=0, schedule="cosine").merge_steps(pool, every=2))
+    assert [step for step, _ in steps] == [0]
+
+
 def test_layerwise_coefficients_weigh_each_tensor_and_are_clamped_to_0_1(tmp_path):
     pool = random_pool(tmp_path)
     model = LayerwiseAdaMerging().build(pool)

@@ -1,13 +1,21 @@
-"""Registration by subclassing, typed hyper-parameters, presets and labels."""
+"""Registration by subclassing, typed hyper-parameters and their ranges, presets and labels."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from bench.errors import BenchError
-from methods.base import REGISTRY, MergeMethod, get_method
+from bench.plugins import load_plugin
+from methods.adamerging import LayerwiseAdaMerging, TaskwiseAdaMergingPlus
+from methods.averaging import TaskArithmetic
+from methods.base import REGISTRY, MergeMethod, get_method, setting
+from methods.ties import TiesMerging
+from methods.wemoe import WEMoE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ScaledAverage(MergeMethod):
@@ -15,9 +23,9 @@ class ScaledAverage(MergeMethod):
 
     name = "test_scaled_average"
     title = "Scaled Average"
-    presets = {"half": {"scale": 0.5}}
+    presets = {"half": {"scale": 0.5}, "broken": {"steps": 0}}
     scale: float = 1.0
-    steps: int = 3
+    steps: int = setting(3, low=1)
     mode: Literal["a", "b"] = "a"
     flag: bool = False
 
@@ -48,10 +56,59 @@ def test_bad_overrides_name_the_parameter(key, value, message):
         ScaledAverage.configure(overrides={key: value})
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400"])
+def test_a_float_setting_must_be_finite_without_a_declared_range(value):
+    with pytest.raises(BenchError, match=r"^test_scaled_average: scale=-?(nan|inf) is not a finite number$"):
+        ScaledAverage.configure(overrides={"scale": value})
+
+
+@pytest.mark.parametrize("method, overrides, message", [
+    (TiesMerging, {"keep": "2"}, "ties_merging: keep=2.0 is out of range [0, 1]"),
+    (TiesMerging, {"keep": "-0.5"}, "ties_merging: keep=-0.5 is out of range [0, 1]"),
+    (TaskwiseAdaMergingPlus, {"keep": "1.5"}, "adamerging_plus_taskwise: keep=1.5 is out of range [0, 1]"),
+    (LayerwiseAdaMerging, {"steps": "-3"}, "adamerging_layerwise: steps=-3 is out of range [0, inf)"),
+    (LayerwiseAdaMerging, {"batches_per_step": "0"},
+     "adamerging_layerwise: batches_per_step=0 is out of range [1, inf)"),
+    (WEMoE, {"lr": "0"}, "wemoe: lr=0.0 is out of range (0, inf)"),
+    (WEMoE, {"batch_size": "0"}, "wemoe: batch_size=0 is out of range [1, inf)"),
+    (get_method("fisher_merging"), {"examples": "0"}, "fisher_merging: examples=0 is out of range [1, inf)"),
+    (get_method("fisher_merging"), {"floor": "0"}, "fisher_merging: floor=0.0 is out of range (0, inf)"),
+])
+def test_settings_outside_their_declared_range_are_refused_naming_method_key_and_range(method, overrides, message):
+    with pytest.raises(BenchError) as error:
+        method.configure(overrides=overrides)
+    assert str(error.value) == message
+
+
+def test_ranges_hold_for_direct_construction_and_for_subclasses_that_change_the_default():
+    with pytest.raises(BenchError, match=r"ties_merging: keep=2.0 is out of range \[0, 1\]"):
+        TiesMerging(keep=2.0)
+    with pytest.raises(BenchError, match=r"wemoe: lr=-0.1 is out of range \(0, inf\)"):  # WEMoE re-declares lr
+        WEMoE(lr=-0.1)
+    with pytest.raises(BenchError, match=r"task_arithmetic: scaling=nan is not a finite number"):
+        TaskArithmetic(scaling=float("nan"))
+    with pytest.raises(BenchError, match=r"ties_merging: disjoint='meen' is not one of sum, mean"):
+        TiesMerging(disjoint="meen")
+    with pytest.raises(BenchError, match=r"test_scaled_average: steps=2.5 is not a valid int"):
+        ScaledAverage(steps=2.5)
+
+
+def test_every_built_in_method_s_defaults_and_presets_lie_in_their_ranges():
+    for cls in REGISTRY.values():
+        if cls.__module__.startswith("methods."):
+            for preset in ["default", *cls.presets]:
+                cls.configure(preset)
+
+
 def test_presets_apply_and_unknown_presets_are_refused():
     assert ScaledAverage.configure("half").scale == 0.5
-    with pytest.raises(BenchError, match="unknown preset 'full'; valid: default, half"):
+    with pytest.raises(BenchError, match="unknown preset 'full'; valid: default, half, broken"):
         ScaledAverage.configure("full")
+
+
+def test_a_preset_with_a_value_out_of_range_is_refused():
+    with pytest.raises(BenchError, match=r"test_scaled_average: steps=0 is out of range \[1, inf\)"):
+        ScaledAverage.configure("broken")
 
 
 def test_label_names_preset_and_changed_settings_only():
@@ -63,6 +120,19 @@ def test_label_names_preset_and_changed_settings_only():
 def test_a_second_class_under_a_taken_name_is_refused():
     with pytest.raises(BenchError, match="registered twice"):
         type("Impostor", (MergeMethod,), {"name": "task_arithmetic", "__module__": "somewhere"})
+
+
+def test_a_class_of_a_built_in_s_class_name_from_another_module_is_refused_naming_both_modules():
+    with pytest.raises(BenchError, match=r"^method name 'task_arithmetic' is registered twice "
+                       r"\(methods.averaging.TaskArithmetic and somewhere.TaskArithmetic\)$"):
+        type("TaskArithmetic", (MergeMethod,), {"name": "task_arithmetic", "__module__": "somewhere"})
+    assert REGISTRY["task_arithmetic"] is TaskArithmetic
+
+
+def test_a_plugin_file_loaded_twice_registers_its_method_again():
+    for _ in range(2):
+        load_plugin(ROOT / "examples" / "median_merging.py")
+    assert REGISTRY["median"].__module__ == "mergebench_plugin_median_merging"
 
 
 def test_installed_packages_register_methods_through_entry_points(monkeypatch):
