@@ -193,10 +193,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     if args.eval_every is not None and args.eval_every < 1:
         raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
-    check_device("--device", args.device)
-    _check_outputs(args.results, args.reports, "--reports")
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
+    check_device("--device", args.device)
+    _check_outputs(args.results, args.reports, "--reports")
 
     import time
     from functools import partial
