@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import sys
@@ -19,7 +20,9 @@ def load_plugin(path: Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"--plugin {path}: no such file")
-    module_name = f"mergebench_plugin_{path.stem}"
+    # Named after the file's stem and its full path: loading one file again replaces its own classes, while a
+    # file of the same name elsewhere defining a method name already taken is refused as a second definition.
+    module_name = f"mergebench_plugin_{path.stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise BenchError(f"--plugin {path}: not a Python file")

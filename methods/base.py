@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -76,7 +77,7 @@ class MergeMethod:
         registered = REGISTRY.get(cls.name)
         # The same class defined again (a plugin file loaded a second time) replaces itself; any other is refused.
         if registered is not None and _origin(registered) != _origin(cls):
-            raise BenchError(f"method name {cls.name!r} is registered twice ({_origin(registered)} and {_origin(cls)})")
+            raise BenchError(f"method name {cls.name!r} is registered twice ({_where(registered)} and {_where(cls)})")
         REGISTRY[cls.name] = cls
 
     def __post_init__(self) -> None:
@@ -131,6 +132,12 @@ class MergeMethod:
 
 def _origin(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _where(cls: type) -> str:
+    """The class and the file that defines it, for a reader of an error (a plugin's module name is made up)."""
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return f"{cls.__qualname__} in {file}" if file else _origin(cls)
 
 
 def _check(method: str, key: str, hint: Any, value: Any, bounds: Bounds | None) -> None:
