@@ -41,7 +41,14 @@ def start_run(tiny_zoo: Path, results: Path, *options: str, threads: int = 2) ->
     command = [sys.executable, "-m", "bench", "run", *METHODS, "--zoo", str(tiny_zoo), "--results", str(results),
                *options]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=os.environ | {"OMP_NUM_THREADS": str(threads)})
+                            start_new_session=True, preexec_fn=heed_ctrl_c,
+                            env=os.environ | {"OMP_NUM_THREADS": str(threads)})
+
+
+def heed_ctrl_c() -> None:
+    """SIGINT handled as in a terminal, also where the tests were started in the background by a shell, whose
+    children inherit SIGINT ignored (and Python then installs no handler for it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def children_of(pid: int) -> set[int]:
