@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.errors import BenchError, Interrupted
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                      "of the CLIP suites; default: 0, in this process)")
     run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
                      "(AdaMerging, WEMoE) at step 0 and every STEPS steps; rows carry the step (default: final only)")
+    run.add_argument("--dry-run", action="store_true", help="build the suite and plan the run, then list its units "
+                     "with the time and peak memory each took where RESULTS holds a unit of the same method and "
+                     "settings, and the totals; runs nothing, writes nothing")
     _add_common(run)
     run.add_argument("--reports", type=Path, help=REPORTS_HELP)
 
@@ -196,7 +200,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
     check_device("--device", args.device)
-    _check_outputs(args.results, args.reports, "--reports")
+    if not args.dry_run:
+        _check_outputs(args.results, args.reports, "--reports")
 
     import time
     from functools import partial
@@ -211,8 +216,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
     load_methods(args.plugin)
     specs = _method_specs(args)
     settings = EvalSettings(args.batch_size, args.precision, args.workers)
-    times, done = run_jobs(partial(load_suite, args.suite, zoo=args.zoo, device=args.device), args.scenario, specs,
-                           args.seeds, args.results, args.eval_every, settings, args.jobs, args.plugin)
+    suite_factory = partial(load_suite, args.suite, zoo=args.zoo, device=args.device)
+    command_setup = {"setup": time.perf_counter() - start}  # imports (open_clip's among them), plugins, methods
+    if args.dry_run:
+        _dry_run(suite_factory, args, specs, command_setup)
+        return
+    times, done = run_jobs(suite_factory, args.scenario, specs, args.seeds, args.results, args.eval_every, settings,
+                           args.jobs, args.plugin)
+    times.add(command_setup)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     with times.stage("report"):
         written = build_reports(args.results, args.reports)
@@ -220,6 +231,17 @@ def _cmd_run(args: argparse.Namespace) -> None:
         print((args.reports / "multitask.md").read_text())
     log.info("report: %s (links %d files)", written[0], len(written) - 1)
     log.info("time: %.0f s; %s", time.perf_counter() - start, times.summary())
+
+
+def _dry_run(suite_factory: Callable, args: argparse.Namespace, specs: list, command_setup: dict[str, float]) -> None:
+    """`run --dry-run`: the planned units with their estimated costs, nothing run or written."""
+    from bench.estimates import dry_run_lines
+    from bench.parallel import prepare
+    from bench.results import ResultStore
+
+    planned = prepare(suite_factory, args.scenario, specs, args.seeds, args.results, args.jobs)
+    planned.times.add(command_setup)
+    print("\n".join(dry_run_lines(planned, ResultStore(args.results).load(), args.precision)))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:

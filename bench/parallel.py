@@ -33,7 +33,7 @@ from bench.errors import BenchError, Interrupted
 from bench.evaluation import DEFAULT_EVAL, EvalSettings
 from bench.plugins import load_methods
 from bench.results import ResultStore
-from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, plan, run, run_units
+from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, not_stored, requested, run, run_units
 from tasks.base import Suite
 from tasks.scenarios import scenarios_for, scenarios_to_run
 
@@ -94,9 +94,10 @@ def _environment_of_spawned_processes(**variables: str) -> Iterator[None]:
 
 def _run_part(job: Job, spec: MethodSpec, seed: int, family: str) -> dict[str, float]:
     global _suite
-    if _suite is None:
-        _suite = job.suite_factory()
     times = StageTimes()
+    if _suite is None:
+        with times.stage("setup"):
+            _suite = job.suite_factory()
     run(_suite, scenarios_for(family, _suite), [spec], [seed], ResultStore(job.results), job.eval_every, times, job.settings,
         job.run_id)
     return times.seconds
@@ -105,12 +106,22 @@ def _run_part(job: Job, spec: MethodSpec, seed: int, family: str) -> dict[str, f
 Part = tuple[MethodSpec, int, str]  # method, seed, scenario family
 
 
+def part_of(unit: Unit) -> tuple[int, int, str]:
+    """The part a unit is run in: its method's index among the specs, its seed and scenario family."""
+    return unit.spec, unit.seed, unit.scenario.name.split("/")[0]
+
+
+def dealt(units: list[Unit]) -> list[tuple[int, int, str]]:
+    """The parts that hold these units (see `part_of`), those with more units first (in the units' order among
+    equals): the processes take parts as they free up, so the long ones (the eight robustness splits) must not
+    be the last to start, leaving one process to run them while the others idle."""
+    sizes = Counter(map(part_of, units))
+    return sorted(sizes, key=lambda part: -sizes[part])
+
+
 def parts_of(units: list[Unit], specs: list[MethodSpec]) -> list[Part]:
-    """The (method, seed, scenario family) parts that hold these units, those with more units first (in the
-    units' order among equals): the processes take parts as they free up, so the long ones (the eight
-    robustness splits) must not be the last to start, leaving one process to run them while the others idle."""
-    sizes = Counter((unit.spec, unit.seed, unit.scenario.name.split("/")[0]) for unit in units)
-    return [(specs[index], seed, family) for (index, seed, family), _ in sorted(sizes.items(), key=lambda item: -item[1])]
+    """The (method, seed, scenario family) parts that hold these units, in the order they are dealt (`dealt`)."""
+    return [(specs[index], seed, family) for index, seed, family in dealt(units)]
 
 
 def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]) -> StageTimes:
@@ -130,8 +141,7 @@ def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]
             if future.exception() is not None:
                 failure = failure or future.exception()
                 continue
-            for stage, seconds in future.result().items():
-                times.seconds[stage] += seconds
+            times.add(future.result())
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         for worker in multiprocessing.active_children():
@@ -152,28 +162,53 @@ def auto_jobs(suite: Suite) -> int:
     return torch.get_num_threads() if suite.parallel_units and str(suite.pool.device) == "cpu" else 1
 
 
+@dataclass
+class Planned:
+    """A run planned and not started: its suite, store, the units to run and how they are dealt out."""
+
+    suite: Suite
+    store: ResultStore
+    todo: list[Unit]
+    stored: int  # units asked for that are already stored: skipped
+    parts: list[Part]
+    processes: int  # worker processes the parts would run in (1: this process)
+    times: StageTimes  # the setup so far: building the suite, planning
+
+
+def prepare(suite_factory: Callable[[], Suite], scenario_names: list[str] | None, specs: list[MethodSpec],
+            seeds: list[int], results: Path, jobs: int | None = None) -> Planned:
+    """Build the suite and plan the run (timed as its setup stage), running nothing. Bad settings fail here."""
+    if jobs is not None and jobs < 1:
+        raise BenchError(f"--jobs {jobs}: expected 1 or more processes")
+    times = StageTimes()
+    with times.stage("setup"):
+        suite = suite_factory()
+        store = ResultStore(results)
+        asked = requested(suite, scenarios_to_run(suite, scenario_names), specs, seeds)
+        todo = not_stored(asked, store)
+    parts = parts_of(todo, specs)
+    processes = min(auto_jobs(suite) if jobs is None else jobs, len(parts))
+    return Planned(suite, store, todo, len(asked) - len(todo), parts, max(processes, 1), times)
+
+
 def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | None, specs: list[MethodSpec],
              seeds: list[int], results: Path, eval_every: int | None = None, settings: EvalSettings = DEFAULT_EVAL,
              jobs: int | None = None, plugins: list[Path] | None = None) -> tuple[StageTimes, int]:
     """Every missing unit of the run, in this process (jobs=1) or in `jobs` worker processes (None: `auto_jobs`);
-    returns the seconds by stage (summed over the processes) and the number of units run. Bad settings fail
-    before any work."""
-    if jobs is not None and jobs < 1:
-        raise BenchError(f"--jobs {jobs}: expected 1 or more processes")
-    suite = suite_factory()
-    jobs = auto_jobs(suite) if jobs is None else jobs
-    store = ResultStore(results)
-    todo = plan(suite, scenarios_to_run(suite, scenario_names), specs, seeds, store)
-    parts = parts_of(todo, specs)
-    processes = min(jobs, len(parts))
-    if processes <= 1:  # one part or none: this process, with every thread
-        times = StageTimes()
+    returns the seconds by stage (summed over the processes, this one's setup included) and the number of units
+    run. Bad settings fail before any work."""
+    planned = prepare(suite_factory, scenario_names, specs, seeds, results, jobs)
+    times, todo, store = planned.times, planned.todo, planned.store
+    if planned.processes == 1:  # one part or none: this process, with every thread
         with _stored_when_interrupted(store, todo):
-            return times, run_units(suite, todo, store, eval_every, times, settings)
-    log.info("%d units in %d parts (method, seed, scenario family), run by %d processes", len(todo), len(parts), processes)
+            return times, run_units(planned.suite, todo, store, eval_every, times, settings)
+    log.info("%d units in %d parts (method, seed, scenario family), run by %d processes", len(todo), len(planned.parts),
+             planned.processes)
     job = Job(suite_factory, results, eval_every, settings, new_run_id())
     with _stored_when_interrupted(store, todo):
-        return run_in_processes(job, parts, processes, plugins or []), len(todo)
+        workers = run_in_processes(job, planned.parts, planned.processes, plugins or [])
+    workers.add(times.seconds)
+    return workers, len(todo)
 
 
 @contextmanager

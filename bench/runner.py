@@ -64,14 +64,16 @@ def code_version() -> str:
     return f"{package}+{commit}"
 
 
-STAGES = ("data", "merge", "adaptation", "evaluation", "report")
+STAGES = ("setup", "data", "merge", "adaptation", "evaluation", "report")
 
 
 @dataclass
 class StageTimes:
-    """Wall seconds of a run by stage: data (decoding, corrupting), merge (static merges), adaptation (merges
-    that read test inputs: test-time adaptation), evaluation and report. Told apart by what a merge did, never
-    by which method it was."""
+    """Wall seconds of a run by stage: setup (building the suite: verifying the zoo, converting CLIP experts,
+    computing zero-shot heads; planning the units), data (decoding, corrupting), merge (static merges),
+    adaptation (merges that read test inputs: test-time adaptation), evaluation (checking the merged model
+    too) and report (storing each unit's rows, rebuilding the tables). Told apart by what a merge did, never by
+    which method it was; in one process they add up to the run's wall time."""
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     processes: int = 1  # how many processes' seconds are summed here
@@ -83,6 +85,11 @@ class StageTimes:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - start
+
+    def add(self, seconds: dict[str, float]) -> None:
+        """Add another process's (or part's) seconds by stage to these."""
+        for name, value in seconds.items():
+            self.seconds[name] += value
 
     def summary(self) -> str:
         parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
@@ -145,7 +152,8 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     with memory.watch():
         for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool,
                                                         eval_every, times):
-            check_merged(method.name, merged, pool, probes)
+            with times.stage("evaluation"):  # the merged model run on probes: evaluation's time, not the row's eval_s
+                check_merged(method.name, merged, pool, probes)
             start = time.perf_counter()
             accuracies = evaluate(merged, suite.tasks, scenario.evaluated, settings)
             eval_s = time.perf_counter() - start
@@ -176,27 +184,42 @@ class Unit:
     spec: int  # index of the MethodSpec it came from
 
 
-def plan(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int],
-         store: ResultStore) -> list[Unit]:
-    """The units not yet in the store, each once, method by method (so that a static merge is reused across the
-    scenarios that merge its experts). Bad settings fail here, before any work."""
+def requested(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int]) -> list[Unit]:
+    """Every unit asked for, each once, method by method (so that a static merge is reused across the scenarios
+    that merge its experts). Bad settings fail here, before any work."""
     units = [(scenario, spec.build(seed, suite.name), seed, index)
              for index, spec in enumerate(specs) for seed in seeds for scenario in scenarios]
     for scenario in scenarios:
         scenario.test_splits()
     suite.pool.validate()
-    todo, repeated = {}, 0
+    asked, repeated = {}, 0
     for scenario, method, seed, index in units:
         key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method), seed)
-        if store.has(key):
-            log.info("skip %s / %s / seed %d: already in %s", scenario.name, method.name, seed, store.path(key))
-        elif key in todo:  # a repeated --method, --scenario or --seeds value, or a suite's preset implied and named
+        if key in asked:  # a repeated --method, --scenario or --seeds value, or a suite's preset implied and named
             repeated += 1
         else:
-            todo[key] = Unit(key, scenario, method, seed, index)
+            asked[key] = Unit(key, scenario, method, seed, index)
     if repeated:
         log.info("%d unit(s) asked for more than once: each runs once", repeated)
-    return list(todo.values())
+    return list(asked.values())
+
+
+def not_stored(units: list[Unit], store: ResultStore) -> list[Unit]:
+    """The units not yet in the store; those in it are logged as skipped."""
+    todo = []
+    for unit in units:
+        if store.has(unit.key):
+            log.info("skip %s / %s / seed %d: already in %s", unit.scenario.name, unit.method.name, unit.seed,
+                     store.path(unit.key))
+        else:
+            todo.append(unit)
+    return todo
+
+
+def plan(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int],
+         store: ResultStore) -> list[Unit]:
+    """The units asked for (see `requested`) that are not yet in the store."""
+    return not_stored(requested(suite, scenarios, specs, seeds), store)
 
 
 def new_run_id() -> str:
@@ -209,7 +232,10 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
     """Run every missing unit (see `plan`); returns how many were run. Where `times` is given, the run's seconds
     by stage are added to it. `run_id` (in every row; default: a new one) names the invocation, whichever
     processes share its work."""
-    return run_units(suite, plan(suite, scenarios, specs, seeds, store), store, eval_every, times, settings, run_id)
+    times = times or StageTimes()
+    with times.stage("setup"):
+        todo = plan(suite, scenarios, specs, seeds, store)
+    return run_units(suite, todo, store, eval_every, times, settings, run_id)
 
 
 def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: int | None = None,
@@ -222,7 +248,8 @@ def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: in
     shared = SharedMerge()
     for unit in tqdm(todo, desc="units", unit="unit"):
         rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times, settings)
-        store.write(unit.key, rows)
+        with times.stage("report"):
+            store.write(unit.key, rows)
         final = [r for r in rows if r["step"] == rows[-1]["step"]]
         mean = sum(r["value"] for r in final) / len(final)
         log.info("%s / %s seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", unit.scenario.name,

@@ -1,5 +1,6 @@
 """How `--jobs` deals a run out to its processes."""
 
+import time
 from functools import partial
 from types import SimpleNamespace
 
@@ -42,3 +43,25 @@ def test_a_run_of_one_part_stays_in_this_process_with_every_thread(tiny_zoo, tmp
     assert done == 1 and times.processes == 1
     times, done = run_jobs(suite_factory, ["multitask"], [MethodSpec("task_arithmetic")], [0], tmp_path, jobs=2)
     assert done == 0 and times.processes == 1  # nothing left to run: no worker is started
+
+
+def slowly_built_suite(zoo, seconds: float):
+    """The tiny suite, built as slowly as converting real experts and computing their heads would make it."""
+    time.sleep(seconds)
+    return load_suite("mini", zoo=zoo)
+
+
+def test_in_one_process_the_stages_setup_included_add_up_to_the_run_s_wall_time(tiny_zoo, tmp_path):
+    start = time.perf_counter()
+    times, done = run_jobs(partial(slowly_built_suite, tiny_zoo, 1.0), ["multitask"],
+                           [MethodSpec("task_arithmetic"), MethodSpec("weight_averaging")], [0], tmp_path, jobs=1)
+    wall = time.perf_counter() - start
+    assert done == 2 and times.seconds["setup"] >= 1.0
+    assert abs(wall - sum(times.seconds.values())) < 0.1 * wall
+
+
+def test_worker_processes_count_their_own_setup_too(tiny_zoo, tmp_path):
+    times, done = run_jobs(partial(slowly_built_suite, tiny_zoo, 0.5), ["multitask"],
+                           [MethodSpec("task_arithmetic"), MethodSpec("weight_averaging")], [0], tmp_path, jobs=2)
+    assert done == 2 and times.processes == 2
+    assert times.seconds["setup"] >= 0.5 * 2  # this process's and at least one worker's (one may run both parts)
