@@ -23,6 +23,7 @@ EPILOG = """examples:
   python -m bench run --method adamerging_layerwise:default --eval-every 50
                                                          the paper's 500 steps, accuracy every 50
   python -m bench run --plugin examples/median_merging.py --method median
+  python -m bench run --all --dry-run                    what a run would do and take, from stored units' costs
   python -m bench run --all --suite clip-vit-b-32 --scenario multitask   real CLIP experts and datasets (hub cache)
   python -m bench report                                 tables from results/*.parquet alone
   python -m bench list methods
