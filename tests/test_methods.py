@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import random_pool, state_of
+from helpers import TINY_ENCODER, random_pool, state_of
 from safetensors.torch import save_file
 
+import methods.fisher as fisher_module
+from bench.models import ClassificationHead
+from bench.runner import MethodSpec
 from methods.averaging import TaskArithmetic, WeightAveraging
-from methods.fisher import FisherMerging, batch_gradient_fisher, exact_fisher, fisher_weighted_average, merging_weights
+from methods.fisher import (
+    FisherMerging,
+    batch_gradient_fisher,
+    exact_fisher,
+    fisher_weighted_average,
+    merging_weights,
+    sampled_fisher,
+    squared_batch_gradients,
+)
 from methods.references import Individual, Pretrained
 from methods.ties import TiesMerging, trim_threshold
 
@@ -223,3 +236,79 @@ def test_trim_threshold_is_the_kth_smallest_magnitude_of_the_reference_code():
     magnitudes = torch.rand(10_001, generator=torch.Generator().manual_seed(0))
     k = magnitudes.numel() - int(magnitudes.numel() * 0.2)
     assert trim_threshold(magnitudes.clone(), 0.2) == magnitudes.kthvalue(k).values.item()
+
+
+def flat(fisher):
+    return torch.cat([f.flatten() for f in fisher.values()])
+
+
+def test_sampled_fisher_squares_a_sum_whose_expectation_over_drawn_classes_is_the_exact_fisher(tmp_path):
+    pool = random_pool(tmp_path)
+    encoder, head = pool.encoder(pool.expert_state("task0")), pool.heads["task0"]
+    inputs = pool.sample_inputs("task0", "train", 2, 0)
+    probs = F.softmax(head(encoder(inputs)), -1).detach()
+    expected = {name: torch.zeros_like(p) for name, p in encoder.named_parameters()}
+    for first, second in itertools.product(range(probs.shape[1]), repeat=2):  # every pair of drawn classes
+        classes = torch.tensor([[first], [second]])
+        def log_likelihood(logits, classes=classes):
+            return F.log_softmax(logits, -1).gather(1, classes).sum()
+
+        given = squared_batch_gradients(encoder, head, inputs, 2, log_likelihood)
+        for name, f in given.items():
+            expected[name] += probs[0, first] * probs[1, second] * f
+    exact = exact_fisher(encoder, head, inputs)
+    for name in exact:
+        torch.testing.assert_close(expected[name], exact[name], rtol=1e-4, atol=1e-8)
+
+
+def test_sampled_fisher_averaged_over_seeds_approaches_the_exact_fisher_unlike_fusionbenchs(tmp_path):
+    pool = random_pool(tmp_path)
+    encoder, head = pool.encoder(pool.expert_state("task0")), pool.heads["task0"]
+    inputs = pool.sample_inputs("task0", "train", 8, 0)
+    exact = flat(exact_fisher(encoder, head, inputs))
+    mean = sum(flat(sampled_fisher(encoder, head, inputs, seed, batch_size=4)) for seed in range(400)) / 400
+
+    def error(estimate):
+        return (torch.linalg.vector_norm(estimate - exact) / torch.linalg.vector_norm(exact)).item()
+
+    assert error(mean) < 0.1 < error(flat(batch_gradient_fisher(encoder, head, inputs, batch_size=4)))
+
+
+def test_sampled_fisher_costs_one_backward_pass_per_input_whatever_the_number_of_classes(tmp_path):
+    pool = random_pool(tmp_path)
+    encoder = pool.encoder(pool.expert_state("task0"))
+    forwarded, backward_passes = [], []
+    encoder.register_forward_pre_hook(lambda module, args: forwarded.append(len(args[0])))
+    next(encoder.parameters()).register_hook(lambda grad: backward_passes.append(1))
+    inputs = pool.sample_inputs("task0", "train", 10, 0)
+    for classes in (3, 400):
+        forwarded.clear(), backward_passes.clear()
+        head = ClassificationHead(torch.randn(classes, TINY_ENCODER.embed_dim), 20.0)
+        sampled_fisher(encoder, head, inputs, 0, batch_size=4)
+        assert (sum(forwarded), len(backward_passes)) == (10, 3)  # batches of 4, 4 and 2
+
+
+def test_exact_fisher_chunks_fewer_inputs_where_their_gradients_exceed_the_memory_bound(tmp_path, monkeypatch):
+    pool = random_pool(tmp_path)
+    encoder, head = pool.encoder(pool.expert_state("task0")), pool.heads["task0"]
+    inputs = pool.sample_inputs("task0", "train", 10, 0)
+    chunks = []
+
+    def count_chunk(module, args):  # the forward pass without gradients: the probabilities', once per chunk
+        if not torch.is_grad_enabled():
+            chunks.append(len(args[0]))
+
+    encoder.register_forward_pre_hook(count_chunk)
+    whole = exact_fisher(encoder, head, inputs)
+    gradient_bytes = sum(p.numel() * p.element_size() for p in encoder.parameters())
+    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_GRADIENT_BYTES", 3 * gradient_bytes)
+    bounded = exact_fisher(encoder, head, inputs)
+    assert chunks == [10, 3, 3, 3, 1]
+    for name in whole:
+        torch.testing.assert_close(bounded[name], whole[name], rtol=1e-5, atol=1e-9)
+
+
+def test_the_clip_suites_estimate_the_fisher_by_sampling_and_the_mini_suite_exactly():
+    assert MethodSpec("fisher_merging").build(0, "mini").estimator == "exact"
+    for suite in ("clip-vit-b-32", "clip-vit-l-14-task-vectors"):
+        assert MethodSpec("fisher_merging").build(0, suite).estimator == "sampled"
