@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from bench.errors import BenchError, Interrupted
-from bench.evaluation import DEFAULT_EVAL, EvalSettings
+from bench.evaluation import DEFAULT_EVAL, EvalSettings, reserve_batches
 from bench.plugins import load_methods
 from bench.results import ResultStore
 from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, plan, run, run_units
@@ -165,6 +165,8 @@ def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | Non
     store = ResultStore(results)
     todo = plan(suite, scenarios_to_run(suite, scenario_names), specs, seeds, store)
     parts = parts_of(todo, specs)
+    # a data budget too small for one batch fails here, once, not in each worker process
+    reserve_batches(suite.tasks, [pair for unit in todo for pair in unit.scenario.evaluated], settings)
     processes = min(jobs, len(parts))
     if processes <= 1:  # one part or none: this process, with every thread
         times = StageTimes()
