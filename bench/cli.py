@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                      "cores busy (default: auto, one per thread on the mini suite on CPU, else 1)")
     run.add_argument("--workers", type=int, default=0, help="processes decoding the test images (224-pixel datasets "
                      "of the CLIP suites; default: 0, in this process)")
+    run.add_argument("--data-memory", metavar="SIZE", help="bytes of image data a process holds, e.g. 8GB: splits "
+                     "kept as 8-bit pixels while they fit, beside the evaluation batches in flight; the others are "
+                     "decoded from their datasets at each read (default: a quarter of this machine's memory)")
     run.add_argument("--eval-every", type=int, metavar="STEPS", help="also evaluate test-time adaptive methods "
                      "(AdaMerging, WEMoE) at step 0 and every STEPS steps; rows carry the step (default: final only)")
     run.add_argument("--dry-run", action="store_true", help="build the suite and plan the run, then list its units "
@@ -211,12 +214,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from bench.parallel import run_jobs
     from bench.plugins import load_methods
     from bench.reports import build_reports
+    from tasks.data import parse_size
     from tasks.suites import load_suite
 
     start = time.perf_counter()
     load_methods(args.plugin)
     specs = _method_specs(args)
-    settings = EvalSettings(args.batch_size, args.precision, args.workers)
+    data_memory = None if args.data_memory is None else parse_size(args.data_memory, "--data-memory")
+    settings = EvalSettings(args.batch_size, args.precision, args.workers, data_memory)
     suite_factory = partial(load_suite, args.suite, zoo=args.zoo, device=args.device)
     command_setup = {"setup": time.perf_counter() - start}  # imports (open_clip's among them), plugins, methods
     if args.dry_run:

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from bench.errors import BenchError, Interrupted
-from bench.evaluation import DEFAULT_EVAL, EvalSettings
+from bench.evaluation import DEFAULT_EVAL, EvalSettings, reserve_batches
 from bench.plugins import load_methods
 from bench.results import ResultStore
 from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, not_stored, requested, run, run_units
@@ -199,6 +199,8 @@ def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | Non
     run. Bad settings fail before any work."""
     planned = prepare(suite_factory, scenario_names, specs, seeds, results, jobs)
     times, todo, store = planned.times, planned.todo, planned.store
+    # a data budget too small for one batch fails here, once, not in each worker process
+    reserve_batches(planned.suite.tasks, [pair for unit in todo for pair in unit.scenario.evaluated], settings)
     if planned.processes == 1:  # one part or none: this process, with every thread
         with _stored_when_interrupted(store, todo):
             return times, run_units(planned.suite, todo, store, eval_every, times, settings)

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.errors import BenchError
-from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
+from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate, reserve_batches
 from bench.memory import PeakMemory
 from bench.merge_checks import check_merged, raised
 from bench.pool import ModelPool
@@ -146,7 +146,7 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
               "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
               "metric": "accuracy", "precision": settings.precision, "code_version": version}
     shared, times = shared or SharedMerge(), times or StageTimes()
-    probes = {task: suite.tasks[task].tensors(split)[0][:1] for task, split in scenario.evaluated}  # see check_merged
+    probes = {task: suite.tasks[task].inputs(split, [0]) for task, split in scenario.evaluated}  # see check_merged
     rows: list[dict] = []
     memory = PeakMemory()
     with memory.watch():
@@ -165,12 +165,14 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     return [row | {"peak_rss_mb": memory.peak_mb} for row in rows]
 
 
-def load_data(suite: Suite, scenarios: list[Scenario], workers: int = 0) -> None:
-    """Decode (and corrupt) every split the scenarios test on, once (by `workers` processes, where more than 0):
-    later stages find them in memory."""
-    for scenario in scenarios:
-        for task, split in scenario.evaluated:
-            suite.tasks[task].tensors(split, workers)
+def load_data(suite: Suite, scenarios: list[Scenario], settings: EvalSettings = DEFAULT_EVAL) -> None:
+    """Check that evaluation batches fit `settings.data_memory`, then decode the splits the scenarios test on into
+    the suite's pixel cache, as many as fit (by `settings.workers` processes, where more than 0); the others are
+    decoded from their datasets at each read."""
+    pairs = list(dict.fromkeys(pair for scenario in scenarios for pair in scenario.evaluated))
+    reserve_batches(suite.tasks, pairs, settings)
+    for task, split in pairs:
+        suite.tasks[task].load(split, settings.workers)
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,7 @@ def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: in
     times = times or StageTimes()
     run_id, version = run_id or new_run_id(), code_version()
     with times.stage("data"):
-        load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings.workers)
+        load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings)
     shared = SharedMerge()
     for unit in tqdm(todo, desc="units", unit="unit"):
         rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times, settings)

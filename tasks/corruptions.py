@@ -4,9 +4,10 @@ Formulas follow Hendrycks & Dietterich (2019), "Benchmarking Neural Network Robu
 and Perturbations". Their code has two parameter tables per corruption: ImageNet-C's, for 224-pixel images
 (`imagenet`, the CLIP suite), and one for 32-pixel images (`small`: the values FusionBench's
 `make_corruption.py` uses to build the merging robustness benchmark's corrupted test sets; the mini suite).
-A corruption maps float images [N, 3, H, W] in [0, 1] to the same, deterministically given a seed: a split
-is processed in fixed chunks of images, each with its own generator, so memory stays bounded on 224-pixel
-splits and a corrupted split is a function of the clean one, the severity and the seed.
+A corruption maps float images [N, 3, H, W] in [0, 1] to the same, deterministically given a seed: each image
+draws its noise from its own generator, seeded by the corruption, severity, seed and the image's position in
+its split, so a corrupted image is the same whichever batch, chunk or sample it is computed in (streamed,
+cached or sampled data agree).
 
 Motion blur is the ImageMagick-free formulation of the `imagecorruptions` package (a one-sided Gaussian of
 shifted copies along a random angle); spatter draws its liquid noise with torch and from there runs the
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -30,22 +31,30 @@ from bench.errors import BenchError
 
 SEVERITY = 2  # the severity of the corrupted test sets in the AdaMerging and WEMoE robustness experiments
 PROFILES = ("imagenet", "small")
-CHUNK = 256  # images per generator: part of the definition of a seeded corrupted split
+CHUNK = 256  # images corrupted at once: bounds the working memory on 224-pixel batches, never the result
+
+Generators = list[torch.Generator]  # one per image, its own random stream
 
 
-def gaussian_noise(images: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
-    return (images + scale * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+def per_image(draw: Callable[[torch.Generator], torch.Tensor], generators: Generators) -> torch.Tensor:
+    """One draw per image, each from that image's generator, stacked: [N, ...]."""
+    return torch.stack([draw(generator) for generator in generators])
 
 
-def impulse_noise(images: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
+def gaussian_noise(images: torch.Tensor, scale: float, generators: Generators) -> torch.Tensor:
+    noise = per_image(lambda generator: torch.randn(images.shape[1:], generator=generator), generators)
+    return (images + scale * noise).clamp(0, 1)
+
+
+def impulse_noise(images: torch.Tensor, amount: float, generators: Generators) -> torch.Tensor:
     """Salt and pepper per value (scikit-image `random_noise(mode="s&p")`): each value is replaced with
     probability `amount`, by 1 or 0 with equal odds."""
-    flipped = torch.rand(images.shape, generator=generator) < amount
-    salt = torch.rand(images.shape, generator=generator) < 0.5
+    draws = per_image(lambda generator: torch.rand((2, *images.shape[1:]), generator=generator), generators)
+    flipped, salt = draws[:, 0] < amount, draws[:, 1] < 0.5
     return torch.where(flipped, salt.to(images.dtype), images)
 
 
-def contrast(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
+def contrast(images: torch.Tensor, factor: float, generators: Generators) -> torch.Tensor:
     """Pull every pixel toward its image's per-channel mean."""
     means = images.mean(dim=(2, 3), keepdim=True)
     return ((images - means) * factor + means).clamp(0, 1)
@@ -68,7 +77,7 @@ def box_resample_matrix(size_in: int, size_out: int) -> torch.Tensor:
     return weights.float()
 
 
-def pixelate(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
+def pixelate(images: torch.Tensor, factor: float, generators: Generators) -> torch.Tensor:
     """BOX-downscale each side to int(side x factor) and BOX-upscale back, as PIL's resize does in FusionBench's
     make_corruption.py and Hendrycks's make_imagenet_c.py. imagecorruptions 1.1.2 upscales with NEAREST instead,
     which picks the same source pixel at every side these tables produce: an upscaling BOX spans less than one
@@ -79,7 +88,7 @@ def pixelate(images: torch.Tensor, factor: float, generator: torch.Generator) ->
     return rows @ images @ cols.T
 
 
-def jpeg_compression(images: torch.Tensor, quality: int, generator: torch.Generator) -> torch.Tensor:
+def jpeg_compression(images: torch.Tensor, quality: int, generators: Generators) -> torch.Tensor:
     """Encode each image as an 8-bit JPEG at `quality` and decode it (libjpeg, through torchvision)."""
     from torchvision.io import decode_jpeg, encode_jpeg
 
@@ -88,9 +97,10 @@ def jpeg_compression(images: torch.Tensor, quality: int, generator: torch.Genera
     return torch.stack(decoded).float() / 255
 
 
-def motion_blur(images: torch.Tensor, radius_sigma: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+def motion_blur(images: torch.Tensor, radius_sigma: tuple[float, float], generators: Generators) -> torch.Tensor:
     """Blur along a random angle in [-45, 45] degrees per image."""
-    angles = torch.empty(len(images), dtype=torch.float64).uniform_(-45, 45, generator=generator)
+    angles = per_image(lambda generator: torch.empty((), dtype=torch.float64).uniform_(-45, 45, generator=generator),
+                       generators)
     return blur_along(images, *radius_sigma, angles)
 
 
@@ -145,16 +155,16 @@ def water_shading(layer: np.ndarray) -> np.ndarray:
     return cv2.blur(cv2.filter2D(distance, cv2.CV_8U, EMBOSS), (3, 3)).astype(np.float32)
 
 
-def liquid_noise(images: torch.Tensor, loc: float, scale: float, generator: torch.Generator) -> torch.Tensor:
+def liquid_noise(images: torch.Tensor, loc: float, scale: float, generators: Generators) -> torch.Tensor:
     """The white noise the liquid layer is blurred from, N(loc, scale^2) per pixel of each image (the reference's
     `np.random.normal`); float64 [N, H, W] from float32 draws."""
-    n, _, height, width = images.shape
-    return loc + scale * torch.randn(n, height, width, generator=generator).double()
+    return loc + scale * per_image(lambda generator: torch.randn(images.shape[2:], generator=generator),
+                                   generators).double()
 
 
-def spatter(images: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
-    """`spatter_from_noise` on liquid noise drawn from `generator`."""
-    return spatter_from_noise(images, liquid_noise(images, *params[:2], generator), params)
+def spatter(images: torch.Tensor, params: tuple, generators: Generators) -> torch.Tensor:
+    """`spatter_from_noise` on liquid noise drawn from each image's generator."""
+    return spatter_from_noise(images, liquid_noise(images, *params[:2], generators), params)
 
 
 def spatter_from_noise(images: torch.Tensor, noise: torch.Tensor, params: tuple) -> torch.Tensor:
@@ -182,7 +192,7 @@ def spatter_from_noise(images: torch.Tensor, noise: torch.Tensor, params: tuple)
 class Corruption:
     name: str
     title: str  # the column of the papers' robustness tables
-    apply: Callable[[torch.Tensor, object, torch.Generator], torch.Tensor]
+    apply: Callable[[torch.Tensor, object, Generators], torch.Tensor]
     levels: dict[str, tuple]  # profile -> parameters at severities 1..5
 
 
@@ -209,9 +219,15 @@ CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
 )}
 
 
-def corrupt(images: torch.Tensor, name: str, severity: int = SEVERITY, seed: int = 0,
-            profile: str = "imagenet") -> torch.Tensor:
-    """`images` (float [N, 3, H, W] in [0, 1]) with corruption `name` at `severity` (1-5)."""
+def image_generator(name: str, severity: int, seed: int, position: int) -> torch.Generator:
+    """The random stream of the image at `position` of its split, under corruption `name` at `severity`."""
+    return torch.Generator().manual_seed(zlib.crc32(f"{name}/{severity}/{seed}/{position}".encode()))
+
+
+def corrupt(images: torch.Tensor, name: str, severity: int = SEVERITY, seed: int = 0, profile: str = "imagenet",
+            positions: Sequence[int] | None = None) -> torch.Tensor:
+    """`images` (float [N, 3, H, W] in [0, 1]) with corruption `name` at `severity` (1-5); `positions`: where
+    the images stand in their split (default 0..N-1), which seeds each one's random stream."""
     if name not in CORRUPTIONS:
         raise BenchError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}")
     if severity not in range(1, 6):
@@ -220,10 +236,13 @@ def corrupt(images: torch.Tensor, name: str, severity: int = SEVERITY, seed: int
         raise BenchError(f"unknown corruption profile {profile!r}; valid: {', '.join(PROFILES)}")
     corruption = CORRUPTIONS[name]
     params = corruption.levels[profile][severity - 1]
+    positions = range(len(images)) if positions is None else [int(position) for position in positions]
+    if len(positions) != len(images):
+        raise ValueError(f"{len(positions)} positions for {len(images)} images")
     chunks = []
-    for index, start in enumerate(range(0, len(images), CHUNK)):
-        generator = torch.Generator().manual_seed(zlib.crc32(f"{name}/{severity}/{seed}/{index}".encode()))
-        chunks.append(corruption.apply(images[start:start + CHUNK].float(), params, generator))
+    for start in range(0, len(images), CHUNK):
+        generators = [image_generator(name, severity, seed, position) for position in positions[start:start + CHUNK]]
+        chunks.append(corruption.apply(images[start:start + CHUNK].float(), params, generators))
     return torch.cat(chunks) if chunks else images.clone()
 
 

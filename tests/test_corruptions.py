@@ -31,6 +31,10 @@ def images(n: int = 6, size: int = 32, seed: int = 0) -> torch.Tensor:
     return (torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 255).round() / 255
 
 
+def generators(n: int, seed: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
@@ -169,8 +173,8 @@ def to_hwc_255(image: torch.Tensor) -> np.ndarray:
 def test_spatter_is_the_reference_formula_on_the_same_liquid_noise(profile, size, count, severity):
     x = images(count, size, seed=severity)
     params = CORRUPTIONS["spatter"].levels[profile][severity - 1]
-    ours = spatter(x, params, torch.Generator().manual_seed(severity)).permute(0, 2, 3, 1).numpy() * 255
-    noise = liquid_noise(x, *params[:2], torch.Generator().manual_seed(severity)).numpy()
+    ours = spatter(x, params, generators(len(x), severity)).permute(0, 2, 3, 1).numpy() * 255
+    noise = liquid_noise(x, *params[:2], generators(len(x), severity)).numpy()
     expected = np.stack([reference_spatter(to_hwc_255(image), layer, params) for image, layer in zip(x, noise)])
     assert np.abs(ours - expected).max() < 1e-3  # in grey levels: float32 rounding only
     assert np.abs(expected - x.permute(0, 2, 3, 1).numpy() * 255).mean() > 0.3  # the liquid shows
@@ -183,8 +187,8 @@ def test_spatter_is_imagecorruptions_own_on_the_same_liquid_noise(severity, monk
     reference = pytest.importorskip("imagecorruptions.corruptions")
     x = images(2, 224, seed=severity)
     params = CORRUPTIONS["spatter"].levels["imagenet"][severity - 1]
-    ours = spatter(x, params, torch.Generator().manual_seed(severity)).permute(0, 2, 3, 1).numpy() * 255
-    noise = liquid_noise(x, *params[:2], torch.Generator().manual_seed(severity)).numpy()
+    ours = spatter(x, params, generators(len(x), severity)).permute(0, 2, 3, 1).numpy() * 255
+    noise = liquid_noise(x, *params[:2], generators(len(x), severity)).numpy()
     for image, layer, result in zip(x, noise, ours):
         monkeypatch.setattr(np.random, "normal", lambda size, loc, scale, layer=layer: layer.copy())
         expected = reference.spatter(Image.fromarray(to_hwc_255(image)), severity)
@@ -219,7 +223,7 @@ def test_spatter_water_only_adds_pale_turquoise_and_mud_covers_with_brown():
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
 def test_each_corruption_is_seeded_and_changes_the_images(name):
-    x = images(300, 32)  # more than one chunk
+    x = images(300, 32)  # more than one chunk of CHUNK images
     first = corrupt(x, name, 2, seed=0, profile="small")
     assert first.shape == x.shape and first.min() >= 0 and first.max() <= 1
     assert torch.equal(first, corrupt(x, name, 2, seed=0, profile="small"))
@@ -228,6 +232,17 @@ def test_each_corruption_is_seeded_and_changes_the_images(name):
         assert not torch.equal(first, corrupt(x, name, 2, seed=1, profile="small"))
     if name != "spatter":  # whose severities switch from water to mud
         assert (corrupt(x, name, 4, profile="small") - x).abs().mean() >= (first - x).abs().mean()
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_a_corrupted_image_depends_on_its_position_not_on_its_batch(name):
+    x = images(300, 32)
+    whole = corrupt(x, name, 2, seed=0, profile="small")
+    in_sevens = torch.cat([corrupt(x[start:start + 7], name, 2, seed=0, profile="small",
+                                   positions=range(start, min(start + 7, len(x)))) for start in range(0, len(x), 7)])
+    assert torch.equal(in_sevens, whole)
+    drawn = torch.tensor([299, 3, 150, 0])
+    assert torch.equal(corrupt(x[drawn], name, 2, seed=0, profile="small", positions=drawn), whole[drawn])
 
 
 def test_split_names_round_trip_and_bad_ones_are_refused():

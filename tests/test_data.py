@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datasets
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from bench.errors import BenchError
+from bench.evaluation import EvalSettings, reserve_batches
+from bench.models import ClassificationHead
 from tasks import procedural
-from tasks.base import decode_split
-from tasks.mini import MiniData, load_split, preprocess
+from tasks.base import Task, decode_split
+from tasks.data import PixelCache, parse_size
+from tasks.mini import MiniData, load_split, normalize, preprocess, to_pixels
 from tasks.procedural import FAMILIES
 
 
@@ -62,3 +68,68 @@ def test_splits_follow_the_hub_schema_and_are_cached_by_fingerprint(data_cache):
     assert torch.equal(in_workers, inputs) and torch.equal(same_labels, labels)
     assert (data_cache / "mini-data" / data.fingerprint() / "signs" / "test").is_dir()
     assert MiniData(train_per_task=21, test_per_task=10).fingerprint() != data.fingerprint()
+
+
+def synthetic_task(name: str, n: int, cache: PixelCache, size: int = 8) -> Task:
+    """A task of n random size x size images, read through `cache`."""
+    generator = np.random.default_rng(n)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    images = [Image.fromarray(generator.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+    split = datasets.Dataset.from_dict({"image": images, "label": [i % 3 for i in range(n)]}, features)
+    return Task(name, name, ("a", "b", "c"), lambda _: split, to_pixels, normalize,
+                ClassificationHead(torch.randn(3, 4), 1.0), corruption_profile="small", cache=cache)
+
+
+def read_all(task: Task, split: str, batch_size: int, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs, labels = zip(*task.batches(split, batch_size, workers))
+    return torch.cat(inputs), torch.cat(labels)
+
+
+@pytest.mark.parametrize("split", ["test", "test/gaussian_noise@2", "test/spatter@1"])
+def test_streamed_and_cached_splits_give_the_same_batches_whatever_their_size(split):
+    streamed, cached = synthetic_task("t", 30, PixelCache(budget=0)), synthetic_task("t", 30, PixelCache())
+    assert not streamed.load(split) and cached.load(split)
+    inputs, labels = read_all(cached, split, 30)
+    decoded = normalize(to_pixels(cached.split("test")["image"]))
+    assert torch.equal(inputs, decoded) if split == "test" else not torch.equal(inputs, decoded)
+    for batch_size, workers in ((7, 0), (30, 0), (4, 2)):
+        for task in (streamed, cached):
+            same_inputs, same_labels = read_all(task, split, batch_size, workers)
+            assert torch.equal(same_inputs, inputs) and torch.equal(same_labels, labels)
+
+
+def test_a_sample_decodes_and_corrupts_only_the_drawn_images_and_matches_the_whole_split():
+    task = synthetic_task("t", 30, PixelCache(budget=0))
+    whole, _ = read_all(task, "test/impulse_noise@2", 1000)
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(5))
+    read = []
+    task.to_pixels = lambda images: read.append(len(images)) or to_pixels(images)
+    assert torch.equal(task.sample("test/impulse_noise@2", 6, seed=5), whole[order[:6]])
+    assert read == [6]
+
+
+def test_splits_beyond_the_budget_are_streamed_and_the_cache_stays_within_it():
+    cache = PixelCache()
+    small, large = synthetic_task("small", 40, cache), synthetic_task("large", 200, cache)
+    settings = EvalSettings(batch_size=2, data_memory=100 * 8 * 8 * 3)  # 100 images of 8x8 pixels as uint8
+    reserve_batches({"small": small, "large": large}, [("small", "test"), ("large", "test")], settings)
+    assert cache.reserved == settings.batch_bytes(8 * 8 * 3) == 2 * 192 * 8
+    assert small.load("test") and not large.load("test")
+    assert cache.used == 40 * 192 and cache.used + cache.reserved <= cache.budget
+    inputs, _ = read_all(large, "test", 2)
+    assert torch.equal(inputs, normalize(to_pixels(large.split("test")["image"])))
+    assert cache.used == 40 * 192  # reading the streamed split kept nothing
+
+
+def test_a_budget_too_small_for_one_batch_is_refused_naming_the_option():
+    task = synthetic_task("t", 10, PixelCache())
+    with pytest.raises(BenchError, match=r"^--data-memory 1000 B: batches of 64 images \(5 in flight with "
+                                         r"--workers 2\) need 480.0 KiB; raise it or lower --batch-size or --workers$"):
+        reserve_batches({"t": task}, [("t", "test")], EvalSettings(batch_size=64, workers=2, data_memory=1000))
+
+
+def test_sizes_read_with_their_units():
+    assert parse_size("8GB", "--data-memory") == 8 * 10**9 and parse_size("512MiB", "--data-memory") == 2**29
+    assert parse_size("1.5 kb", "--data-memory") == 1500 and parse_size("1000", "--data-memory") == 1000
+    with pytest.raises(BenchError, match="--data-memory '8 apples'"):
+        parse_size("8 apples", "--data-memory")

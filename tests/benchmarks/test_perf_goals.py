@@ -97,10 +97,11 @@ def test_evaluation_harness_runs_at_0_85_of_the_bare_forward(benchmark, suite):
     merged = TaskArithmetic().merge(suite.pool)
     benchmark.pedantic(evaluate, args=(merged, suite.tasks, pairs, EvalSettings(batch_size=EVAL_BATCH)), rounds=2, warmup_rounds=1)
 
-    def bare_forward() -> None:
-        for task, split in pairs:
-            for inputs, _ in suite.tasks[task].batches(split, EVAL_BATCH):
-                merged(inputs)
+    ready = [inputs for task, split in pairs for inputs, _ in suite.tasks[task].batches(split, EVAL_BATCH)]
+
+    def bare_forward() -> None:  # on inputs made beforehand: the harness's own making of them is what it pays
+        for inputs in ready:
+            merged(inputs)
 
     ratio = best_time(bare_forward, repeats=2) / benchmark.stats.stats.min
     benchmark.extra_info["harness_over_bare_forward"] = ratio
