@@ -99,8 +99,8 @@ def dry_run_lines(planned: Planned, rows: pd.DataFrame, precision: str) -> list[
         return lines
     summed = sum(cost.seconds for cost in known)
     unknown_note = f", without the {unknown} unknown" if unknown else ""
-    lines.append(f"time: {seconds_text(summed)} summed over the units{unknown_note} (a static merge that scenarios share "
-                 f"counts in each)" + _processes_note(planned, costs))
+    lines.append(f"time: {seconds_text(summed)} summed over the units{unknown_note} (a static merge that scenarios "
+                 f"share counts in each)" + _processes_note(planned, costs))
     lines.append(f"memory: largest peak resident memory {max(cost.peak_mb for cost in known):,.0f} MiB per process, "
                  f"{planned.processes} process(es), of this machine's {machine_memory_mb():,.0f} MiB")
     return lines

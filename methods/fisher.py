@@ -71,7 +71,8 @@ def squared_batch_gradients(encoder: nn.Module, head: ClassificationHead, inputs
     return {name: f / len(inputs) for name, f in fisher.items()}
 
 
-def batch_gradient_fisher(encoder: nn.Module, head: ClassificationHead, inputs: torch.Tensor, batch_size: int = 32) -> Fisher:
+def batch_gradient_fisher(encoder: nn.Module, head: ClassificationHead, inputs: torch.Tensor,
+                          batch_size: int = 32) -> Fisher:
     """FusionBench's estimate: per batch, the square of the gradient of sum_i sum_c sqrt(p_ic) log p_ic.
 
     Cross-example terms do not cancel, so this is not the diagonal Fisher; it is what produced FusionBench's
