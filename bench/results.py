@@ -68,7 +68,7 @@ class ResultStore:
                 frame = pd.read_parquet(path)
                 problem = missing_column(frame.columns)
             except (OSError, pa.ArrowException) as error:
-                problem = f"unreadable as parquet ({type(error).__name__}: {error})"
+                problem = not_parquet(error)
             if problem:
                 log.warning("%s: %s; left out (a run recomputes it)", path, problem)
             else:
@@ -82,8 +82,12 @@ def unreadable(path: Path) -> str | None:
     try:
         columns = pq.read_schema(path).names
     except (OSError, pa.ArrowException) as error:
-        return f"unreadable as parquet ({type(error).__name__}: {error})"
+        return not_parquet(error)
     return missing_column(columns)
+
+
+def not_parquet(error: Exception) -> str:
+    return f"unreadable as parquet ({type(error).__name__}: {error})"
 
 
 def missing_column(columns: Iterable[str]) -> str | None:
@@ -108,5 +112,5 @@ def load_perf(root: Path) -> pd.DataFrame:
         try:
             return pd.read_parquet(path)
         except (OSError, pa.ArrowException) as error:
-            log.warning("%s: unreadable as parquet (%s: %s); left out", path, type(error).__name__, error)
+            log.warning("%s: %s; left out", path, not_parquet(error))
     return pd.DataFrame(columns=PERF_COLUMNS)
