@@ -199,11 +199,11 @@ def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | Non
     run. Bad settings fail before any work."""
     planned = prepare(suite_factory, scenario_names, specs, seeds, results, jobs)
     times, todo, store = planned.times, planned.todo, planned.store
-    # a data budget too small for one batch fails here, once, not in each worker process
-    reserve_batches(planned.suite.tasks, [pair for unit in todo for pair in unit.scenario.evaluated], settings)
-    if planned.processes == 1:  # one part or none: this process, with every thread
+    if planned.processes == 1:  # one part or none: this process, with every thread (run_units checks the budget)
         with _stored_when_interrupted(store, todo):
             return times, run_units(planned.suite, todo, store, eval_every, times, settings)
+    # a data budget too small for one batch fails here, once, not in each worker process
+    reserve_batches(planned.suite.tasks, [pair for unit in todo for pair in unit.scenario.evaluated], settings)
     log.info("%d units in %d parts (method, seed, scenario family), run by %d processes", len(todo), len(planned.parts),
              planned.processes)
     job = Job(suite_factory, results, eval_every, settings, new_run_id())
