@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import torch
@@ -56,6 +57,7 @@ _suite: Suite | None = None  # one per worker process, built on its first job
 
 def _start_worker(threads: int, plugins: list[Path]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent alone decides
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since spawned (`_sigint_held`)
     _exit_with_parent()
     tqdm.set_lock(threading.RLock())  # not tqdm's default process-shared lock, which a stopped worker would leak
     torch.set_num_threads(threads)
@@ -75,6 +77,20 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked in this thread while it spawns workers, which inherit the mask: a Ctrl-C that reaches a
+    worker still importing, before `_start_worker` ignores it, stays pending and is then dropped, instead of
+    raising KeyboardInterrupt (and a traceback) in the middle of its start. Here it is delivered on leaving.
+    The resource tracker is started first: starting it unblocks SIGINT in the thread that starts it."""
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextmanager
@@ -134,7 +150,8 @@ def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads, plugins))
     try:
-        with _environment_of_spawned_processes(TQDM_DISABLE="1"):  # the parent's bar counts parts; workers log units
+        # the parent's bar counts parts; workers log units. Workers are spawned on submit.
+        with _environment_of_spawned_processes(TQDM_DISABLE="1"), _sigint_held():
             futures = [pool.submit(_run_part, job, spec, seed, family) for spec, seed, family in parts]
         failure = None
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"{jobs} processes", unit="part"):
