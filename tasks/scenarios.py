@@ -55,8 +55,9 @@ def multitask(suite: Suite) -> list[Scenario]:
 
 
 def robustness(suite: Suite) -> list[Scenario]:
-    """Merge the experts of the robustness group (Cars, EuroSAT, RESISC45, GTSRB); test on clean and on each
-    corrupted test set (the dataset's own where it ships one, else corrupted here)."""
+    """Merge the robustness group's experts (Cars, EuroSAT, RESISC45, GTSRB); test on clean and corrupted tests.
+
+    Each corrupted test set is the dataset's own where it ships one, else the test set corrupted here."""
     tasks = by_counterpart(suite, group("robustness"))
     splits = {"clean": {task: "test" for task in tasks}} | {
         name: {task: suite.tasks[task].corrupted_test_split(name) for task in tasks} for name in CORRUPTIONS}
@@ -74,8 +75,9 @@ GENERALIZATION_SPLITS = (("generalization-1-seen", "generalization-1-unseen"),
 
 
 def generalization(suite: Suite) -> list[Scenario]:
-    """Merge the seen tasks' experts only; test on seen and unseen tasks (two splits of the 8 tasks, each a pair
-    of groups)."""
+    """Merge the seen tasks' experts only; test on seen and unseen tasks (two splits of the 8 tasks).
+
+    Each split is a pair of task groups, seen and unseen."""
     scenarios = []
     for seen_group, unseen_group in GENERALIZATION_SPLITS:
         seen, unseen = group(seen_group), group(unseen_group)

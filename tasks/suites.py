@@ -56,10 +56,11 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         raise BenchError(f"{zoo}/manifest.json: {unlisted[0]} is not listed, so its weights are not verified")
     class_vectors = load_file(str(zoo / "heads.safetensors"))
     heads = {t: ClassificationHead(class_vectors[t], recipe["logit_scale"]) for t in recipe["tasks"]}
+    records = {t: standing_in(t) for t in recipe["tasks"]}
     tasks = {
-        t: Task(name=t, counterpart=standing_in(t).name, class_names=FAMILIES[t].class_names,
+        t: Task(name=t, counterpart=records[t].name, class_names=FAMILIES[t].class_names,
                 load_split=partial(load_split, t, data=data), to_pixels=to_pixels, normalize=normalize, head=heads[t],
-                corruption_profile="small", splits=standing_in(t).splits)
+                corruption_profile="small", splits=records[t].splits)
         for t in recipe["tasks"]
     }
     pool = ModelPool(
