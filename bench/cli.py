@@ -27,6 +27,7 @@ EPILOG = """examples:
   python -m bench run --all --suite clip-vit-b-32 --scenario multitask   real CLIP experts and datasets (hub cache)
   python -m bench report                                 tables from results/*.parquet alone
   python -m bench list methods
+  python -m bench list tasks                             the task registry: stand-ins, groups, hub sources
   python -m bench perf                                   speed figures with their goals -> reports/perf.md
   python -m bench zoo info
   python -m bench zoo build --out zoos/long --pretrained-from zoo/mini-v1 --finetune steps=2000
@@ -116,10 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
     perf.add_argument("--reports", type=Path, help=REPORTS_HELP)
 
-    listing = commands.add_parser("list", help="list registered methods, suites, scenarios or a suite's tasks")
+    listing = commands.add_parser("list", help="list registered methods, suites, scenarios or tasks")
     listing.add_argument("what", choices=["methods", "suites", "scenarios", "tasks"])
-    listing.add_argument("--suite", default="mini", help="suite whose tasks to list (default: mini)")
-    listing.add_argument("--zoo", type=Path, help="zoo folder of the mini suite")
+    listing.add_argument("--suite", help="tasks: the tasks of this suite as loaded (default: the task registry)")
+    listing.add_argument("--zoo", type=Path, help="tasks: the tasks of the mini suite of this zoo folder")
     listing.add_argument("--plugin", action="append", type=Path, default=[], metavar="FILE.py",
                          help="a Python file defining MergeMethod subclasses (repeatable)")
 
@@ -302,12 +303,36 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
         for name, builder in SCENARIOS.items():
             print(f"{name:<16} {(builder.__doc__ or '').strip().splitlines()[0]}")
+    elif args.suite is None and args.zoo is None:
+        print("\n".join(_task_registry_table()))
     else:
         from tasks.suites import load_suite
 
-        for task in load_suite(args.suite, zoo=args.zoo).tasks.values():
+        for task in load_suite(args.suite or "mini", zoo=args.zoo).tasks.values():
             names = ", ".join(task.class_names)
             print(f"{task.name:<15} ({task.counterpart}) {len(task.class_names)} classes: {names}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _task_registry_table() -> list[str]:
+    """`bench list tasks`: one line per task record, columns aligned."""
+    from tasks.procedural import FAMILIES
+    from tasks.registry import RECORDS, groups_of
+
+    header = ("task", "mini stand-in", "classes", "splits", "hub dataset, experts, prompts", "groups")
+    rows = [header]
+    for record in RECORDS.values():
+        family = FAMILIES[record.mini_family] if record.mini_family else None
+        rows.append((record.name, family.name if family else "-",
+                     f"{record.classes}" + (f" ({len(family.class_names)} mini)" if family else ""),
+                     ", ".join(record.splits),
+                     f"{record.dataset}, *_{record.expert_suffix}, {_count(len(record.templates), 'prompt')}",
+                     ", ".join(groups_of(record.name)) or "-"))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
 
 
 def _cmd_zoo(args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 import sys
 import typing
 from collections.abc import Iterator, Mapping
@@ -71,6 +72,7 @@ class MergeMethod:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _check_annotated(cls)
         dataclasses.dataclass(cls)
         if "name" not in cls.__dict__:
             return  # an abstract intermediate class
@@ -128,6 +130,30 @@ class MergeMethod:
         presets = f" presets: {', '.join(cls.presets)}" if cls.presets else ""
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         return f"{cls.name:<26} {doc} {json.dumps(defaults) if defaults else ''}{presets}".rstrip()
+
+
+def _check_annotated(cls: type) -> None:
+    """Refuse a value set in the class body without a type annotation: the dataclass would not make it a field,
+    so it would silently be no setting (nor part of the result key), or leave an inherited setting's default as
+    it was. Exempt: private names, callables and descriptors (methods, properties), and names a base declares
+    `ClassVar` (name, title, reference, presets, ...)."""
+    own = cls.__dict__.get("__annotations__", {})
+    for attribute, value in vars(cls).items():
+        if attribute.startswith("_") or attribute in own or callable(value) or hasattr(value, "__get__"):
+            continue
+        if any(_is_class_var(base.__dict__.get("__annotations__", {}).get(attribute)) for base in cls.__mro__[1:]):
+            continue
+        shown, kind = reprlib.repr(value), type(value).__name__
+        raise BenchError(f"{_where(cls)}: `{attribute} = {shown}` has no type annotation, so it is not a setting and "
+                         f"not in the result key; write `{attribute}: {kind} = {shown}` for a setting, or "
+                         f"`{attribute}: ClassVar[{kind}] = {shown}` for a constant")
+
+
+def _is_class_var(annotation: Any) -> bool:
+    """Whether an annotation, evaluated or a string (`from __future__ import annotations`), is a ClassVar."""
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return annotation is ClassVar or typing.get_origin(annotation) is ClassVar
 
 
 def _origin(cls: type) -> str:

@@ -14,6 +14,7 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
+from bench.errors import BenchError
 from bench.models import ClassificationHead
 from bench.pool import ModelPool
 from tasks.corruptions import corrupt, corrupted_split, parse_split
@@ -60,12 +61,16 @@ class Task:
     normalize: Callable[[torch.Tensor], torch.Tensor]  # pixels to encoder inputs
     head: ClassificationHead
     corruption_profile: str = "imagenet"  # which parameter table of the corruptions fits the images' size
+    splits: tuple[str, ...] = ("train", "test")  # what its record offers (tasks/registry.py)
     shipped_splits: frozenset[str] = frozenset()  # the dataset's split names (train, test and any corrupted copies)
     cache: PixelCache = field(default_factory=PixelCache, repr=False)  # a suite's tasks share their suite's
     _datasets: dict[str, datasets.Dataset] = field(default_factory=dict, repr=False)
     _labels: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def split(self, name: str) -> datasets.Dataset:
+        if name not in self.splits and name not in self.shipped_splits:
+            valid = ", ".join(sorted({*self.splits, *self.shipped_splits}))
+            raise BenchError(f"task {self.name}: no split {name!r}; valid: {valid}")
         if name not in self._datasets:
             self._datasets[name] = self.load_split(name)
         return self._datasets[name]

@@ -29,8 +29,9 @@ from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pickled import load_module_state
 from bench.pool import ModelPool
 from tasks.base import Suite, Task
-from tasks.hub import CLIP_REPOS, EXPERT_FILE, PRETRAINED_FILE, TASKS, HubRepos, Sources, check_available
+from tasks.hub import CLIP_REPOS, EXPERT_FILE, PRETRAINED_FILE, HubRepos, Sources, check_available
 from tasks.mini import cache_root
+from tasks.registry import task_record
 from tasks.zeroshot import zero_shot_head
 
 
@@ -73,16 +74,16 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     tasks, experts, head_files = {}, {}, {}
     tokenizer = open_clip.get_tokenizer(spec.open_clip_model)
     for counterpart in spec.repos.tasks:
-        name = counterpart.lower()
-        load_split = partial(sources.dataset, TASKS[counterpart][0])
+        name, record = counterpart.lower(), task_record(counterpart)
+        load_split = partial(sources.dataset, record.dataset)
         class_names = tuple(load_split("test").features["label"].names)
         head_files[name] = cache / f"head-{name}.safetensors"
         head = cached_head(head_files[name], partial(
             zero_shot_head, model.encode_text, tokenizer, counterpart, class_names, model.logit_scale.exp().item()))
         tasks[name] = Task(name=name, counterpart=counterpart, class_names=class_names, load_split=load_split,
                            to_pixels=lambda images: torch.stack([pixels(image) for image in images]),
-                           normalize=normalize, head=head, corruption_profile="imagenet",
-                           shipped_splits=frozenset(sources.split_names(TASKS[counterpart][0])))
+                           normalize=normalize, head=head, corruption_profile="imagenet", splits=record.splits,
+                           shipped_splits=frozenset(sources.split_names(record.dataset)))
         experts[name] = cache / f"expert-{name}.safetensors"
         if not experts[name].is_file():
             save_atomically(expert_state(counterpart), experts[name])

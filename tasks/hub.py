@@ -15,20 +15,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bench.errors import BenchError
+from tasks.registry import GROUPS, task_record
 
 log = logging.getLogger(__name__)
 
-# counterpart: (dataset repository, expert repository suffix), as FusionBench names them.
-TASKS = {
-    "SUN397": ("tanganke/sun397", "sun397"),
-    "Cars": ("tanganke/stanford_cars", "stanford-cars"),
-    "RESISC45": ("tanganke/resisc45", "resisc45"),
-    "EuroSAT": ("tanganke/eurosat", "eurosat"),
-    "SVHN": ("tanganke/svhn", "svhn"),
-    "GTSRB": ("tanganke/gtsrb", "gtsrb"),
-    "MNIST": ("tanganke/mnist", "mnist"),
-    "DTD": ("tanganke/dtd", "dtd"),
-}
 EXPERT_FILE = "model.safetensors"
 PRETRAINED_FILE = "open_clip_model.safetensors"
 # The task-vectors checkpoints' layout (github.com/mlfoundations/task_vectors, as the AdaMerging and WEMoE papers
@@ -40,14 +30,15 @@ TASK_VECTORS_EXPERT = "{task}/finetuned.pt"
 @dataclass(frozen=True)
 class HubRepos:
     """The repositories of one CLIP suite: open_clip's weights, and the experts as f"{experts}_{suffix}" (None:
-    the experts are task-vectors checkpoints in a local folder; the hub still serves the text tower and data)."""
+    the experts are task-vectors checkpoints in a local folder; the hub still serves the text tower and data),
+    for its tasks (names of task records)."""
 
     pretrained: str
     experts: str | None
-    tasks: tuple[str, ...] = tuple(TASKS)
+    tasks: tuple[str, ...] = GROUPS["8-task"]
 
     def expert(self, task: str) -> str:
-        return f"{self.experts}_{TASKS[task][1]}"
+        return f"{self.experts}_{task_record(task).expert_suffix}"
 
     def missing_from_cache(self) -> list[str]:
         """The repositories the hub cache lacks, as `repo (type)`."""
@@ -56,10 +47,10 @@ class HubRepos:
         experts = [(self.expert(task), EXPERT_FILE) for task in self.tasks] if self.experts is not None else []
         models = [(self.pretrained, PRETRAINED_FILE)] + experts
         missing = [f"{repo} (model)" for repo, file in models if not isinstance(try_to_load_from_cache(repo, file), str)]
-        for task in self.tasks:
-            snapshots = Path(constants.HF_HUB_CACHE) / f"datasets--{TASKS[task][0].replace('/', '--')}" / "snapshots"
+        for dataset in (task_record(task).dataset for task in self.tasks):
+            snapshots = Path(constants.HF_HUB_CACHE) / f"datasets--{dataset.replace('/', '--')}" / "snapshots"
             if not (snapshots.is_dir() and any(snapshots.iterdir())):
-                missing.append(f"{TASKS[task][0]} (dataset)")
+                missing.append(f"{dataset} (dataset)")
         return missing
 
 

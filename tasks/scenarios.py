@@ -1,4 +1,5 @@
-"""Scenarios: which experts enter the merge and which (task, split) pairs the merged model is tested on.
+"""Scenarios: which experts enter the merge and which (task, split) pairs the merged model is tested on, defined
+over the named task groups of `tasks/registry.py`.
 
 A scenario builder returns one or more scenarios; scenarios named `family/variant` form one table in the
 report (e.g. `robustness/motion_blur`).
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from bench.errors import BenchError
 from tasks.base import Suite
 from tasks.corruptions import CORRUPTIONS
+from tasks.registry import group
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,11 @@ def multitask(suite: Suite) -> list[Scenario]:
     return [Scenario("multitask", tasks, tuple((task, "test") for task in tasks))]
 
 
-ROBUSTNESS_TASKS = ("Cars", "EuroSAT", "RESISC45", "GTSRB")
-
-
 def robustness(suite: Suite) -> list[Scenario]:
-    """Merge the Cars, EuroSAT, RESISC45 and GTSRB experts; test on clean and on each corrupted test set (the
-    dataset's own where it ships one, else corrupted here)."""
-    tasks = by_counterpart(suite, ROBUSTNESS_TASKS)
+    """Merge the robustness group's experts (Cars, EuroSAT, RESISC45, GTSRB); test on clean and corrupted tests.
+
+    Each corrupted test set is the dataset's own where it ships one, else the test set corrupted here."""
+    tasks = by_counterpart(suite, group("robustness"))
     splits = {"clean": {task: "test" for task in tasks}} | {
         name: {task: suite.tasks[task].corrupted_test_split(name) for task in tasks} for name in CORRUPTIONS}
     own = [f"{task}/{split}" for per_task in splits.values() for task, split in per_task.items() if split in CORRUPTIONS]
@@ -69,17 +69,18 @@ def robustness(suite: Suite) -> list[Scenario]:
     return [Scenario(f"robustness/{name}", tasks, tuple(per_task.items())) for name, per_task in splits.items()]
 
 
-# (seen, unseen) tasks of the AdaMerging and WEMoE generalization experiments.
-GENERALIZATION_SPLITS = (
-    (("SUN397", "Cars", "RESISC45", "DTD", "SVHN", "GTSRB"), ("MNIST", "EuroSAT")),
-    (("SUN397", "Cars", "GTSRB", "EuroSAT", "DTD", "MNIST"), ("RESISC45", "SVHN")),
-)
+# The (seen, unseen) task groups of the AdaMerging and WEMoE generalization experiments.
+GENERALIZATION_SPLITS = (("generalization-1-seen", "generalization-1-unseen"),
+                         ("generalization-2-seen", "generalization-2-unseen"))
 
 
 def generalization(suite: Suite) -> list[Scenario]:
-    """Merge the seen tasks' experts only; test on seen and unseen tasks (two splits of the 8 tasks)."""
+    """Merge the seen tasks' experts only; test on seen and unseen tasks (two splits of the 8 tasks).
+
+    Each split is a pair of task groups, seen and unseen."""
     scenarios = []
-    for seen, unseen in GENERALIZATION_SPLITS:
+    for seen_group, unseen_group in GENERALIZATION_SPLITS:
+        seen, unseen = group(seen_group), group(unseen_group)
         seen_tasks, unseen_tasks = by_counterpart(suite, seen), by_counterpart(suite, unseen)
         name = "generalization/unseen-" + "-".join(c.lower() for c in unseen)
         scenarios.append(Scenario(name, seen_tasks, tuple((task, "test") for task in seen_tasks + unseen_tasks)))

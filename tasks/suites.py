@@ -18,6 +18,7 @@ from tasks.clip import ClipSpec, clip_suite
 from tasks.hub import Sources
 from tasks.mini import MiniData, load_split, normalize, to_pixels
 from tasks.procedural import FAMILIES
+from tasks.registry import standing_in
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ZOO = REPO_ROOT / "zoo" / "mini-v1"
@@ -55,10 +56,11 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         raise BenchError(f"{zoo}/manifest.json: {unlisted[0]} is not listed, so its weights are not verified")
     class_vectors = load_file(str(zoo / "heads.safetensors"))
     heads = {t: ClassificationHead(class_vectors[t], recipe["logit_scale"]) for t in recipe["tasks"]}
+    records = {t: standing_in(t) for t in recipe["tasks"]}
     tasks = {
-        t: Task(name=t, counterpart=FAMILIES[t].counterpart, class_names=FAMILIES[t].class_names,
+        t: Task(name=t, counterpart=records[t].name, class_names=FAMILIES[t].class_names,
                 load_split=partial(load_split, t, data=data), to_pixels=to_pixels, normalize=normalize, head=heads[t],
-                corruption_profile="small")
+                corruption_profile="small", splits=records[t].splits)
         for t in recipe["tasks"]
     }
     pool = ModelPool(
@@ -81,5 +83,6 @@ for _spec in CLIP_SPECS.values():
     _experts = (f"{_spec.repos.experts}_* experts" if _spec.repos.experts else
                 "the task-vectors experts (--zoo: their checkpoints folder)")
     _where = "Hugging Face hub or --zoo folder" if _spec.repos.experts else "Hugging Face hub"
-    register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_experts}, 8 real datasets "
+    register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_experts}, "
+                   f"{len(_spec.repos.tasks)} real datasets "
                    f"({_where})")(partial(_clip_factory, _spec))

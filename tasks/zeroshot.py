@@ -1,8 +1,6 @@
 """Zero-shot classification heads from a CLIP text tower: each class is the mean of its prompts' embeddings.
 
-The prompt templates are those of the task-vectors work (Ilharco et al., 2023; mlfoundations/task_vectors,
-src/datasets/templates.py), which the model-merging papers and FusionBench build their heads with; one set
-per dataset of the 8-task benchmark, keyed by the task's name there.
+Each task's prompt templates are in its record (`tasks/registry.py`).
 """
 
 from __future__ import annotations
@@ -12,28 +10,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError
 from bench.models import ClassificationHead
-
-_PHOTO = ("a photo of a {}.", "a photo of the {}.")
-_NUMBER = ('a photo of the number: "{}".',)
-_AERIAL = tuple(f"{source} {view} of {article}{{}}." for article in ("", "a ", "the ")
-                for view in ("imagery", "photo", "view") for source in ("satellite", "aerial"))
-
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "SUN397": _PHOTO,
-    "Cars": _PHOTO + ("a photo of my {}.", "i love my {}!", "a photo of my dirty {}.", "a photo of my clean {}.",
-                      "a photo of my new {}.", "a photo of my old {}."),
-    "RESISC45": _AERIAL,
-    "EuroSAT": ("a centered satellite photo of {}.", "a centered satellite photo of a {}.",
-                "a centered satellite photo of the {}."),
-    "SVHN": _NUMBER,
-    "GTSRB": ('a zoomed in photo of a "{}" traffic sign.', 'a centered photo of a "{}" traffic sign.',
-              'a close up photo of a "{}" traffic sign.'),
-    "MNIST": _NUMBER,
-    "DTD": tuple(f"a photo of {article} {{}} {noun}." for article in ("a", "the")
-                 for noun in ("texture", "pattern", "thing", "object")),
-}
+from tasks.registry import task_record
 
 # Token ids of a batch of texts ([N, context]) and their embeddings ([N, embed_dim]).
 Tokenize = Callable[[list[str]], torch.Tensor]
@@ -41,9 +19,7 @@ EncodeText = Callable[[torch.Tensor], torch.Tensor]
 
 
 def prompts(task: str, class_name: str) -> list[str]:
-    if task not in TEMPLATES:
-        raise BenchError(f"no prompt templates for task {task!r}; known: {', '.join(TEMPLATES)}")
-    return [template.format(class_name) for template in TEMPLATES[task]]
+    return [template.format(class_name) for template in task_record(task).templates]
 
 
 @torch.no_grad()

@@ -53,3 +53,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def method_registry(request: pytest.FixtureRequest):
+    """Each test sees the built-in methods and those its own module defines; the methods it registers (plugins,
+    classes defined in the test) are dropped after it."""
+    from helpers import registry_restored
+
+    own_module = request.module.__name__
+    with registry_restored(lambda method: method.__module__.startswith("methods.") or method.__module__ == own_module):
+        yield

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import torch
 from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.synthetic import write_synthetic_zoo
+from methods.base import REGISTRY, MergeMethod
 
 TINY_ENCODER = EncoderConfig(image_size=8, patch_size=4, width=8, layers=1, heads=2, embed_dim=4)
 
@@ -28,3 +31,17 @@ def random_pool(tmp_path: Path, n_experts: int = 3, seed: int = 0, spread: float
 
 def state_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in module.state_dict().items()}
+
+
+@contextmanager
+def registry_restored(keep: Callable[[type[MergeMethod]], bool] = lambda method: True) -> Iterator[None]:
+    """Within: the method registry less the classes `keep` refuses, plus whatever registers meanwhile; after:
+    exactly the registry as it was, so that methods registered by one test are unknown to the next."""
+    saved = dict(REGISTRY)
+    REGISTRY.clear()
+    REGISTRY.update({name: method for name, method in saved.items() if keep(method)})
+    try:
+        yield
+    finally:
+        REGISTRY.clear()
+        REGISTRY.update(saved)

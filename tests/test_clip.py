@@ -27,9 +27,10 @@ from bench.reports import build_reports
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
 from tasks.clip import ClipSpec, clip_suite
-from tasks.hub import PRETRAINED_FILE, TASKS, HubRepos, Sources, check_task_vectors_folder
+from tasks.hub import PRETRAINED_FILE, HubRepos, Sources, check_task_vectors_folder
+from tasks.registry import RECORDS
 from tasks.scenarios import Scenario, multitask
-from tasks.zeroshot import TEMPLATES, class_vectors, prompts, zero_shot_head
+from tasks.zeroshot import class_vectors, prompts, zero_shot_head
 
 VIT_B_32 = EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512)
 
@@ -68,13 +69,13 @@ def test_conversion_names_the_tensor_it_cannot_place(transformers_vit_b_32):
 
 
 def test_each_dataset_has_the_task_vectors_prompt_templates():
-    assert {task: len(templates) for task, templates in TEMPLATES.items()} == {
+    assert {task: len(record.templates) for task, record in RECORDS.items()} == {
         "SUN397": 2, "Cars": 8, "RESISC45": 18, "EuroSAT": 3, "SVHN": 1, "GTSRB": 3, "MNIST": 1, "DTD": 8}
     assert prompts("RESISC45", "forest")[0] == "satellite imagery of forest."
     assert prompts("RESISC45", "forest")[-1] == "aerial view of the forest."
     assert prompts("DTD", "woven")[3] == "a photo of a woven object."
     assert prompts("GTSRB", "stop")[0] == 'a zoomed in photo of a "stop" traffic sign.'
-    with pytest.raises(BenchError, match="no prompt templates for task 'Food101'"):
+    with pytest.raises(BenchError, match="unknown task 'Food101': no record in tasks/registry.py"):
         prompts("Food101", "pizza")
 
 
@@ -131,12 +132,13 @@ def local_clip_folder(tmp_path_factory) -> tuple[Path, ClipSpec]:
                               image_size=32, patch_size=16)
     generator = np.random.default_rng(0)
     for counterpart, names in TINY_TASKS.items():
-        CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{TASKS[counterpart][1]}")  # config + EXPERT_FILE
+        record = RECORDS[counterpart]
+        CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{record.expert_suffix}")  # config + EXPERT_FILE
         features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
         for split in ("train", "test") + (("contrast",) if counterpart == "EuroSAT" else ()):  # as FusionBench's do
             images = [Image.fromarray(generator.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(12)]
             rows = datasets.Dataset.from_dict({"image": images, "label": [i % len(names) for i in range(12)]}, features)
-            rows.to_parquet(str(root / TASKS[counterpart][0].split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
+            rows.to_parquet(str(root / record.dataset.split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
     spec = ClipSpec("clip-tiny-test", "tiny-test-clip",
                     EncoderConfig(image_size=32, patch_size=16, width=32, layers=1, heads=2, embed_dim=16),
                     HubRepos("someone/tiny-pretrained", "someone/tiny-experts", tasks=tuple(TINY_TASKS)), pretrained_tag="tiny")

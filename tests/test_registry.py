@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
+from helpers import registry_restored
 
+from bench.cli import main
 from bench.errors import BenchError
 from bench.plugins import load_plugin
 from methods.adamerging import LayerwiseAdaMerging, TaskwiseAdaMergingPlus
@@ -157,3 +160,73 @@ def test_installed_packages_register_methods_through_entry_points(monkeypatch):
     monkeypatch.setattr(bench.plugins, "entry_points", lambda group: [FakeEntryPoint()] if group == "mergebench.methods" else [])
     bench.plugins.load_entry_points()
     assert "test_from_entry_point" in REGISTRY
+
+
+UNANNOTATED = '''
+from methods import MergeMethod
+
+
+class HalfArithmetic(MergeMethod):
+    name = "test_half_arithmetic"
+    title = "Half Arithmetic"
+    scaling = 0.5
+
+    def merge(self, pool):
+        return pool.encoder(pool.pretrained_state())
+'''
+
+
+def test_a_plugin_setting_without_a_type_annotation_is_refused_naming_file_class_and_attribute(tmp_path, capsys):
+    plugin = tmp_path / "half.py"
+    plugin.write_text(UNANNOTATED)
+    assert main(["list", "methods", "--plugin", str(plugin)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: HalfArithmetic in {plugin}: `scaling = 0.5` has no type annotation, so it is not a setting and not "
+        f"in the result key; write `scaling: float = 0.5` for a setting, or `scaling: ClassVar[float] = 0.5` for a "
+        f"constant"]
+    assert "test_half_arithmetic" not in REGISTRY
+
+
+def test_an_unannotated_new_default_of_an_inherited_setting_is_refused():
+    with pytest.raises(BenchError, match=r"^somewhere\.Stronger: `scaling = 0\.5` has no type annotation"):
+        type("Stronger", (TaskArithmetic,), {"scaling": 0.5, "__module__": "somewhere"})
+
+
+def test_class_constants_methods_and_private_names_need_no_annotation():
+    class Constants(MergeMethod):
+        name = "test_constants"  # name, title, reference and presets: ClassVars of MergeMethod
+        title = "Constants"
+        reference = "https://example.org"
+        presets = {"strong": {"scaling": 2.0}}
+        limit: ClassVar[int] = 3
+        scaling: float = 1.0
+        _cache = {}
+
+        def merge(self, pool):
+            return pool.encoder(pool.pretrained_state())
+
+        @property
+        def doubled(self) -> float:
+            return 2 * self.scaling
+
+    class Stricter(Constants):
+        limit = 2  # a ClassVar of a base: a new value, no annotation needed
+        name = "test_stricter"
+
+    assert [f.name for f in dataclasses.fields(Stricter)] == ["preset", "scaling"]
+    assert Stricter.configure("strong").scaling == 2.0 and Stricter.limit == 2
+
+
+def test_methods_registered_within_registry_restored_are_unknown_after_it():
+    before = dict(REGISTRY)
+    with registry_restored():
+        type("Temporary", (MergeMethod,), {"name": "test_temporary", "__module__": "somewhere"})
+        assert "test_temporary" in REGISTRY
+    assert REGISTRY == before
+
+
+def test_each_test_sees_the_built_in_methods_and_its_own_module_s_only():
+    assert "median" not in REGISTRY  # loaded by earlier tests of this module, dropped after each
+    assert REGISTRY["test_scaled_average"] is ScaledAverage
+    assert all(method.__module__.startswith("methods.") or method.__module__ == __name__
+               for method in REGISTRY.values())

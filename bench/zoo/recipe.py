@@ -12,6 +12,7 @@ from bench.errors import BenchError
 from bench.models import EncoderConfig
 from bench.zoo.training import Schedule
 from tasks.mini import MiniData
+from tasks.registry import mini_families
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ZooRecipe:
     pretrain_nuisance: float = 0.7
     pretrain: Schedule = Schedule(steps=6000, batch_size=128, lr=1e-3, weight_decay=0.05)
     finetune: Schedule = Schedule(steps=500, batch_size=64, lr=3e-4, weight_decay=0.1)
-    tasks: tuple[str, ...] = ("scenes", "vehicles", "aerial", "landcover", "house_numbers", "signs", "digits", "textures")
+    tasks: tuple[str, ...] = mini_families("8-task")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,11 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.hub import PRETRAINED_FILE, TASKS
-
-# The real datasets' class counts (SUN397 ... DTD), which size the heads and the exact Fisher's cost.
-CLASS_COUNTS = {"SUN397": 397, "Cars": 196, "RESISC45": 45, "EuroSAT": 10, "SVHN": 10, "GTSRB": 43, "MNIST": 10,
-                "DTD": 47}
+from tasks.hub import PRETRAINED_FILE
+from tasks.registry import GROUPS, RECORDS
 
 
 def write_random_images(path: Path, count: int, classes: int, seed: int, size: int = 224) -> None:
@@ -51,10 +48,12 @@ def write_full_size_clip_folder(root: Path, test_images: dict[str, int], train_i
               str(root / "vit_base_patch32_clip_224.openai" / PRETRAINED_FILE))
     vision = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                               image_size=224, patch_size=32)
-    for seed, (counterpart, classes) in enumerate(CLASS_COUNTS.items()):
+    # The real datasets' class counts size the heads and the exact Fisher's cost.
+    for seed, record in enumerate(RECORDS[task] for task in GROUPS["8-task"]):
         torch.manual_seed(seed + 1)
-        CLIPVisionModel(vision).save_pretrained(root / f"clip-vit-base-patch32_{TASKS[counterpart][1]}")
-        data = root / TASKS[counterpart][0].split("/")[-1] / "data"
-        write_random_images(data / "train-00000-of-00001.parquet", train_images, classes, 2 * seed)
-        write_random_images(data / "test-00000-of-00001.parquet", test_images.get(counterpart, 32), classes, 2 * seed + 1)
+        CLIPVisionModel(vision).save_pretrained(root / f"clip-vit-base-patch32_{record.expert_suffix}")
+        data = root / record.dataset.split("/")[-1] / "data"
+        write_random_images(data / "train-00000-of-00001.parquet", train_images, record.classes, 2 * seed)
+        write_random_images(data / "test-00000-of-00001.parquet", test_images.get(record.name, 32), record.classes,
+                            2 * seed + 1)
     return root

@@ -1,0 +1,105 @@
+"""The task registry: one record per task of the real benchmarks, and the named groups of tasks that suites and
+scenarios are defined over (`bench list tasks`).
+
+Adding a task is one `TaskRecord` in `RECORDS` and its name in the groups it belongs to. A record holds what is
+fixed about a task wherever it is run: its hub dataset (FusionBench's copies, whose `label` feature names the
+classes), the FusionBench expert repositories' suffix, the zero-shot prompt templates, the splits it offers, and
+the mini suite's procedural family standing in for it (`tasks/procedural.py`; the family draws the images and
+names the classes of the stand-in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.errors import BenchError
+
+# Prompt templates of the task-vectors work (Ilharco et al., 2023; mlfoundations/task_vectors,
+# src/datasets/templates.py), with which the model-merging papers and FusionBench build their zero-shot heads.
+_PHOTO = ("a photo of a {}.", "a photo of the {}.")
+_NUMBER = ('a photo of the number: "{}".',)
+_AERIAL = tuple(f"{source} {view} of {article}{{}}." for article in ("", "a ", "the ")
+                for view in ("imagery", "photo", "view") for source in ("satellite", "aerial"))
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task: `name` as the papers and FusionBench write it (the counterpart of a mini stand-in)."""
+
+    name: str
+    classes: int  # the real dataset's number of classes (its hub copy's `label` feature lists their names)
+    dataset: str  # the hub dataset repository
+    expert_suffix: str  # FusionBench's experts of a model are the repositories f"{experts}_{expert_suffix}"
+    templates: tuple[str, ...]
+    mini_family: str | None = None  # the mini suite's stand-in family, where it has one
+    splits: tuple[str, ...] = ("train", "test")  # what every suite offers of it (a hub copy may ship more)
+
+
+RECORDS: dict[str, TaskRecord] = {record.name: record for record in (
+    TaskRecord("SUN397", 397, "tanganke/sun397", "sun397", _PHOTO, mini_family="scenes"),
+    TaskRecord("Cars", 196, "tanganke/stanford_cars", "stanford-cars",
+               _PHOTO + ("a photo of my {}.", "i love my {}!", "a photo of my dirty {}.", "a photo of my clean {}.",
+                         "a photo of my new {}.", "a photo of my old {}."), mini_family="vehicles"),
+    TaskRecord("RESISC45", 45, "tanganke/resisc45", "resisc45", _AERIAL, mini_family="aerial"),
+    TaskRecord("EuroSAT", 10, "tanganke/eurosat", "eurosat",
+               ("a centered satellite photo of {}.", "a centered satellite photo of a {}.",
+                "a centered satellite photo of the {}."), mini_family="landcover"),
+    TaskRecord("SVHN", 10, "tanganke/svhn", "svhn", _NUMBER, mini_family="house_numbers"),
+    TaskRecord("GTSRB", 43, "tanganke/gtsrb", "gtsrb",
+               ('a zoomed in photo of a "{}" traffic sign.', 'a centered photo of a "{}" traffic sign.',
+                'a close up photo of a "{}" traffic sign.'), mini_family="signs"),
+    TaskRecord("MNIST", 10, "tanganke/mnist", "mnist", _NUMBER, mini_family="digits"),
+    TaskRecord("DTD", 47, "tanganke/dtd", "dtd",
+               tuple(f"a photo of {article} {{}} {noun}." for article in ("a", "the")
+                     for noun in ("texture", "pattern", "thing", "object")), mini_family="textures"),
+)}
+
+# Named, ordered groups of task names (the order is the merge's and the tables'). The 8 tasks of Task Arithmetic,
+# TIES-Merging, AdaMerging and WEMoE; the four of the AdaMerging and WEMoE robustness experiments; the seen and
+# unseen tasks of their two generalization experiments.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "8-task": ("SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD"),
+    "robustness": ("Cars", "EuroSAT", "RESISC45", "GTSRB"),
+    "generalization-1-seen": ("SUN397", "Cars", "RESISC45", "DTD", "SVHN", "GTSRB"),
+    "generalization-1-unseen": ("MNIST", "EuroSAT"),
+    "generalization-2-seen": ("SUN397", "Cars", "GTSRB", "EuroSAT", "DTD", "MNIST"),
+    "generalization-2-unseen": ("RESISC45", "SVHN"),
+}
+
+
+def task_record(name: str) -> TaskRecord:
+    if name not in RECORDS:
+        raise BenchError(f"unknown task {name!r}: no record in tasks/registry.py; known: {', '.join(RECORDS)}")
+    return RECORDS[name]
+
+
+def group(name: str) -> tuple[str, ...]:
+    """The task names of a group, each with its record."""
+    if name not in GROUPS:
+        raise BenchError(f"unknown task group {name!r}; known: {', '.join(GROUPS)}")
+    for task in GROUPS[name]:
+        task_record(task)
+    return GROUPS[name]
+
+
+def groups_of(name: str) -> tuple[str, ...]:
+    return tuple(group_name for group_name, members in GROUPS.items() if name in members)
+
+
+def standing_in(family: str) -> TaskRecord:
+    """The record of the task a mini family stands in for."""
+    for record in RECORDS.values():
+        if record.mini_family == family:
+            return record
+    raise BenchError(f"mini family {family!r} stands in for no task: no record in tasks/registry.py names it")
+
+
+def mini_families(group_name: str) -> tuple[str, ...]:
+    """The mini stand-ins of a group's tasks, in the group's order."""
+    families = []
+    for task in group(group_name):
+        family = RECORDS[task].mini_family
+        if family is None:
+            raise BenchError(f"task group {group_name!r}: {task} has no mini family in its record (tasks/registry.py)")
+        families.append(family)
+    return tuple(families)
