@@ -1,7 +1,15 @@
 """Merge methods. Importing this package registers the built-in ones; `MergeMethod` subclasses add more."""
 
 from methods import (  # noqa: F401  (registration by definition)
-    adamerging, averaging, cart, fisher, isotropic, references, ties, tsv, wemoe,
+    adamerging,
+    averaging,
+    cart,
+    fisher,
+    isotropic,
+    references,
+    ties,
+    tsv,
+    wemoe,
 )
 from methods.base import REGISTRY, Merged, MergeMethod, get_method
 
