@@ -1,0 +1,54 @@
+"""Singular-value tools shared by the SVD-based merges (TSV-M, Iso-C/CTS, CART), one weight matrix at a time.
+
+Decompositions run in float32, as the authors' code runs them on float32 checkpoints; the merged tensor goes
+back to the checkpoint's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from bench.pool import ModelPool
+from methods.averaging import average
+
+MatrixUpdate = Callable[[list[torch.Tensor]], torch.Tensor]
+
+# The values of α that the TSV and Iso code search on validation data: np.linspace(0.0, 3.0, 31)[1:]
+# (AntoAndGar/task_singular_vectors and danielm1405/iso-merging, src/eval/eval.py).
+SCALING_GRID = tuple(round(0.1 * step, 1) for step in range(1, 31))
+
+
+def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The top `rank` singular triplets of a 2-D tensor: U (m x rank), S (rank), Vh (rank x n)."""
+    u, s, vh = torch.linalg.svd(matrix.float(), full_matrices=False)
+    return u[:, :rank], s[:rank], vh[:rank]
+
+
+def low_rank(matrix: torch.Tensor, rank: int) -> torch.Tensor:
+    """The best rank-`rank` approximation of a 2-D tensor (Eckart-Young)."""
+    u, s, vh = truncated_svd(matrix, rank)
+    return (u * s) @ vh
+
+
+def closest_orthogonal(matrix: torch.Tensor) -> torch.Tensor:
+    """The matrix with orthonormal columns (rows, if wide) nearest to `matrix` in Frobenius norm: U Vh of its
+    SVD (the orthogonal Procrustes solution), as TSV-M and Iso-CTS orthogonalise stacked singular vectors."""
+    u, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+    return u @ vh
+
+
+def add_matrix_update(pool: ModelPool, matrix_update: MatrixUpdate, scaling: float) -> nn.Module:
+    """pretrained + scaling x update, parameter by parameter, where the update is `matrix_update(task vectors)`
+    for a 2-D tensor and the mean task vector for any other (biases, norms, class embedding, the 4-D patch
+    convolution), as the TSV and Iso code treat every 2-D tensor of the image encoder as a matrix."""
+
+    def merge(key: str, pretrained: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
+        base = pretrained.float()
+        task_vectors = [expert.float() - base for expert in experts]
+        update = matrix_update(task_vectors) if base.ndim == 2 else average(task_vectors)
+        return update.mul_(scaling).add_(base).to(pretrained.dtype)
+
+    return pool.merge_parameters(merge)
