@@ -24,7 +24,7 @@ def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last(
         ("task_arithmetic", "robustness"), ("wemoe", "robustness"),
         ("task_arithmetic", "generalization"), ("wemoe", "generalization"),
         ("task_arithmetic", "multitask"), ("wemoe", "multitask")]
-    assert [unit.scenario.name for unit in parts[0]] == ["robustness/clean", "robustness/contrast", "robustness/pixelate"]
+    assert [unit.scenario.name for unit in parts[0]] == [f"robustness/{name}" for name in ("clean", "contrast", "pixelate")]
     assert sorted(id(unit) for part in parts for unit in part) == sorted(map(id, units))  # each in one part
 
 
@@ -101,7 +101,8 @@ def test_the_run_is_planned_once_so_each_expert_is_read_and_checked_once_in_all_
 def test_a_pool_checks_each_expert_once_for_itself_and_its_subsets(tiny_zoo, monkeypatch):
     checked = []
     check = ModelPool._validate_expert
-    monkeypatch.setattr(ModelPool, "_validate_expert", lambda pool, task, file: checked.append(task) or check(pool, task, file))
+    monkeypatch.setattr(ModelPool, "_validate_expert",
+                        lambda pool, task, file: checked.append(task) or check(pool, task, file))
     pool = load_suite("mini", zoo=tiny_zoo).pool
     pool.subset(pool.tasks[:2]).validate()
     pool.validate()
