@@ -215,14 +215,18 @@ def requested(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], 
 
 
 def not_stored(units: list[Unit], store: ResultStore) -> list[Unit]:
-    """The units not yet in the store; those in it are logged as skipped."""
+    """The units not yet in the store; those in it are logged as skipped, those stored by other code versions
+    only as recomputed."""
     todo = []
     for unit in units:
         if store.has(unit.key):
             log.info("skip %s / %s / seed %d: already in %s", unit.scenario.name, unit.method.name, unit.seed,
                      store.path(unit.key))
-        else:
-            todo.append(unit)
+            continue
+        for stale in store.superseded(unit.key):
+            log.info("recompute %s / %s / seed %d: %s is of other code versions", unit.scenario.name,
+                     unit.method.name, unit.seed, stale)
+        todo.append(unit)
     return todo
 
 

@@ -49,13 +49,15 @@ def run_both(suite, results: Path, scenarios=None) -> int:
 
 
 def test_bumping_a_method_s_version_recomputes_its_units_and_no_others(versioned_method, tiny_zoo, tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, caplog):
     suite, results = load_suite("mini", zoo=tiny_zoo), tmp_path / "results"
     assert run_both(suite, results) == 2 * 3
     before = stored_files(results)
     assert run_both(suite, results) == 0
     monkeypatch.setattr(versioned_method, "version", 2)
-    assert run_both(suite, results) == 3  # the method's multitask unit and two generalization units
+    with caplog.at_level(logging.INFO):
+        assert run_both(suite, results) == 3  # the method's multitask unit and two generalization units
+    assert caplog.text.count("is of other code versions") == 3
     after = stored_files(results)
     assert {k: v for k, v in after.items() if "weight_averaging" in k} == {
         k: v for k, v in before.items() if "weight_averaging" in k}  # untouched, byte for byte
