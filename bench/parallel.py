@@ -57,6 +57,7 @@ _suite: Suite | None = None  # one per worker process, built on its first job
 
 def _start_worker(threads: int, plugins: list[Path]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent alone decides
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since spawned (`_spawned_deaf_to_ctrl_c`)
     _exit_with_parent()
     tqdm.set_lock(threading.RLock())  # not tqdm's default process-shared lock, which a stopped worker would leak
     torch.set_num_threads(threads)
@@ -76,6 +77,18 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+@contextmanager
+def _spawned_deaf_to_ctrl_c() -> Iterator[None]:
+    """SIGINT blocked in this process while workers are spawned inside: they inherit the blocked signal, so a
+    Ctrl-C while they start (importing torch, before `_start_worker` ignores it) cannot stop one with a traceback;
+    this process receives it once they are spawned. Python's resource tracker is spawned the same way."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
@@ -136,7 +149,8 @@ def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads, plugins))
     try:
-        with _environment_of_spawned_processes(TQDM_DISABLE="1"):  # the parent's bar counts parts; workers log units
+        # the parent's bar counts parts; workers log units
+        with _environment_of_spawned_processes(TQDM_DISABLE="1"), _spawned_deaf_to_ctrl_c():
             futures = [pool.submit(_run_part, job, part) for part in parts]
         failure = None
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"{jobs} processes", unit="part"):
