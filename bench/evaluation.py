@@ -15,6 +15,7 @@ from tasks.base import Task
 from tasks.data import default_budget, format_size
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name -> autocast dtype
+EVALUATION_VERSION = 1  # of scoring and its inputs: bump it with any change that can move a result (bench/versions.py)
 
 
 @dataclass(frozen=True)

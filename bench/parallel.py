@@ -6,9 +6,10 @@ of the threads. The work is dealt out in parts of one method, seed and scenario 
 robustness, generalization), a part's units run in order in one process: a static merge is still made once
 for the eight robustness splits. The families merge different sets of experts, so nothing else is shared
 across parts but what a method memoises in its pool (Fisher merging's Fishers, estimated again in each process
-that needs them). Each process builds the suite itself (spawned, never forked, so no half-initialised thread
-pool is inherited) and writes its units to the result store, whose atomic per-unit files need no
-coordination; what one process finished is kept if another fails.
+that needs them). The run is planned once, in this process (the experts checked there, the store read there);
+each worker receives its part's planned units, builds the suite itself (spawned, never forked, so no
+half-initialised thread pool is inherited) and writes its units to the result store, whose atomic per-unit
+files need no coordination; what one process finished is kept if another fails.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from bench.errors import BenchError, Interrupted
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, reserve_batches
 from bench.plugins import load_methods
 from bench.results import ResultStore
-from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, not_stored, requested, run, run_units
+from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, not_stored, requested, run_units
 from tasks.base import Suite
-from tasks.scenarios import scenarios_for, scenarios_to_run
+from tasks.scenarios import scenarios_to_run
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,11 @@ def _sigint_held() -> Iterator[None]:
     raising KeyboardInterrupt (and a traceback) in the middle of its start. Here it is delivered on leaving.
     The resource tracker is started first: starting it unblocks SIGINT in the thread that starts it."""
     resource_tracker.ensure_running()
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager
@@ -108,18 +109,18 @@ def _environment_of_spawned_processes(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _run_part(job: Job, spec: MethodSpec, seed: int, family: str) -> dict[str, float]:
+def _run_part(job: Job, units: list[Unit]) -> dict[str, float]:
+    """Run a part's units, as planned by the parent (no planning, no check of the experts here)."""
     global _suite
     times = StageTimes()
     if _suite is None:
         with times.stage("setup"):
             _suite = job.suite_factory()
-    run(_suite, scenarios_for(family, _suite), [spec], [seed], ResultStore(job.results), job.eval_every, times, job.settings,
-        job.run_id)
+    run_units(_suite, units, ResultStore(job.results), job.eval_every, times, job.settings, job.run_id)
     return times.seconds
 
 
-Part = tuple[MethodSpec, int, str]  # method, seed, scenario family
+Part = list[Unit]  # the planned units of one method, seed and scenario family, in the order they run
 
 
 def part_of(unit: Unit) -> tuple[int, int, str]:
@@ -135,9 +136,10 @@ def dealt(units: list[Unit]) -> list[tuple[int, int, str]]:
     return sorted(sizes, key=lambda part: -sizes[part])
 
 
-def parts_of(units: list[Unit], specs: list[MethodSpec]) -> list[Part]:
-    """The (method, seed, scenario family) parts that hold these units, in the order they are dealt (`dealt`)."""
-    return [(specs[index], seed, family) for index, seed, family in dealt(units)]
+def parts_of(units: list[Unit]) -> list[Part]:
+    """The units grouped into their (method, seed, scenario family) parts, in the order the parts are dealt
+    (`dealt`), each part's units in their planned order."""
+    return [[unit for unit in units if part_of(unit) == part] for part in dealt(units)]
 
 
 def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]) -> StageTimes:
@@ -152,7 +154,7 @@ def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]
     try:
         # the parent's bar counts parts; workers log units. Workers are spawned on submit.
         with _environment_of_spawned_processes(TQDM_DISABLE="1"), _sigint_held():
-            futures = [pool.submit(_run_part, job, spec, seed, family) for spec, seed, family in parts]
+            futures = [pool.submit(_run_part, job, part) for part in parts]
         failure = None
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"{jobs} processes", unit="part"):
             if future.exception() is not None:
@@ -203,7 +205,7 @@ def prepare(suite_factory: Callable[[], Suite], scenario_names: list[str] | None
         store = ResultStore(results)
         asked = requested(suite, scenarios_to_run(suite, scenario_names), specs, seeds)
         todo = not_stored(asked, store)
-    parts = parts_of(todo, specs)
+    parts = parts_of(todo)
     processes = min(auto_jobs(suite) if jobs is None else jobs, len(parts))
     return Planned(suite, store, todo, len(asked) - len(todo), parts, max(processes, 1), times)
 

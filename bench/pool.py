@@ -7,7 +7,7 @@ memory stays near one model plus the tensors in hand, whatever the number of exp
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -149,18 +149,24 @@ class ModelPool:
         return self._sample_inputs(task, self._test_splits[task], n, seed)
 
     def validate(self) -> None:
-        """Every expert has the pretrained tensors' names and shapes, and only finite values; else name the culprit."""
-        reference = self.parameter_shapes
+        """Every expert has the pretrained tensors' names and shapes, and only finite values; else name the culprit.
+
+        Each expert is checked once per process for this pool and its subsets (memoised): the check reads every
+        tensor, gigabytes for a large pool, and the files do not change during a run."""
         for task, checkpoint in self._experts.items():
-            keys = set(checkpoint.keys())
-            missing, extra = sorted(set(reference) - keys), sorted(keys - set(reference))
-            if missing or extra:
-                what = f"missing tensor {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
-                raise BenchError(f"{checkpoint.path}: {what} (expert for {task})")
-            for key, shape in reference.items():
-                tensor = checkpoint.get(key)
-                if tensor.shape != shape:
-                    raise BenchError(f"{checkpoint.path}: tensor {key} has shape {tuple(tensor.shape)}, "
-                                     f"pretrained has {tuple(shape)}")
-                if not torch.isfinite(tensor).all():
-                    raise BenchError(f"{checkpoint.path}: tensor {key} holds NaN or inf")
+            self.memo(("validated", checkpoint.path), partial(self._validate_expert, task, checkpoint))
+
+    def _validate_expert(self, task: str, checkpoint: CheckpointFile) -> None:
+        reference = self.parameter_shapes
+        keys = set(checkpoint.keys())
+        missing, extra = sorted(set(reference) - keys), sorted(keys - set(reference))
+        if missing or extra:
+            what = f"missing tensor {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
+            raise BenchError(f"{checkpoint.path}: {what} (expert for {task})")
+        for key, shape in reference.items():
+            tensor = checkpoint.get(key)
+            if tensor.shape != shape:
+                raise BenchError(f"{checkpoint.path}: tensor {key} has shape {tuple(tensor.shape)}, "
+                                 f"pretrained has {tuple(shape)}")
+            if not torch.isfinite(tensor).all():
+                raise BenchError(f"{checkpoint.path}: tensor {key} holds NaN or inf")

@@ -4,11 +4,13 @@ One Markdown and one LaTeX file per scenario family present (multitask, generali
 figures (average bars, robustness heat map, λ sweep, adaptation curves) and `index.md` linking them all.
 Tables and figures are per zoo (suite and weights family), since numbers of different weights do not mix;
 where `bench/published.csv` has the papers' numbers for a suite, its tables show them beside the measured ones.
+The index names the code versions the rows come from and warns of any table that mixes them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -23,6 +25,8 @@ from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
 from bench.results import PERF_FILE, ResultStore, load_perf
 from tasks.corruptions import parse_split, split_title
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -224,8 +228,33 @@ def perf_section(results: Path, out: Path) -> Section | None:
     return Section("Performance", [out / "perf.md"])
 
 
-def write_index(sections: list[Section], out: Path) -> Path:
+def table_names(accuracy: pd.DataFrame) -> pd.Series:
+    """The table each final accuracy row is shown in: its section's file and zoo, and for generalization (one
+    table per split of the tasks) its scenario."""
+    family = accuracy["scenario"].str.split("/").str[0]
+    name = family + ".md, suite " + accuracy["suite"] + " (" + accuracy["family"] + ")"
+    return name.where(family != "generalization", name + ", " + accuracy["scenario"])
+
+
+def code_versions(accuracy: pd.DataFrame) -> tuple[str, list[str]]:
+    """A line naming the code versions (package+commit, `+dirty` for uncommitted changes) the units come from,
+    and a note for each table whose units come from more than one: its numbers may differ by code, not only by
+    method."""
+    units = accuracy.assign(table=table_names(accuracy)).drop_duplicates(tables.UNIT)
+    counts = units["code_version"].value_counts().sort_index()
+    named = ", ".join(f"`{version}` ({count} unit{'s' * (count != 1)})" for version, count in counts.items())
+    notes = [f"{table} mixes code versions {', '.join(f'`{v}`' for v in sorted(group['code_version'].unique()))}"
+             for table, group in units.groupby("table", sort=False) if group["code_version"].nunique() > 1]
+    return f"Code versions of the results: {named or 'none'}.", notes
+
+
+def write_index(sections: list[Section], out: Path, versions: str = "", notes: list[str] | None = None) -> Path:
     lines = [f"{INDEX_TITLE}\n", "Built from the parquet results alone by `python -m bench report`.\n"]
+    if versions:
+        lines.append(f"{versions}\n")
+    if notes:
+        lines.append("**Note:** tables mixing code versions (a rerun from one commit makes them comparable):\n\n"
+                     + "\n".join(f"- {note}" for note in notes) + "\n")
     for section in sections:
         links = " · ".join(f"[{path.name}]({path.name})" for path in section.files)
         lines.append(f"## {section.title}\n" + (f"\n{links}\n" if links else ""))
@@ -273,5 +302,8 @@ def write_report(frame: pd.DataFrame, results: Path, folder: Path) -> list[str]:
                             scaling_section(multitask, folder),
                             adaptation_section(frame, folder),
                             perf_section(results, folder)) if s is not None]
-    index = write_index(sections, folder)
+    versions, notes = code_versions(accuracy)
+    for note in notes:
+        log.warning("report: %s", note)
+    index = write_index(sections, folder, versions, notes)
     return [path.name for path in [index] + [path for s in sections for path in s.files + [f for _, f in s.figures]]]

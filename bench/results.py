@@ -1,11 +1,13 @@
 """Results as long-format parquet: one file per completed unit (suite, weights, scenario, method settings, seed).
 
 A unit's file is written to a temporary name and renamed, so a run killed at any point leaves only whole
-units; a restart skips them and loses nothing.
+units; a restart skips them and loses nothing. A unit's key names the code versions that made it (see
+`bench.versions`); storing a unit removes the stored one it supersedes (the same unit at other versions).
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -18,22 +20,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.atomic import write_atomically
+from bench.versions import INITIAL_VERSIONS, key_suffix, unversioned, versions_text
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
-           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version"]
+           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version",
+           "versions"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
-# precision: the evaluation's autocast precision (fp32, bf16, fp16)
+# precision: the evaluation's autocast precision (fp32, bf16, fp16); code_version: package and commit that ran
+# the unit; versions: of its method, scenario and evaluation (JSON, see bench.versions)
+ADDED_COLUMNS = {"versions": versions_text(INITIAL_VERSIONS)}  # columns newer than some stored units: the value
+# their rows stand for (units stored before versions existed are version 1 of each)
 PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each per machine
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 
 
-def unit_key(suite: str, family: str, scenario: str, method: str, params: dict, seed: int) -> str:
-    """A file-name-safe identifier of one unit of work; `family` tells apart results of different weights."""
+def unit_key(suite: str, family: str, scenario: str, method: str, params: dict, seed: int,
+             versions: dict[str, int]) -> str:
+    """A file-name-safe identifier of one unit of work; `family` tells apart results of different weights, the
+    suffix of `versions` (none at the initial versions) results of different code."""
     settings = json.dumps(params, sort_keys=True)
     digest = hashlib.sha256(f"{suite}|{family}|{scenario}|{method}|{settings}|{seed}".encode()).hexdigest()[:12]
-    return f"{suite}/{scenario.replace('/', '_')}/{method}-{digest}-seed{seed}"
+    return f"{suite}/{scenario.replace('/', '_')}/{method}-{digest}-seed{seed}{key_suffix(versions)}"
 
 
 class ResultStore:
@@ -55,9 +64,20 @@ class ResultStore:
         return not problem
 
     def write(self, key: str, rows: list[dict]) -> Path:
+        """Store the unit's rows, then remove the units it supersedes (see `superseded`)."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return write_atomically(path, partial(pd.DataFrame(rows, columns=COLUMNS).to_parquet, index=False))
+        write_atomically(path, partial(pd.DataFrame(rows, columns=COLUMNS).to_parquet, index=False))
+        for stale in self.superseded(key):
+            log.info("%s: superseded by %s (other code versions); removed", stale, path.name)
+            stale.unlink()
+        return path
+
+    def superseded(self, key: str) -> list[Path]:
+        """The stored files of the same unit as `key` at other versions."""
+        base = self.root / unversioned(key)
+        candidates = [self.path(unversioned(key)), *base.parent.glob(f"{glob.escape(base.name)}@*.parquet")]
+        return [path for path in candidates if path.is_file() and path != self.path(key)]
 
     def load(self) -> pd.DataFrame:
         """Every readable unit's rows under the root (every parquet file but the perf figures), in one frame
@@ -72,7 +92,8 @@ class ResultStore:
             if problem:
                 log.warning("%s: %s; left out (a run recomputes it)", path, problem)
             else:
-                frames.append(frame)
+                frames.append(frame.assign(**{column: value for column, value in ADDED_COLUMNS.items()
+                                              if column not in frame}))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
@@ -91,7 +112,7 @@ def not_parquet(error: Exception) -> str:
 
 
 def missing_column(columns: Iterable[str]) -> str | None:
-    missing = [column for column in COLUMNS if column not in set(columns)]
+    missing = [column for column in COLUMNS if column not in set(columns) and column not in ADDED_COLUMNS]
     return f"not a unit's rows (no column {missing[0]!r})" if missing else None
 
 

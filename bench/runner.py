@@ -17,11 +17,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.errors import BenchError
-from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate, reserve_batches
+from bench.evaluation import DEFAULT_EVAL, EVALUATION_VERSION, EvalSettings, evaluate, reserve_batches
 from bench.memory import PeakMemory
 from bench.merge_checks import check_merged, raised
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
+from bench.versions import versions_text
 from methods.base import Merged, MergeMethod, get_method
 from tasks.base import Suite
 from tasks.scenarios import Scenario
@@ -62,6 +63,11 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return package
     return f"{package}+{commit}"
+
+
+def unit_versions(method: MergeMethod, scenario: Scenario) -> dict[str, int]:
+    """The code versions a unit's numbers come from (see bench.versions)."""
+    return {"method": method.version, "scenario": scenario.version, "evaluation": EVALUATION_VERSION}
 
 
 STAGES = ("setup", "data", "merge", "adaptation", "evaluation", "report")
@@ -144,7 +150,8 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     params = json.dumps(dataclasses.asdict(method), sort_keys=True)
     common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
               "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
-              "metric": "accuracy", "precision": settings.precision, "code_version": version}
+              "metric": "accuracy", "precision": settings.precision, "code_version": version,
+              "versions": versions_text(unit_versions(method, scenario))}
     shared, times = shared or SharedMerge(), times or StageTimes()
     probes = {task: suite.tasks[task].inputs(split, [0]) for task, split in scenario.evaluated}  # see check_merged
     rows: list[dict] = []
@@ -196,7 +203,8 @@ def requested(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], 
     suite.pool.validate()
     asked, repeated = {}, 0
     for scenario, method, seed, index in units:
-        key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method), seed)
+        key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method),
+                       seed, unit_versions(method, scenario))
         if key in asked:  # a repeated --method, --scenario or --seeds value, or a suite's preset implied and named
             repeated += 1
         else:
@@ -207,14 +215,18 @@ def requested(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], 
 
 
 def not_stored(units: list[Unit], store: ResultStore) -> list[Unit]:
-    """The units not yet in the store; those in it are logged as skipped."""
+    """The units not yet in the store; those in it are logged as skipped, those stored by other code versions
+    only as recomputed."""
     todo = []
     for unit in units:
         if store.has(unit.key):
             log.info("skip %s / %s / seed %d: already in %s", unit.scenario.name, unit.method.name, unit.seed,
                      store.path(unit.key))
-        else:
-            todo.append(unit)
+            continue
+        for stale in store.superseded(unit.key):
+            log.info("recompute %s / %s / seed %d: %s is of other code versions", unit.scenario.name,
+                     unit.method.name, unit.seed, stale)
+        todo.append(unit)
     return todo
 
 

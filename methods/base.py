@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from bench.errors import BenchError
+from bench.versions import check_version
 
 if typing.TYPE_CHECKING:
     from bench.pool import ModelPool
@@ -70,6 +71,7 @@ class MergeMethod:
     title: ClassVar[str] = ""  # the row label in tables, e.g. "Task Arithmetic"
     reference: ClassVar[str] = ""  # URL of the paper or code the defaults come from
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # named settings of other codebases
+    version: ClassVar[int] = 1  # of the numerics: bump it with any change that can move its results (bench/versions.py)
     preset: str = "default"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -78,6 +80,7 @@ class MergeMethod:
         dataclasses.dataclass(cls)
         if "name" not in cls.__dict__:
             return  # an abstract intermediate class
+        check_version(f"method {cls.name}", cls.version)
         registered = REGISTRY.get(cls.name)
         # The same class defined again (a plugin file loaded a second time) replaces itself; any other is refused.
         if registered is not None and _origin(registered) != _origin(cls):

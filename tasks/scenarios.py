@@ -28,6 +28,7 @@ class Scenario:
     name: str
     merged_tasks: tuple[str, ...]
     evaluated: tuple[tuple[str, str], ...]  # (task, split)
+    version: int = 1  # of what it merges and tests: bumped by a change that can move its results (bench/versions.py)
 
     def test_splits(self) -> dict[str, str]:
         """Per merged task, the split it is tested on: where test-time adaptation draws its unlabeled inputs."""

@@ -81,6 +81,27 @@ def stored(results: Path) -> int:
     return len(list(results.rglob("*.parquet")))
 
 
+def spawned_workers(pid: int) -> set[int]:
+    """The children of `pid` started by multiprocessing's spawn (its workers), not its resource tracker."""
+    def spawned(child: int) -> bool:
+        try:
+            return b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            return False
+    return set(filter(spawned, children_of(pid)))
+
+
+def test_ctrl_c_while_the_workers_start_stops_the_run_without_a_worker_s_traceback(tiny_zoo, tmp_path):
+    """Workers are spawned deaf to Ctrl-C: one still importing its modules when it comes prints no traceback."""
+    run = start_run(tiny_zoo, tmp_path / "results", "--jobs", "2")
+    assert wait_for(lambda: len(spawned_workers(run.pid)) == 2 or run.poll() is not None, 120)
+    workers = spawned_workers(run.pid)
+    os.killpg(run.pid, signal.SIGINT)
+    _, errors = run.communicate(timeout=60)
+    assert run.returncode == 130 and "Traceback" not in errors, errors[-2000:]
+    assert wait_for(lambda: not alive(workers), 10), "a worker outlived the interrupted run"
+
+
 def test_ctrl_c_stops_a_two_process_run_within_seconds_keeping_every_stored_unit(tiny_zoo, tmp_path):
     results = tmp_path / "results"
     run = start_run(tiny_zoo, results, "--jobs", "2")

@@ -1,5 +1,6 @@
 """How `--jobs` deals a run out to its processes."""
 
+import os
 import time
 from functools import partial
 from types import SimpleNamespace
@@ -7,6 +8,7 @@ from types import SimpleNamespace
 import torch
 
 from bench.parallel import auto_jobs, parts_of, run_jobs
+from bench.pool import ModelPool
 from bench.runner import MethodSpec
 from tasks.suites import load_suite
 
@@ -17,10 +19,13 @@ def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last(
                  "generalization/a", "generalization/b"]
     units = [SimpleNamespace(spec=spec, seed=0, scenario=SimpleNamespace(name=name))
              for spec in range(len(specs)) for name in scenarios]
-    assert [(spec.name, family) for spec, _, family in parts_of(units, specs)] == [
+    parts = parts_of(units)
+    assert [(specs[part[0].spec].name, part[0].scenario.name.split("/")[0]) for part in parts] == [
         ("task_arithmetic", "robustness"), ("wemoe", "robustness"),
         ("task_arithmetic", "generalization"), ("wemoe", "generalization"),
         ("task_arithmetic", "multitask"), ("wemoe", "multitask")]
+    assert [unit.scenario.name for unit in parts[0]] == [f"robustness/{name}" for name in ("clean", "contrast", "pixelate")]
+    assert sorted(id(unit) for part in parts for unit in part) == sorted(map(id, units))  # each in one part
 
 
 def test_auto_jobs_runs_one_single_threaded_process_per_thread_only_for_a_small_model_suite_on_the_cpu():
@@ -65,3 +70,41 @@ def test_worker_processes_count_their_own_setup_too(tiny_zoo, tmp_path):
                            [MethodSpec("task_arithmetic"), MethodSpec("weight_averaging")], [0], tmp_path, jobs=2)
     assert done == 2 and times.processes == 2
     assert times.seconds["setup"] >= 0.5 * 2  # this process's and at least one worker's (one may run both parts)
+
+
+def suite_counting_expert_checks(zoo, checks):
+    """The tiny suite, whose pool appends a line `pid task` to the file `checks` for each expert it checks."""
+    suite = load_suite("mini", zoo=zoo)
+    check = suite.pool._validate_expert
+
+    def counted(task, checkpoint):
+        with open(checks, "a") as log:
+            log.write(f"{os.getpid()} {task}\n")
+        check(task, checkpoint)
+
+    suite.pool._validate_expert = counted
+    return suite
+
+
+def test_the_run_is_planned_once_so_each_expert_is_read_and_checked_once_in_all_processes(tiny_zoo, tmp_path):
+    """Workers receive their planned units: they neither plan again nor check the experts again."""
+    checks = tmp_path / "checks.txt"
+    specs = [MethodSpec("task_arithmetic"), MethodSpec("weight_averaging")]
+    times, done = run_jobs(partial(suite_counting_expert_checks, tiny_zoo, checks), ["multitask", "generalization"],
+                           specs, [0], tmp_path / "results", jobs=2)
+    assert done == 2 * 3 and times.processes == 2
+    lines = checks.read_text().splitlines()
+    experts = load_suite("mini", zoo=tiny_zoo).pool.tasks
+    assert sorted(lines) == sorted(f"{os.getpid()} {task}" for task in experts)  # in this process, once each
+
+
+def test_a_pool_checks_each_expert_once_for_itself_and_its_subsets(tiny_zoo, monkeypatch):
+    checked = []
+    check = ModelPool._validate_expert
+    monkeypatch.setattr(ModelPool, "_validate_expert",
+                        lambda pool, task, file: checked.append(task) or check(pool, task, file))
+    pool = load_suite("mini", zoo=tiny_zoo).pool
+    pool.subset(pool.tasks[:2]).validate()
+    pool.validate()
+    pool.validate()
+    assert sorted(checked) == sorted(pool.tasks)
