@@ -45,11 +45,13 @@ class Bounds:
         return f"{opening}{self.low:g}, {self.high:g}{closing}"
 
 
-def setting(default: float, *, low: float = -math.inf, high: float = math.inf, above: float | None = None) -> Any:
+def setting(default: float, *, low: float = -math.inf, high: float = math.inf, above: float | None = None,
+            grid: tuple[float, ...] = ()) -> Any:
     """A hyper-parameter's default with the range it must lie in: from `low` (or strictly `above` a value) up
-    to `high`. Checked whenever a method is built; a subclass that changes the default keeps the range."""
+    to `high`. Checked whenever a method is built; a subclass that changes the default keeps the range.
+    `grid`: the values a benchmark may search for it on validation data, where the method's code searches it."""
     bounds = Bounds(low, high) if above is None else Bounds(above, high, low_open=True)
-    return dataclasses.field(default=default, metadata={"bounds": bounds})
+    return dataclasses.field(default=default, metadata={"bounds": bounds} | ({"grid": tuple(grid)} if grid else {}))
 
 
 def declared_bounds(cls: type) -> dict[str, Bounds]:
