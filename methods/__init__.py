@@ -6,6 +6,7 @@ from methods import (  # noqa: F401  (registration by definition)
     dare,
     fisher,
     references,
+    tall_masks,
     ties,
     wemoe,
 )
