@@ -4,6 +4,7 @@ from methods import (  # noqa: F401  (registration by definition)
     adamerging,
     averaging,
     dare,
+    emr,
     fisher,
     references,
     tall_masks,
