@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import torch
@@ -74,10 +74,16 @@ class TiesVectors:
     between them fragmented the heap, and the peak beyond the checkpoints varied from 1.35 to 2.35 models
     between runs of one ViT-B/32-size merge (now 1.30 in each). TIES-merging aggregates them; AdaMerging++
     learns a coefficient for each.
+
+    `transform(task, key, task_vector)`, where given, rewrites each task vector in place before it is trimmed
+    (DARE's random drops); it must give the same result each time it is called with the same arguments, as
+    each pass recomputes the task vectors.
     """
 
-    def __init__(self, pool: ModelPool, keep: float, trim: Literal["global", "per_tensor"]) -> None:
+    def __init__(self, pool: ModelPool, keep: float, trim: Literal["global", "per_tensor"],
+                 transform: Callable[[str, str, torch.Tensor], torch.Tensor] | None = None) -> None:
         self.pool = pool
+        self._transform = transform or (lambda task, key, vector: vector)
         largest = max(pool.pretrained_tensor(key).numel() for key in pool.parameter_names)
         self._buffer, self._scratch = torch.empty(largest), torch.empty(largest)
         self.thresholds = self._thresholds(keep, trim)
@@ -112,7 +118,8 @@ class TiesVectors:
         """(task, its task vector of `key`) per task, computed into the reused buffer."""
         pretrained, buffer = self.pool.pretrained_tensor(key), self._shaped(self._buffer, key)
         for task in self.pool.tasks:
-            yield task, torch.sub(self.pool.expert_tensor(task, key), pretrained, out=buffer)
+            vector = torch.sub(self.pool.expert_tensor(task, key), pretrained, out=buffer)
+            yield task, self._transform(task, key, vector)
 
     def _trimmed(self, key: str) -> Iterator[torch.Tensor]:
         for task, vector in self._task_vectors(key):
@@ -132,7 +139,7 @@ class TiesVectors:
         for task in self.pool.tasks:
             for key, part in zip(names, magnitudes.split(sizes)):
                 expert, pretrained = self.pool.expert_tensor(task, key), self.pool.pretrained_tensor(key)
-                torch.sub(expert.flatten(), pretrained.flatten(), out=part).abs_()
+                self._transform(task, key, torch.sub(expert.flatten(), pretrained.flatten(), out=part)).abs_()
             threshold = trim_threshold(magnitudes, keep)
             thresholds.update({(task, key): threshold for key in names})
         return thresholds

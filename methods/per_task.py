@@ -1,0 +1,47 @@
+"""One encoder per task from one shared task vector, a binary mask per task and a rescaler per task: what methods
+that know each input's task at inference (TALL masks, EMR-Merging) store to serve every task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from bench.pool import ModelPool
+
+
+class MaskedTaskModels(Mapping[str, nn.Module]):
+    """Task -> pretrained + rescaler_t * (mask_t ⊙ vector), each encoder built when asked for.
+
+    Only the encoder asked for last is kept: evaluation asks for the tasks one after the other, and holding every
+    task's encoder would cost one model per task on top of what the method stores (the vector, and a byte per
+    entry and task for the masks). Building one is a pass over the parameters, small beside evaluating it.
+    """
+
+    def __init__(self, pool: ModelPool, vector: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
+                 rescalers: Mapping[str, float]) -> None:
+        """`masks[key]` stacks the tasks' boolean masks of parameter `key` along dim 0, in the pool's task order."""
+        self._pool, self._vector, self._masks, self._rescalers = pool, vector, masks, dict(rescalers)
+        self._built: tuple[str, nn.Module] | None = None
+
+    def task_vector(self, task: str, key: str) -> torch.Tensor:
+        """The task's reconstructed task vector of parameter `key`."""
+        row = self._pool.tasks.index(task)
+        return self._vector[key] * self._masks[key][row] * self._rescalers[task]
+
+    def __getitem__(self, task: str) -> nn.Module:
+        if task not in self._rescalers:
+            raise KeyError(task)
+        if self._built is None or self._built[0] != task:
+            self._built = None  # the previous encoder freed before the next one is built
+            state = {key: self.task_vector(task, key).add_(self._pool.pretrained_tensor(key))
+                     for key in self._pool.parameter_names}
+            self._built = task, self._pool.encoder(state)
+        return self._built[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rescalers)
+
+    def __len__(self) -> int:
+        return len(self._rescalers)
