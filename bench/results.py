@@ -22,9 +22,13 @@ from bench.atomic import write_atomically
 log = logging.getLogger(__name__)
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
-           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version"]
+           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version",
+           "selection"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
-# precision: the evaluation's autocast precision (fp32, bf16, fp16)
+# precision: the evaluation's autocast precision (fp32, bf16, fp16);
+# selection: how the row's settings were chosen: fixed (the method's own), validation (its grid's settings chosen on
+# validation data), or grid (the score of one grid point: validation accuracy, or test accuracy for the λ sweep)
+DEFAULTS = {"selection": "fixed"}  # columns a unit file may lack, with the value its rows mean
 PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each per machine
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 
@@ -66,6 +70,7 @@ class ResultStore:
         for path in sorted(f for f in self.root.rglob("*.parquet") if f != self.root / PERF_FILE):
             try:
                 frame = pd.read_parquet(path)
+                frame = frame.assign(**{column: value for column, value in DEFAULTS.items() if column not in frame})
                 problem = missing_column(frame.columns)
             except (OSError, pa.ArrowException) as error:
                 problem = not_parquet(error)
@@ -91,7 +96,7 @@ def not_parquet(error: Exception) -> str:
 
 
 def missing_column(columns: Iterable[str]) -> str | None:
-    missing = [column for column in COLUMNS if column not in set(columns)]
+    missing = [column for column in COLUMNS if column not in set(columns) and column not in DEFAULTS]
     return f"not a unit's rows (no column {missing[0]!r})" if missing else None
 
 

@@ -48,8 +48,8 @@ def test_no_validation_image_is_a_train_or_test_image(family, data_cache):
     data = MiniData(train_per_task=400, test_per_task=200)
     hashes = {split: {np.asarray(image).tobytes() for image in load_split(family, split, data)["image"]}
               for split in ("train", "validation", "test")}
-    assert len(load_split(family, "validation", data)) == data.validation_per_task == 100
-    assert len(hashes["validation"]) == 100  # and its images are distinct among themselves
+    assert len(load_split(family, "validation", data)) == data.validation_per_task == 50
+    assert len(hashes["validation"]) == 50  # and its images are distinct among themselves
     assert not hashes["validation"] & hashes["train"] and not hashes["validation"] & hashes["test"]
 
 
