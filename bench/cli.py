@@ -59,9 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                               "rows to RESULTS/*.parquet and rebuild the report. Work already stored is skipped, so an "
                               "interrupted run resumes where it stopped.")
     which = run.add_mutually_exclusive_group(required=True)
-    which.add_argument("--all", action="store_true", help="every registered method, each with the settings --method would "
-                       "give it; with --select both (its default), also each method that declares a grid at its settings "
-                       "chosen on validation data")
+    which.add_argument("--all", action="store_true", help="every registered method, each with the settings --method "
+                       "would give it; with --select both (its default), also each method that declares a grid at its "
+                       "settings chosen on validation data")
     which.add_argument("--method", action="append", metavar="NAME[:PRESET]",
                        help="a method to run (repeatable); `bench list methods` shows names and presets. Without "
                        "PRESET, the preset the suite declares for the method is used (the mini suite: `mini`, fewer "

@@ -196,8 +196,9 @@ def scaling_section(frame: pd.DataFrame, out: Path) -> Section | None:
                 curves[f"{chosen['label'].iloc[0]}, {kind}"] = per_seed.groupby("scaling").mean()
         if not curves:
             continue
-        figure = scaling_sweep(pd.DataFrame(curves).T, f"suite {suite} ({family}): average by λ\nvalidation (dashed) "
-                               "chooses λ (star); test is drawn, never used to choose", out / f"scaling-{slug(suite, family)}.png")
+        title = (f"suite {suite} ({family}): average by λ\nvalidation (dashed) chooses λ (star); test is drawn, "
+                 "never used to choose")
+        figure = scaling_sweep(pd.DataFrame(curves).T, title, out / f"scaling-{slug(suite, family)}.png")
         section.figures.append((f"λ sweep on validation and test, suite {suite} ({family})", figure))
     return section if section.figures else None
 

@@ -22,8 +22,8 @@ from bench.atomic import write_atomically
 log = logging.getLogger(__name__)
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
-           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version",
-           "selection"]
+           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision",
+           "code_version", "selection"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
 # precision: the evaluation's autocast precision (fp32, bf16, fp16);
 # selection: how the row's settings were chosen: fixed (the method's own), validation (its grid's settings chosen on

@@ -281,8 +281,8 @@ def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: in
         load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings, any(unit.grid for unit in todo))
     shared = SharedMerge()
     for unit in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times, settings,
-                        unit.grid)
+        rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times,
+                        settings, unit.grid)
         with times.stage("report"):
             store.write(unit.key, rows)
         tested = [r for r in rows if r["selection"] != GRID]

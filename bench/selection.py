@@ -68,8 +68,9 @@ class Scored:
 
 def score(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, pairs: tuple[tuple[str, str], ...],
           settings: EvalSettings = DEFAULT_EVAL) -> Scored:
-    """Merge the experts of `merged_tasks` with `method` and evaluate on `pairs` (task, split)."""
-    pool = suite.pool.subset(merged_tasks)
+    """Merge the experts of `merged_tasks` with `method` and evaluate on `pairs` (task, split); a test-time
+    adaptive method adapts on the unlabeled inputs of the splits it is evaluated on."""
+    pool = suite.pool.subset(merged_tasks, {task: split for task, split in pairs if task in merged_tasks})
     start = time.perf_counter()
     try:
         merged = method.merge(pool)
@@ -88,8 +89,8 @@ def score_grid(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod,
     grid and experts (the robustness scenarios merge the same experts and share it)."""
     key = ("validation grid", method.name, json.dumps(dataclasses.asdict(method), sort_keys=True), grid, merged_tasks)
     pairs = tuple((task, VALIDATION) for task in merged_tasks)
-    return suite.pool.memo(key, lambda: [score(suite, merged_tasks, dataclasses.replace(method, **point), pairs, settings)
-                                         for point in points(grid)])
+    return suite.pool.memo(key, lambda: [score(suite, merged_tasks, dataclasses.replace(method, **point), pairs,
+                                               settings) for point in points(grid)])
 
 
 def best(scored: list[Scored]) -> Scored:
@@ -104,7 +105,8 @@ def on_lines_through(chosen: MergeMethod, scored: list[Scored], grid: Grid) -> l
             if sum(getattr(s.method, name) != getattr(chosen, name) for name in names) <= 1]
 
 
-def grid_rows(scored: list[Scored], common: dict, counterparts: Mapping[str, str], merged_tasks: tuple[str, ...]) -> list[dict]:
+def grid_rows(scored: list[Scored], common: dict, counterparts: Mapping[str, str],
+              merged_tasks: tuple[str, ...]) -> list[dict]:
     """Result rows of scored grid points (selection `grid`, never shown as a table row)."""
     return [common | {"label": s.method.label(), "preset": s.method.preset,
                       "params": json.dumps(dataclasses.asdict(s.method), sort_keys=True), "selection": GRID,

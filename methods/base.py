@@ -152,7 +152,8 @@ class MergeMethod:
         """One line for `bench list methods`: name, defaults, presets, the grids searched on validation data."""
         defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name != "preset"}
         presets = f" presets: {', '.join(cls.presets)}" if cls.presets else ""
-        grids = "; ".join(f"{name} {', '.join(f'{v:g}' for v in values)}" for name, values in declared_grids(cls).items())
+        grids = "; ".join(f"{name} {', '.join(f'{value:g}' for value in values)}"
+                          for name, values in declared_grids(cls).items())
         searched = f" | validation grid: {grids}" if grids else ""
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         return f"{cls.name:<26} {doc} {json.dumps(defaults) if defaults else ''}{presets}{searched}".rstrip()

@@ -15,8 +15,9 @@ schedule, and routing averaged over each task's batch (`batch_reduce`), which Fu
 affordable. Preset `mini`, the mini suite's compute settings: 100 steps (the suite's step budget, what
 `run --all` affords), cosine, at lr 3e-3, chosen on the mini suite's validation split
 (examples/adaptation_settings.py: adapting on validation inputs, scored by mean validation accuracy after the
-100 steps: lr 1e-3 82.55, 3e-3 86.15, 1e-2 85.75). No test image or accuracy entered the choice. With routing fixed to the right expert (an oracle that knows
-each input's task) the same model reaches 92.4: the rest is the router's to learn. Routed by batches of one
+100 steps: lr 1e-3 82.55, 3e-3 86.15, 1e-2 85.75). No test image or accuracy entered the choice. With
+routing fixed to the right expert (an oracle that knows each input's task) the same model reaches 92.4: the
+rest is the router's to learn. Routed by batches of one
 task's inputs (`routing=batch`, as FusionBench does) it reaches 89.4, against 86.7 routed per sample: there a
 router sees one input, whose features tell its task for only 61-81% of inputs (examples/wemoe_routing.py).
 """

@@ -10,7 +10,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
-from bench.selection import GRID, points
+from bench.selection import GRID, points, score
 from methods.averaging import SCALING_GRID, TaskArithmetic
 from methods.base import setting
 from methods.ties import TiesMerging
@@ -86,8 +86,8 @@ def test_a_method_without_a_grid_cannot_be_selected_on_validation(tiny_zoo, tmp_
         run(suite, multitask(suite), [MethodSpec("weight_averaging", selection="validation")], [0],
             ResultStore(tmp_path))
     with pytest.raises(BenchError, match="task_arithmetic: no setting to choose .* beyond the --param settings"):
-        run(suite, multitask(suite), [MethodSpec("task_arithmetic", overrides={"scaling": "0.5"}, selection="validation")],
-            [0], ResultStore(tmp_path))
+        fixed = MethodSpec("task_arithmetic", overrides={"scaling": "0.5"}, selection="validation")
+        run(suite, multitask(suite), [fixed], [0], ResultStore(tmp_path))
 
 
 def test_run_all_gives_fixed_and_selected_rows_and_the_sweep_figure_of_validation_and_test(tiny_zoo, tmp_path, capsys):
@@ -111,3 +111,15 @@ def test_a_chosen_setting_is_named_in_the_label_even_at_its_default():
     assert TaskArithmetic(scaling=0.3).label(chosen=["scaling"]) == "Task Arithmetic (validation: scaling=0.3)"
     assert TiesMerging.configure("ties_paper", {"keep": "0.1"}).label(chosen=["scaling"]) == (
         "TIES-Merging (ties_paper, keep=0.1, validation: scaling=1.0)")
+
+
+def test_an_adaptive_method_scored_on_validation_adapts_on_validation_inputs(tiny_zoo, monkeypatch):
+    from methods.adamerging import TaskwiseAdaMerging
+
+    suite = load_suite("mini", zoo=tiny_zoo)
+    drawn, sample = [], suite.pool._sample_inputs
+    monkeypatch.setattr(suite.pool, "_sample_inputs", lambda task, split, n, seed: drawn.append(split) or sample(
+        task, split, n, seed))
+    tasks = tuple(suite.tasks)[:2]
+    score(suite, tasks, TaskwiseAdaMerging(steps=1), tuple((task, "validation") for task in tasks))
+    assert drawn and set(drawn) == {"validation"}
