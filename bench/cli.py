@@ -16,9 +16,11 @@ from bench.errors import BenchError, Interrupted
 log = logging.getLogger("bench")
 
 EPILOG = """examples:
-  python -m bench run --all                              every method and scenario on the mini suite, then the report
+  python -m bench run --all                              every method and scenario on the mini suite, at the
+                                                         methods' own settings and at settings chosen on validation
   python -m bench run --all --scenario multitask         only the 8-task table
   python -m bench run --method ties_merging --param ties_merging.scaling=0.5
+  python -m bench run --method task_arithmetic --select validation   λ chosen on validation data, tested once
   python -m bench run --method fisher_merging:fusionbench   a method with a named preset
   python -m bench run --method adamerging_layerwise:default --eval-every 50
                                                          the paper's 500 steps, accuracy every 50
@@ -58,13 +60,20 @@ def _parser() -> argparse.ArgumentParser:
                               "rows to RESULTS/*.parquet and rebuild the report. Work already stored is skipped, so an "
                               "interrupted run resumes where it stopped.")
     which = run.add_mutually_exclusive_group(required=True)
-    which.add_argument("--all", action="store_true", help="every registered method, each with the settings --method would give it")
+    which.add_argument("--all", action="store_true", help="every registered method, each with the settings --method "
+                       "would give it; with --select both (its default), also each method that declares a grid at its "
+                       "settings chosen on validation data")
     which.add_argument("--method", action="append", metavar="NAME[:PRESET]",
                        help="a method to run (repeatable); `bench list methods` shows names and presets. Without "
-                       "PRESET, a method's preset named after the suite (e.g. `mini`: fewer adaptation steps) is used "
-                       "where it has one, else its defaults; NAME:default forces the defaults")
+                       "PRESET, the preset the suite declares for the method is used (the mini suite: `mini`, fewer "
+                       "adaptation steps, for AdaMerging and WEMoE; the CLIP suites: `sampled` for Fisher merging), "
+                       "else its defaults; NAME:default forces the defaults")
     run.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="override a hyper-parameter, e.g. task_arithmetic.scaling=0.5 (repeatable)")
+    run.add_argument("--select", choices=["fixed", "validation", "both"], help="how the settings a method declares a "
+                     "grid for are chosen (e.g. task arithmetic's λ): fixed (the method's own, e.g. λ=0.3), validation "
+                     "(each grid point merged and scored by mean validation accuracy over the merged tasks, the best "
+                     "tested) or both, as separate rows (default: both with --all, else fixed)")
     run.add_argument("--suite", default="mini", help="the suite of tasks and experts (default: mini)")
     run.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: all of "
                      "them, see `bench list scenarios`)")
@@ -72,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--zoo", type=Path, help="mini suite: its zoo folder (default: the shipped zoo/mini-v1); CLIP "
                      "suites: a local folder with one folder per hub repository, instead of the hub (default: the hub "
                      "through its cache)")
-    run.add_argument("--device", default="cpu", help="torch device for merging and evaluation, e.g. cuda (default: cpu)")
+    run.add_argument("--device", default="cpu",
+                     help="torch device for merging and evaluation, e.g. cuda (default: cpu)")
     run.add_argument("--batch-size", type=int, default=1000, help="inputs per forward pass in evaluation; lower it "
                      "for large models on small GPUs (default: 1000)")
     run.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision of "
@@ -165,7 +175,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _method_specs(args: argparse.Namespace) -> list:
     from bench.runner import MethodSpec
-    from methods.base import REGISTRY, get_method
+    from methods.base import REGISTRY, declared_grids, get_method
 
     overrides: dict[str, dict[str, str]] = {}
     for item in args.param:
@@ -183,7 +193,16 @@ def _method_specs(args: argparse.Namespace) -> list:
     for item in args.param:
         if (method := item.partition(".")[0]) not in running:
             raise BenchError(f"--param {item!r}: method {method} is not in this run (add --method {method})")
-    return [MethodSpec(name, preset, overrides.get(name, {})) for name, preset in requested]
+    select = args.select or ("both" if args.all else "fixed")
+    specs = []
+    for name, preset in requested:
+        fixed = overrides.get(name, {})
+        searchable = any(setting not in fixed for setting in declared_grids(get_method(name)))
+        if select in ("fixed", "both"):
+            specs.append(MethodSpec(name, preset, fixed))
+        if select in ("validation", "both") and (searchable or (select == "validation" and not args.all)):
+            specs.append(MethodSpec(name, preset, fixed, selection="validation"))  # a named one without grid: refused
+    return specs
 
 
 def _check_outputs(results: Path, reports: Path, reports_option: str) -> None:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench.parallel import Planned, dealt, part_of
 from bench.runner import Unit
+from bench.selection import GRID
 
 UNIT_COLUMNS = ["suite", "family", "scenario", "method", "params", "seed", "precision"]  # one stored unit's rows
 
@@ -39,6 +40,7 @@ def settings_key(params: dict) -> str:
 def measured_units(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per stored unit: its settings key, merge_s, evaluation seconds per evaluated split, peak_mb."""
     units = []
+    rows = rows[rows["selection"] != GRID]  # a grid point's scores are part of its unit's selection, not a unit
     for (suite, _, _, method, params, _, precision), unit in rows.groupby(UNIT_COLUMNS, dropna=False, sort=False):
         evaluations = unit.drop_duplicates("step")  # one eval_s per step evaluated (--eval-every: several)
         splits = len(unit) / len(evaluations)
@@ -50,7 +52,10 @@ def measured_units(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def estimate(unit: Unit, suite: str, precision: str, measured: pd.DataFrame) -> Cost | None:
-    """The unit's cost from the measured units like it (see the module's docstring); None where there is none."""
+    """The unit's cost from the measured units like it (see the module's docstring); None where there is none, and
+    for a unit that chooses its settings on validation data (its search's cost is not stored per unit)."""
+    if unit.grid:
+        return None
     alike = measured[(measured["suite"] == suite) & (measured["method"] == unit.method.name)
                      & (measured["settings"] == settings_key(dataclasses.asdict(unit.method)))
                      & (measured["precision"] == precision)]

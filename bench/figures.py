@@ -69,5 +69,21 @@ def heat_map(table: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def scaling_sweep(curves: pd.DataFrame, title: str, path: Path) -> Path:
-    """Average accuracy (%) against the scaling coefficient λ, one line per method (`curves`: method x λ)."""
-    return line_chart(curves, "scaling coefficient λ", "average accuracy (%)", title, path, marker_size=4)
+    """Average accuracy (%) against the scaling coefficient λ (`curves`: rows `<method>, validation` and
+    `<method>, test` x λ): each method in one colour, its validation curve dashed, the chosen λ marked."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    methods = list(dict.fromkeys(label.rsplit(", ", 1)[0] for label in curves.index))
+    for label, row in curves.iterrows():
+        method, kind = label.rsplit(", ", 1)
+        row = row.dropna()
+        colour = f"C{methods.index(method)}"
+        axes.plot(row.index, row.values, marker="o", markersize=4, color=colour, label=label,
+                  linestyle="--" if kind == "validation" else "-")
+        if kind == "validation":
+            axes.plot(row.idxmax(), row.max(), marker="*", markersize=12, color=colour)
+    axes.set_xlabel("scaling coefficient λ")
+    axes.set_ylabel("average accuracy (%)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    return _save(figure, path)

@@ -53,7 +53,7 @@ from bench.timing import best_time
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import entropy
 from methods.averaging import TaskArithmetic, WeightAveraging
-from methods.base import REGISTRY
+from methods.base import REGISTRY, declared_grids
 from methods.fisher import FisherMerging
 from methods.ties import TiesMerging
 from methods.wemoe import WEMoE
@@ -230,7 +230,9 @@ def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int | None = No
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mergebench-e2e-") as folder:
         results, reports = Path(folder) / "results", Path(folder) / "reports"
-        times, _ = run_jobs(suite_factory, None, [MethodSpec(name) for name in REGISTRY], [0], results, jobs=jobs)
+        specs = [MethodSpec(name) for name in REGISTRY] + [  # as `run --all`: fixed and validation-selected rows
+            MethodSpec(name, selection="validation") for name, cls in REGISTRY.items() if declared_grids(cls)]
+        times, _ = run_jobs(suite_factory, None, specs, [0], results, jobs=jobs)
         with times.stage("report"):
             build_reports(results, reports)
     wall = time.perf_counter() - start

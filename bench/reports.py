@@ -24,6 +24,7 @@ from bench.atomic import publish_folder
 from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
 from bench.results import PERF_FILE, ResultStore, load_perf
+from bench.selection import GRID, VALIDATION
 from tasks.corruptions import parse_split, split_title
 
 log = logging.getLogger(__name__)
@@ -172,23 +173,37 @@ def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
     return section
 
 
-SWEPT = ("task_arithmetic", "ties_merging")
+def without_scaling(params: dict) -> dict:
+    return {key: value for key, value in params.items() if key != "scaling"}
 
 
-def scaling_section(rows: pd.DataFrame, out: Path) -> Section | None:
-    """Task arithmetic and TIES average accuracy against their scaling coefficient, where several were run."""
-    rows = rows[rows["method"].isin(SWEPT)]
-    section = Section("Scaling coefficient λ of task arithmetic and TIES-Merging")
-    for suite, family, group in zoos(rows):
-        scaling = group["params"].map(lambda text: json.loads(text)["scaling"])
-        setting = group["label"].str.replace(r"scaling=[^,)]*(, )?", "", regex=True).str.replace(" ()", "", regex=False)
-        per_seed = group.assign(scaling=scaling, setting=setting).groupby(["setting", "scaling", "seed"])["value"].mean() * 100
-        curves = per_seed.groupby(["setting", "scaling"]).mean().unstack("scaling")
-        if (curves.notna().sum(axis=1) < 2).all():
+def scaling_section(frame: pd.DataFrame, out: Path) -> Section | None:
+    """Mean accuracy against the scaling coefficient λ, on validation (what chose λ) and on test (drawn only), along
+    the line through the setting chosen on validation: the multitask grid rows of `run --select validation`."""
+    grid = frame[(frame["selection"] == GRID) & (frame["scenario"] == "multitask") & (frame["metric"] == "accuracy")]
+    chosen_rows = frame[(frame["selection"] == "validation") & (frame["scenario"] == "multitask")]
+    section = Section("Scaling coefficient λ chosen on validation data")
+    for suite, family, group in zoos(grid):
+        curves = {}
+        for method, rows in group.groupby("method", sort=False):
+            chosen = chosen_rows[(chosen_rows["suite"] == suite) & (chosen_rows["family"] == family)
+                                 & (chosen_rows["method"] == method)]
+            params = rows["params"].map(json.loads)
+            if chosen.empty or "scaling" not in params.iloc[0]:
+                continue
+            others = without_scaling(json.loads(chosen["params"].iloc[0]))
+            on_line = [without_scaling(point) == others for point in params]
+            line = rows[on_line].assign(scaling=params[on_line].map(lambda p: p["scaling"]))
+            for kind, rows_of_kind in (("validation", line[line["split"] == VALIDATION]),
+                                       ("test", line[line["split"] != VALIDATION])):
+                per_seed = rows_of_kind.groupby(["scaling", "seed"])["value"].mean() * 100
+                curves[f"{chosen['label'].iloc[0]}, {kind}"] = per_seed.groupby("scaling").mean()
+        if not curves:
             continue
-        figure = scaling_sweep(curves, f"suite {suite} ({family}): multi-task average by λ",
-                               out / f"scaling-{slug(suite, family)}.png")
-        section.figures.append((f"λ sweep, suite {suite} ({family})", figure))
+        title = (f"suite {suite} ({family}): average by λ\nvalidation (dashed) chooses λ (star); test is drawn, "
+                 "never used to choose")
+        figure = scaling_sweep(pd.DataFrame(curves).T, title, out / f"scaling-{slug(suite, family)}.png")
+        section.figures.append((f"λ sweep on validation and test, suite {suite} ({family})", figure))
     return section if section.figures else None
 
 
@@ -293,13 +308,13 @@ def build_reports(results: Path, out: Path) -> list[Path]:
 def write_report(frame: pd.DataFrame, results: Path, folder: Path) -> list[str]:
     """Every section of `frame` and the index into the new folder `folder`; returns the file names, index first."""
     folder.mkdir()
-    accuracy = tables.final_rows(frame[frame["metric"] == "accuracy"])
+    accuracy = tables.final_rows(frame[(frame["metric"] == "accuracy") & (frame["selection"] != GRID)])
     family = accuracy["scenario"].str.split("/").str[0]
     multitask = accuracy[family == "multitask"]
     sections = [s for s in (multitask_section(multitask, folder),
                             generalization_section(accuracy[family == "generalization"], folder),
                             robustness_section(accuracy[family == "robustness"], folder),
-                            scaling_section(multitask, folder),
+                            scaling_section(frame, folder),
                             adaptation_section(frame, folder),
                             perf_section(results, folder)) if s is not None]
     versions, notes = code_versions(accuracy)

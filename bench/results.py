@@ -24,14 +24,17 @@ from bench.versions import INITIAL_VERSIONS, key_suffix, unversioned, versions_t
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task", "counterpart",
-           "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision", "code_version",
-           "versions"]
+COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task",
+           "counterpart", "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision",
+           "code_version", "versions", "selection"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
 # precision: the evaluation's autocast precision (fp32, bf16, fp16); code_version: package and commit that ran
-# the unit; versions: of its method, scenario and evaluation (JSON, see bench.versions)
-ADDED_COLUMNS = {"versions": versions_text(INITIAL_VERSIONS)}  # columns newer than some stored units: the value
-# their rows stand for (units stored before versions existed are version 1 of each)
+# the unit; versions: of its method, scenario and evaluation (JSON, see bench.versions);
+# selection: how the row's settings were chosen: fixed (the method's own), validation (its grid's settings chosen on
+# validation data), or grid (the score of one grid point: validation accuracy, or test accuracy for the λ sweep)
+# Columns newer than some stored units, with the value their rows stand for (units stored before versions existed
+# are version 1 of each; before selection existed, fixed).
+DEFAULTS = {"versions": versions_text(INITIAL_VERSIONS), "selection": "fixed"}
 PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each per machine
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 
@@ -86,14 +89,14 @@ class ResultStore:
         for path in sorted(f for f in self.root.rglob("*.parquet") if f != self.root / PERF_FILE):
             try:
                 frame = pd.read_parquet(path)
+                frame = frame.assign(**{column: value for column, value in DEFAULTS.items() if column not in frame})
                 problem = missing_column(frame.columns)
             except (OSError, pa.ArrowException) as error:
                 problem = not_parquet(error)
             if problem:
                 log.warning("%s: %s; left out (a run recomputes it)", path, problem)
             else:
-                frames.append(frame.assign(**{column: value for column, value in ADDED_COLUMNS.items()
-                                              if column not in frame}))
+                frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
@@ -112,7 +115,7 @@ def not_parquet(error: Exception) -> str:
 
 
 def missing_column(columns: Iterable[str]) -> str | None:
-    missing = [column for column in COLUMNS if column not in set(columns) and column not in ADDED_COLUMNS]
+    missing = [column for column in COLUMNS if column not in set(columns) and column not in DEFAULTS]
     return f"not a unit's rows (no column {missing[0]!r})" if missing else None
 
 

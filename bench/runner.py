@@ -8,7 +8,7 @@ import logging
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +22,7 @@ from bench.memory import PeakMemory
 from bench.merge_checks import check_merged, raised
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
+from bench.selection import GRID, VALIDATION, Grid, best, check_selectable, grid_rows, score_grid, sweep
 from bench.versions import versions_text
 from methods.base import Merged, MergeMethod, get_method
 from tasks.base import Suite
@@ -32,22 +33,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method as the user asked for it: registry name, preset and `key=value` overrides.
+    """A method as the user asked for it: registry name, preset, `key=value` overrides, and how the settings it
+    declares a grid for are chosen: `fixed` (the method's own) or `validation` (see `bench.selection`).
 
-    With no preset named, a method's preset named after the suite (e.g. `mini`: fewer adaptation steps on the
-    CPU-sized suite) is used where the method has one, else its defaults; the row's label shows which.
+    With no preset named, the preset the suite declares for the method (`Suite.presets`, e.g. `mini`: fewer
+    adaptation steps on the CPU-sized suite) is used, else its defaults; the row's label shows which.
     """
 
     name: str
     preset: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)
+    selection: str = "fixed"
 
-    def build(self, seed: int, suite: str | None = None) -> MergeMethod:
+    def build(self, seed: int, suite_presets: Mapping[str, str] | None = None) -> MergeMethod:
         cls = get_method(self.name)
         overrides = dict(self.overrides)
         if "seed" in {f.name for f in dataclasses.fields(cls)}:
             overrides.setdefault("seed", str(seed))
-        preset = self.preset if self.preset is not None or suite not in cls.presets else suite
+        preset = self.preset if self.preset is not None else (suite_presets or {}).get(self.name)
         return cls.configure(preset, overrides)
 
 
@@ -70,13 +73,14 @@ def unit_versions(method: MergeMethod, scenario: Scenario) -> dict[str, int]:
     return {"method": method.version, "scenario": scenario.version, "evaluation": EVALUATION_VERSION}
 
 
-STAGES = ("setup", "data", "merge", "adaptation", "evaluation", "report")
+STAGES = ("setup", "data", "selection", "merge", "adaptation", "evaluation", "report")
 
 
 @dataclass
 class StageTimes:
     """Wall seconds of a run by stage: setup (building the suite: verifying the zoo, converting CLIP experts,
-    computing zero-shot heads; planning the units), data (decoding, corrupting), merge (static merges),
+    computing zero-shot heads; planning the units), data (decoding, corrupting), selection (merging and
+    evaluating the grid points of settings chosen on validation data, and their sweep on test), merge (static merges),
     adaptation (merges that read test inputs: test-time adaptation), evaluation (checking the merged model
     too) and report (storing each unit's rows, rebuilding the tables). Told apart by what a merge did, never by
     which method it was; in one process they add up to the run's wall time."""
@@ -140,19 +144,27 @@ class SharedMerge:
 
 def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,
              eval_every: int | None = None, shared: SharedMerge | None = None, times: StageTimes | None = None,
-             settings: EvalSettings = DEFAULT_EVAL) -> list[dict]:
+             settings: EvalSettings = DEFAULT_EVAL, grid: Grid = ()) -> list[dict]:
     """Merge (adapting, for adaptive methods), evaluate at each step the method yields, and return the rows.
+    With a `grid`, the settings it names are first chosen on validation data (see `selected_unit`).
 
     merge_s is the time spent inside the method up to the step (evaluations excluded; for a merge shared with
     an earlier unit, the time it took there); eval_s that step's evaluation.
     """
+    times = times or StageTimes()
+    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
+              "method": method.name, "seed": seed, "metric": "accuracy", "precision": settings.precision,
+              "code_version": version}
+    searched: list[dict] = []
+    if grid:
+        with times.stage("selection"):
+            method, searched = selected_unit(suite, scenario, method, grid, common, settings)
     pool = suite.pool.subset(scenario.merged_tasks, scenario.test_splits())
     params = json.dumps(dataclasses.asdict(method), sort_keys=True)
-    common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
-              "method": method.name, "label": method.label(), "preset": method.preset, "params": params, "seed": seed,
-              "metric": "accuracy", "precision": settings.precision, "code_version": version,
-              "versions": versions_text(unit_versions(method, scenario))}
-    shared, times = shared or SharedMerge(), times or StageTimes()
+    common |= {"label": method.label(chosen=dict(grid)), "preset": method.preset, "params": params,
+               "selection": "validation" if grid else "fixed",
+               "versions": versions_text(unit_versions(method, scenario))}
+    shared = shared or SharedMerge()
     probes = {task: suite.tasks[task].inputs(split, [0]) for task, split in scenario.evaluated}  # see check_merged
     rows: list[dict] = []
     memory = PeakMemory()
@@ -169,14 +181,29 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
                                "merged": task in scenario.merged_tasks, "split": split, "value": value,
                                "step": step, "merge_s": merge_s, "eval_s": eval_s}
                      for (task, split), value in accuracies.items()]
-    return [row | {"peak_rss_mb": memory.peak_mb} for row in rows]
+    return [row | {"peak_rss_mb": memory.peak_mb} for row in rows + searched]
 
 
-def load_data(suite: Suite, scenarios: list[Scenario], settings: EvalSettings = DEFAULT_EVAL) -> None:
-    """Check that evaluation batches fit `settings.data_memory`, then decode the splits the scenarios test on into
-    the suite's pixel cache, as many as fit (by `settings.workers` processes, where more than 0); the others are
-    decoded from their datasets at each read."""
+def selected_unit(suite: Suite, scenario: Scenario, method: MergeMethod, grid: Grid, common: dict,
+                  settings: EvalSettings) -> tuple[MergeMethod, list[dict]]:
+    """The method at the grid point of best mean validation accuracy over the scenario's merged tasks, and the
+    rows that record the search: every point's validation scores and, for the λ-sweep's scenarios, the test
+    scores along the lines through the chosen point (see `bench.selection`)."""
+    scored = score_grid(suite, scenario.merged_tasks, method, grid, settings)
+    chosen = best(scored).method
+    counterparts = {task: suite.tasks[task].counterpart for task in suite.tasks}
+    swept = sweep(suite, scenario, scored, chosen, grid, settings)
+    return chosen, grid_rows(scored + swept, common, counterparts, scenario.merged_tasks)
+
+
+def load_data(suite: Suite, scenarios: list[Scenario], settings: EvalSettings = DEFAULT_EVAL,
+              validation: bool = False) -> None:
+    """Check that evaluation batches fit `settings.data_memory`, then decode the splits the scenarios test on (and,
+    with `validation`, their merged tasks' validation splits) into the suite's pixel cache, as many as fit (by
+    `settings.workers` processes, where more than 0); the others are decoded from their datasets at each read."""
     pairs = list(dict.fromkeys(pair for scenario in scenarios for pair in scenario.evaluated))
+    if validation:
+        pairs += list(dict.fromkeys((task, VALIDATION) for scenario in scenarios for task in scenario.merged_tasks))
     reserve_batches(suite.tasks, pairs, settings)
     for task, split in pairs:
         suite.tasks[task].load(split, settings.workers)
@@ -184,31 +211,36 @@ def load_data(suite: Suite, scenarios: list[Scenario], settings: EvalSettings = 
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit of work: a method with its settings and seed, on one scenario; stored under `key`."""
+    """One unit of work: a method with its settings and seed, on one scenario; stored under `key`. With a `grid`,
+    the settings it names are chosen on validation data before the chosen point is tested."""
 
     key: str
     scenario: Scenario
     method: MergeMethod
     seed: int
     spec: int  # index of the MethodSpec it came from
+    grid: Grid = ()
 
 
 def requested(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int]) -> list[Unit]:
     """Every unit asked for, each once, method by method (so that a static merge is reused across the scenarios
     that merge its experts). Bad settings fail here, before any work."""
-    units = [(scenario, spec.build(seed, suite.name), seed, index)
+    units = [(scenario, spec.build(seed, suite.presets), seed, index)
              for index, spec in enumerate(specs) for seed in seeds for scenario in scenarios]
+    grids = [check_selectable(spec.build(0, suite.presets), spec.overrides) if spec.selection == "validation" else ()
+             for spec in specs]
     for scenario in scenarios:
         scenario.test_splits()
     suite.pool.validate()
     asked, repeated = {}, 0
     for scenario, method, seed, index in units:
-        key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, dataclasses.asdict(method),
-                       seed, unit_versions(method, scenario))
+        params = dataclasses.asdict(method) | ({"selection": {"validation": grids[index]}} if grids[index] else {})
+        key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, params, seed,
+                       unit_versions(method, scenario))
         if key in asked:  # a repeated --method, --scenario or --seeds value, or a suite's preset implied and named
             repeated += 1
         else:
-            asked[key] = Unit(key, scenario, method, seed, index)
+            asked[key] = Unit(key, scenario, method, seed, index, grids[index])
     if repeated:
         log.info("%d unit(s) asked for more than once: each runs once", repeated)
     return list(asked.values())
@@ -258,14 +290,16 @@ def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: in
     times = times or StageTimes()
     run_id, version = run_id or new_run_id(), code_version()
     with times.stage("data"):
-        load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings)
+        load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings, any(unit.grid for unit in todo))
     shared = SharedMerge()
     for unit in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times, settings)
+        rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times,
+                        settings, unit.grid)
         with times.stage("report"):
             store.write(unit.key, rows)
-        final = [r for r in rows if r["step"] == rows[-1]["step"]]
+        tested = [r for r in rows if r["selection"] != GRID]
+        final = [r for r in tested if r["step"] == tested[-1]["step"]]
         mean = sum(r["value"] for r in final) / len(final)
         log.info("%s / %s seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", unit.scenario.name,
-                 unit.method.label(), unit.seed, 100 * mean, final[0]["merge_s"], final[0]["eval_s"])
+                 final[0]["label"], unit.seed, 100 * mean, final[0]["merge_s"], final[0]["eval_s"])
     return len(todo)

@@ -7,7 +7,12 @@ from collections.abc import Iterable
 import torch
 
 from bench.pool import ModelPool
-from methods.base import Merged, MergeMethod
+from methods.base import Merged, MergeMethod, setting
+
+# λ in {0.1, 0.2, ..., 1.0}: the grid that the TIES code (github.com/prateeky2806/ties-merging, README: task vectors
+# `linear+0.1+1.01+0.1`) and the TALL-masks code (github.com/nik-dim/tall_masks, src/eval/eval.py:
+# np.linspace(0, 1, n_eval_points // 2 + 1)[1:], n_eval_points 21) search on validation data.
+SCALING_GRID = tuple(round(0.1 * step, 1) for step in range(1, 11))
 
 
 def accumulate(tensors: Iterable[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
@@ -48,13 +53,14 @@ class WeightAveraging(MergeMethod):
 class TaskArithmetic(MergeMethod):
     """Pretrained plus a scaled sum of task vectors.
 
-    scaling=0.3: the value behind the published 8-task numbers (AdaMerging and FusionBench code).
+    scaling=0.3: the value behind the published 8-task numbers (AdaMerging and FusionBench code); on validation
+    data it is chosen from SCALING_GRID, as the task-vectors, TIES and TALL-masks code choose it.
     """
 
     name = "task_arithmetic"
     title = "Task Arithmetic"
     reference = "https://arxiv.org/abs/2212.04089"
-    scaling: float = 0.3
+    scaling: float = setting(0.3, grid=SCALING_GRID)
 
     def merge(self, pool: ModelPool) -> Merged:
         return pool.merge_parameters(lambda key, pretrained, experts: add_task_vectors(pretrained, experts, self.scaling))

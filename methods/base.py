@@ -13,7 +13,7 @@ import math
 import reprlib
 import sys
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from torch import nn
@@ -51,18 +51,32 @@ def setting(default: float, *, low: float = -math.inf, high: float = math.inf, a
             grid: tuple[float, ...] = ()) -> Any:
     """A hyper-parameter's default with the range it must lie in: from `low` (or strictly `above` a value) up
     to `high`. Checked whenever a method is built; a subclass that changes the default keeps the range.
-    `grid`: the values a benchmark may search for it on validation data, where the method's code searches it."""
+
+    `grid`: the values a benchmark may search for it on validation data (`run --select validation`), where the
+    method's paper or code chooses it so; the default stays the fixed setting that published numbers used."""
     bounds = Bounds(low, high) if above is None else Bounds(above, high, low_open=True)
+    outside = [value for value in grid if not bounds.admit(value)]
+    if outside:
+        raise BenchError(f"setting grid value {outside[0]} is out of range {bounds}")
     return dataclasses.field(default=default, metadata={"bounds": bounds} | ({"grid": tuple(grid)} if grid else {}))
 
 
-def declared_bounds(cls: type) -> dict[str, Bounds]:
-    """Each setting's bounds, as declared by the class itself or the nearest base that declares them."""
-    bounds: dict[str, Bounds] = {}
+def _declared(cls: type, key: str) -> dict[str, Any]:
+    """Each setting's metadata `key`, as declared by the class itself or the nearest base that declares it."""
+    declared: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         if dataclasses.is_dataclass(klass):
-            bounds |= {f.name: f.metadata["bounds"] for f in dataclasses.fields(klass) if "bounds" in f.metadata}
-    return bounds
+            declared |= {f.name: f.metadata[key] for f in dataclasses.fields(klass) if key in f.metadata}
+    return declared
+
+
+def declared_bounds(cls: type) -> dict[str, Bounds]:
+    return _declared(cls, "bounds")
+
+
+def declared_grids(cls: type) -> dict[str, tuple[float, ...]]:
+    """Per setting that declares one, the values a benchmark may search (see `setting`)."""
+    return _declared(cls, "grid")
 
 
 @dataclasses.dataclass
@@ -104,10 +118,20 @@ class MergeMethod:
         """
         yield None, self.merge(pool)
 
-    def label(self) -> str:
-        """The table row: title, preset, and settings that differ from the preset (seeds are averaged over)."""
+    def search_space(self) -> dict[str, tuple[float, ...]]:
+        """The values `run --select validation` tries, per setting: the declared grids (see `setting`). A method
+        whose grid depends on its other settings (a preset's different merge rule, say) overrides this."""
+        return declared_grids(type(self))
+
+    def label(self, chosen: Iterable[str] = ()) -> str:
+        """The table row: title, preset, settings that differ from the preset (seeds are averaged over), and the
+        `chosen` settings, those chosen on validation data (`validation: scaling=0.4`), whatever their value."""
         baseline = dataclasses.asdict(type(self).configure(self.preset))
-        changed = [f"{k}={v}" for k, v in dataclasses.asdict(self).items() if k != "seed" and v != baseline[k]]
+        chosen = list(chosen)
+        changed = [f"{k}={v}" for k, v in dataclasses.asdict(self).items()
+                   if k != "seed" and k not in chosen and v != baseline[k]]
+        if chosen:
+            changed.append("validation: " + ", ".join(f"{k}={getattr(self, k)}" for k in chosen))
         suffix = [self.preset] if self.preset != "default" else []
         text = self.title or self.name
         return f"{text} ({', '.join(suffix + changed)})" if suffix or changed else text
@@ -130,11 +154,14 @@ class MergeMethod:
 
     @classmethod
     def describe(cls) -> str:
-        """One line for `bench list methods`: name, defaults, presets."""
+        """One line for `bench list methods`: name, defaults, presets, the grids searched on validation data."""
         defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name != "preset"}
         presets = f" presets: {', '.join(cls.presets)}" if cls.presets else ""
+        grids = "; ".join(f"{name} {', '.join(f'{value:g}' for value in values)}"
+                          for name, values in declared_grids(cls).items())
+        searched = f" | validation grid: {grids}" if grids else ""
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        return f"{cls.name:<26} {doc} {json.dumps(defaults) if defaults else ''}{presets}".rstrip()
+        return f"{cls.name:<26} {doc} {json.dumps(defaults) if defaults else ''}{presets}{searched}".rstrip()
 
 
 def _check_annotated(cls: type) -> None:

@@ -16,7 +16,6 @@ from bench.models import ClassificationHead
 from bench.pool import ModelPool
 from methods.averaging import accumulate
 from methods.base import Merged, MergeMethod, setting
-from tasks.hub import CLIP_REPOS
 
 Fisher = dict[str, torch.Tensor]
 
@@ -147,7 +146,7 @@ class FisherMerging(MergeMethod):
     Fisher divided by its global L2 norm. `estimator="exact"` computes the diagonal Fisher from per-example
     gradients, as the paper's code does, at (inputs x classes) backward passes; `floor_by="clamp"` clamps it at
     the floor. `sampled` estimates the same Fisher without bias at one backward pass per input (see
-    `sampled_fisher`): the CLIP suites' presets use it, since their heads have up to 397 classes. Preset
+    `sampled_fisher`): preset `sampled`, which the CLIP suites run, since their heads have up to 397 classes. Preset
     `fusionbench` does as the code behind FusionBench's tables: squares batch-summed gradients and adds the floor
     (see `merging_weights`).
     """
@@ -155,8 +154,7 @@ class FisherMerging(MergeMethod):
     name = "fisher_merging"
     title = "Fisher Merging"
     reference = "https://arxiv.org/abs/2111.09832"
-    presets = {"fusionbench": {"estimator": "batch_gradient", "floor_by": "add"},
-               **{suite: {"estimator": "sampled"} for suite in CLIP_REPOS}}
+    presets = {"fusionbench": {"estimator": "batch_gradient", "floor_by": "add"}, "sampled": {"estimator": "sampled"}}
     examples: int = setting(256, low=1)
     estimator: Literal["exact", "sampled", "batch_gradient"] = "exact"
     floor: float = setting(1e-6, above=0.0)  # where every expert's Fisher is 0, a floor of 0 would divide 0 by 0

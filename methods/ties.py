@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from bench.pool import ModelPool
-from methods.averaging import accumulate
+from methods.averaging import SCALING_GRID, accumulate
 from methods.base import Merged, MergeMethod, setting
 
 
@@ -145,6 +145,10 @@ class TiesVectors:
         return thresholds
 
 
+# The TIES code's search for its disjoint mean (github.com/prateeky2806/ties-merging, README: `linear+0.8+2.51+0.1`).
+MEAN_SCALING_GRID = tuple(round(0.1 * step, 1) for step in range(8, 26))
+
+
 class TiesMerging(MergeMethod):
     """TIES-merging (Yadav et al., 2023), streamed parameter by parameter (see `TiesVectors`).
 
@@ -153,21 +157,23 @@ class TiesMerging(MergeMethod):
     taken over the whole task vector, disjoint *sum*, scaling 0.3. Preset `ties_paper` is the TIES paper's
     own setting: disjoint mean, scaling 1.0.
 
-    Preset `mini` keeps the top 50% at the same scaling 0.3. The 0.7 M-parameter mini experts' task vectors
-    are dense (their top 20% hold 60-68% of the energy), and the 20% trim tuned for ViT-B/32 leaves TIES
-    below task arithmetic at 0.3 (67.8 vs 74.1). Chosen on the shipped zoo over keep 0.2-0.6 (67.8, 74.0,
-    76.9, 77.1, 76.0) and confirmed on the two other zoos of the recipe (seeds 1, 2: 78.9 and 76.6 against
-    task arithmetic's 76.8 and 74.0).
+    On validation data (`run --select validation`), keep is chosen among 10, 20 and 30% (the TIES paper's
+    search of k) and scaling from SCALING_GRID, the grid of task-vector scalings that the TIES and TALL-masks
+    code search; with the disjoint mean, from the TIES code's 0.8-2.5 (MEAN_SCALING_GRID).
     """
 
     name = "ties_merging"
     title = "TIES-Merging"
     reference = "https://arxiv.org/abs/2306.01708"
-    presets = {"ties_paper": {"disjoint": "mean", "scaling": 1.0}, "mini": {"keep": 0.5}}
-    scaling: float = 0.3
-    keep: float = setting(0.2, low=0.0, high=1.0)  # a fraction of each task vector
+    presets = {"ties_paper": {"disjoint": "mean", "scaling": 1.0}}
+    scaling: float = setting(0.3, grid=SCALING_GRID)
+    keep: float = setting(0.2, low=0.0, high=1.0, grid=(0.1, 0.2, 0.3))  # a fraction of each task vector
     trim: Literal["global", "per_tensor"] = "global"
     disjoint: Literal["sum", "mean"] = "sum"
+
+    def search_space(self) -> dict[str, tuple[float, ...]]:
+        space = super().search_space()
+        return space | {"scaling": MEAN_SCALING_GRID} if self.disjoint == "mean" else space
 
     def merge(self, pool: ModelPool) -> Merged:
         vectors = TiesVectors(pool, self.keep, self.trim)  # reads the experts itself; merge_parameters would read them again

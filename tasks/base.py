@@ -157,6 +157,9 @@ class Suite:
     # Whether a CPU run spends its cores better on several units side by side (`--jobs auto`): true where the
     # model is too small to keep the cores busy (the mini suite's runs one thread at 0.62 of two threads' speed).
     parallel_units: bool = False
+    # The preset each method runs with on this suite where the user names none (method name -> preset name);
+    # a method not listed runs at its defaults. The row label names the preset.
+    presets: dict[str, str] = field(default_factory=dict)
     cache: PixelCache = field(default_factory=PixelCache, repr=False)  # the pixels of all its tasks, one budget
 
     def __post_init__(self) -> None:

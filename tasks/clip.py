@@ -35,6 +35,11 @@ from tasks.registry import task_record
 from tasks.zeroshot import zero_shot_head
 
 
+# The preset each method runs with on the CLIP suites: Fisher merging's sampled estimator, since their heads have
+# up to 397 classes (see methods/fisher.py).
+CLIP_PRESETS = {"fisher_merging": "sampled"}
+
+
 @dataclass(frozen=True)
 class ClipSpec:
     """One CLIP suite: the open_clip model and weights tag, the image tower's shape, its repositories."""
@@ -92,7 +97,7 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     pool = ModelPool(partial(build_encoder, spec.encoder, quick_gelu=True), pretrained_path, experts,
                      {name: task.head for name, task in tasks.items()},
                      sample_inputs=lambda task, split, n, seed: tasks[task].sample(split, n, seed), device=device)
-    return Suite(name=spec.name, tasks=tasks, pool=pool, provenance={"family": family})
+    return Suite(name=spec.name, tasks=tasks, pool=pool, provenance={"family": family}, presets=CLIP_PRESETS)
 
 
 def fusionbench_image_tower(sources: Sources, repos: HubRepos, projection: torch.Tensor, counterpart: str) -> dict[str, torch.Tensor]:

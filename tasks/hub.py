@@ -95,9 +95,15 @@ class Sources:
         return path
 
     def dataset(self, repo: str, split: str):  # -> datasets.Dataset (imported here only when used)
+        """A split of the dataset; `validation` is the dataset's own where it ships one, else the held-out slice
+        of its train split (`held_out_validation`)."""
         import datasets
 
-        return datasets.load_dataset(self._dataset_source(repo), split=split)
+        source = self._dataset_source(repo)
+        if split == "validation" and split not in self.split_names(repo):
+            train = datasets.load_dataset(source, split="train")
+            return train.select(held_out_validation(len(train)))
+        return datasets.load_dataset(source, split=split)
 
     def split_names(self, repo: str) -> list[str]:
         import datasets
@@ -106,6 +112,26 @@ class Sources:
 
     def _dataset_source(self, repo: str) -> str:
         return repo if self.root is None else str(self.root / repo.split("/")[-1])
+
+
+VALIDATION_FRACTION, MAX_VALIDATION, VALIDATION_SEED = 0.1, 5000, 0
+
+
+def held_out_validation(train_size: int) -> list[int]:
+    """Positions of the validation slice of a train split of `train_size` examples, by the task-vectors code's
+    rule (github.com/mlfoundations/task_vectors, src/datasets/registry.py, `split_train_into_train_val`, the
+    `...Val` datasets its experts were fine-tuned without): 10% of the train split, at most 5,000 examples, the
+    last part of `torch.utils.data.random_split(train, [rest, validation])` with generator seed 0.
+
+    The same positions as that code's; the same images where the split lists them in the same order (the hub
+    copies need not list them as torchvision does). The task-vectors experts never saw this slice; FusionBench's
+    experts were fine-tuned on whole train splits, so for them it is held-out data of the task, not unseen data.
+    """
+    import torch
+
+    size = min(int(train_size * VALIDATION_FRACTION), MAX_VALIDATION)
+    order = torch.randperm(train_size, generator=torch.Generator().manual_seed(VALIDATION_SEED)).tolist()
+    return order[train_size - size:]
 
 
 def hub_is_reachable(timeout: float = 2.0) -> bool:

@@ -24,12 +24,28 @@ datasets.disable_progress_bars()  # splits of a few thousand 32x32 images save i
 
 @dataclass(frozen=True)
 class MiniData:
-    """Sizes and seed of the mini suite's task data; tests use a smaller copy of the same generator."""
+    """Sizes and seed of the mini suite's task data; tests use a smaller copy of the same generator.
+
+    Each family has three splits, drawn by the same generator from separate seed streams (the split's name
+    enters every seed, see `procedural.render`): `train` (the experts' fine-tuning data, the only split the zoo
+    build reads), `test`, and `validation`, where a benchmark chooses settings. Validation images are not train
+    images (`tests/test_data.py` compares their hashes); the digits family re-renders the train writers' UCI
+    strokes with fresh nuisance, as any held-out slice of a training set shares its writers, while its test
+    split keeps 500 writers' samples of its own. The validation split is a quarter of the test split's size:
+    a benchmark evaluates every grid point on it, so its size is most of the search's cost; settings are
+    compared on the same images, so their differences are known better than each accuracy alone.
+    """
 
     train_per_task: int = 4000
     test_per_task: int = 1000
     nuisance: float = 0.7
     seed: int = 0
+
+    @property
+    def validation_per_task(self) -> int:
+        """Derived from the test split's size, so that it adds no field to the zoo recipes and manifests that
+        pin these parameters; its cache folder is named with its size."""
+        return self.test_per_task // 4
 
     def fingerprint(self) -> str:
         """Changes whenever the images would: the parameters or the generators' source code."""
@@ -59,7 +75,7 @@ def pixels_to_inputs(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def _build_split(family_name: str, data: MiniData, split: str) -> datasets.Dataset:
     family = FAMILIES[family_name]
-    n = data.train_per_task if split == "train" else data.test_per_task
+    n = {"train": data.train_per_task, "test": data.test_per_task, "validation": data.validation_per_task}[split]
     images, labels = procedural.render(family, data.seed, n, data.nuisance, split)
     features = datasets.Features({"image": datasets.Image(),
                                   "label": datasets.ClassLabel(names=list(family.class_names))})
@@ -68,7 +84,8 @@ def _build_split(family_name: str, data: MiniData, split: str) -> datasets.Datas
 
 def load_split(family_name: str, split: str, data: MiniData = MiniData()) -> datasets.Dataset:
     """The split as an `image`/`label` dataset, generated on first use and then read from the cache."""
-    path = cache_root() / "mini-data" / data.fingerprint() / family_name / split
+    folder = f"validation-{data.validation_per_task}" if split == "validation" else split
+    path = cache_root() / "mini-data" / data.fingerprint() / family_name / folder
     if not path.exists():  # processes generating it at once each build their own; the first published is kept
         path.parent.mkdir(parents=True, exist_ok=True)
         publish_folder(path, lambda staging: _build_split(family_name, data, split).save_to_disk(str(staging)))

@@ -20,6 +20,10 @@ from tasks.mini import MiniData, load_split, normalize, to_pixels
 from tasks.procedural import FAMILIES
 from tasks.registry import standing_in
 
+# The CPU-sized suite's compute settings for the test-time adaptive methods (chosen on its validation split; see
+# methods/adamerging.py, methods/wemoe.py).
+MINI_PRESETS = {name: "mini" for name in ("adamerging_taskwise", "adamerging_layerwise", "adamerging_plus_taskwise",
+                                          "adamerging_plus_layerwise", "wemoe")}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ZOO = REPO_ROOT / "zoo" / "mini-v1"
 
@@ -72,7 +76,7 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
         device=device,
     )
     return Suite(name="mini", tasks=tasks, pool=pool, provenance={"family": zoo_family(manifest)},
-                 parallel_units=True)
+                 parallel_units=True, presets=MINI_PRESETS)
 
 
 def _clip_factory(spec: ClipSpec, zoo: Path | None = None, device: str = "cpu") -> Suite:

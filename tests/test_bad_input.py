@@ -187,7 +187,7 @@ def test_repeated_methods_scenarios_and_seeds_run_each_unit_once(tiny_zoo, tmp_p
     caplog.set_level(logging.INFO)
     results = tmp_path / "results"
     methods = ["--method", "task_arithmetic", "--method", "task_arithmetic", "--method", "ties_merging",
-               "--method", "ties_merging:mini"]  # the mini suite's preset, implied and named
+               "--method", "ties_merging:default"]  # its defaults, implied and named
     assert main(["run", *methods, "--scenario", "multitask", "--scenario", "multitask", "--seeds", "0", "0",
                  "--zoo", str(tiny_zoo), "--results", str(results), "--reports", str(tmp_path / "reports")]) == 0
     assert len(list(results.rglob("*.parquet"))) == 2

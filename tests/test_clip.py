@@ -27,7 +27,7 @@ from bench.reports import build_reports
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
 from tasks.clip import ClipSpec, clip_suite
-from tasks.hub import PRETRAINED_FILE, HubRepos, Sources, check_task_vectors_folder
+from tasks.hub import PRETRAINED_FILE, HubRepos, Sources, check_task_vectors_folder, held_out_validation
 from tasks.registry import RECORDS
 from tasks.scenarios import Scenario, multitask
 from tasks.zeroshot import class_vectors, prompts, zero_shot_head
@@ -119,7 +119,7 @@ TINY_TASKS = {"EuroSAT": ["forest", "river", "sea or lake"], "MNIST": [str(d) fo
 def local_clip_folder(tmp_path_factory) -> tuple[Path, ClipSpec]:
     """A folder laid out like the hub's repositories: a tiny random open_clip CLIP, two tiny random experts in
     transformers' layout, and two tiny image datasets as parquet with ClassLabel names, one of them with a
-    corrupted test split of its own."""
+    corrupted test split and a validation split of its own."""
     root = tmp_path_factory.mktemp("clip-hub")
     config_dir = tmp_path_factory.mktemp("open-clip-config")
     (config_dir / "tiny-test-clip.json").write_text(json.dumps(TINY_CLIP))
@@ -135,7 +135,8 @@ def local_clip_folder(tmp_path_factory) -> tuple[Path, ClipSpec]:
         record = RECORDS[counterpart]
         CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{record.expert_suffix}")  # config + EXPERT_FILE
         features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
-        for split in ("train", "test") + (("contrast",) if counterpart == "EuroSAT" else ()):  # as FusionBench's do
+        own = ("contrast", "validation") if counterpart == "EuroSAT" else ()  # as FusionBench's ship a corrupted split
+        for split in ("train", "test") + own:
             images = [Image.fromarray(generator.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(12)]
             rows = datasets.Dataset.from_dict({"image": images, "label": [i % len(names) for i in range(12)]}, features)
             rows.to_parquet(str(root / record.dataset.split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
@@ -164,6 +165,26 @@ def test_a_clip_suite_from_a_local_folder_runs_end_to_end(local_clip_folder, tmp
     assert suite.provenance["family"].startswith("fusionbench:someone/tiny-experts@")
     assert len(rows) == 2 * 2 * 2 and rows["value"].between(0, 1).all()
     assert torch.equal(suite.pool.expert_tensor("mnist", "proj"), suite.pool.pretrained_tensor("proj"))
+
+
+def test_the_validation_split_is_the_dataset_s_own_else_the_task_vectors_held_out_slice_of_train(local_clip_folder):
+    root, spec = local_clip_folder
+    suite = clip_suite(spec, Sources(root))
+    eurosat, mnist = suite.tasks["eurosat"], suite.tasks["mnist"]
+    own = datasets.load_dataset(str(root / "eurosat"), split="validation")
+    assert [np.asarray(i).tobytes() for i in eurosat.split("validation")["image"]] == [
+        np.asarray(i).tobytes() for i in own["image"]]
+    train = [np.asarray(image).tobytes() for image in mnist.split("train")["image"]]
+    assert [np.asarray(image).tobytes() for image in mnist.split("validation")["image"]] == [
+        train[position] for position in held_out_validation(12)]
+
+
+def test_the_held_out_slice_is_the_task_vectors_codes_10_percent_at_most_5000_seed_0():
+    """task_vectors' split_train_into_train_val asserts that MNISTVal's train part starts at example 36044."""
+    assert len(held_out_validation(60000)) == 5000 and len(held_out_validation(3000)) == 300
+    kept = set(range(60000)) - set(held_out_validation(60000))
+    train_part = torch.randperm(60000, generator=torch.Generator().manual_seed(0)).tolist()[:55000]
+    assert train_part[0] == 36044 and set(train_part) == kept
 
 
 def test_the_family_of_a_clip_suite_is_the_digest_of_the_weights_it_loads(local_clip_folder, tmp_path):

@@ -43,6 +43,21 @@ def test_train_and_test_images_differ():
     assert not np.array_equal(train, test)
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_no_validation_image_is_a_train_or_test_image(family, data_cache):
+    data = MiniData(train_per_task=400, test_per_task=200)
+    hashes = {split: {np.asarray(image).tobytes() for image in load_split(family, split, data)["image"]}
+              for split in ("train", "validation", "test")}
+    assert len(load_split(family, "validation", data)) == data.validation_per_task == 50
+    assert len(hashes["validation"]) == 50  # and its images are distinct among themselves
+    assert not hashes["validation"] & hashes["train"] and not hashes["validation"] & hashes["test"]
+
+
+def test_the_validation_split_leaves_the_zoo_data_fingerprint_unchanged():
+    """The shipped zoo's manifest pins the fingerprint of its train and test data (zoo/mini-v1/manifest.json)."""
+    assert MiniData().fingerprint() == "e5cc1964f2de6f81"
+
+
 def test_handwritten_digits_train_and_test_come_from_disjoint_samples():
     digits = procedural._uci_digits()
     train = {image.tobytes() for image in digits["train"][0]}

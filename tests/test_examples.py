@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 WEMOE_ROUTING = ROOT / "examples" / "wemoe_routing.py"
 TASK_VECTOR_GEOMETRY = ROOT / "examples" / "task_vector_geometry.py"
+ADAPTATION_SETTINGS = ROOT / "examples" / "adaptation_settings.py"
+
+
+def test_adaptation_settings_adapt_on_validation_inputs_and_choose_by_validation_accuracy(tiny_zoo, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # this checkout's packages, whichever is installed
+    out = subprocess.run([sys.executable, str(ADAPTATION_SETTINGS), "adamerging_taskwise", "--zoo", str(tiny_zoo),
+                          "--lr", "1e-3", "1e-2", "--steps", "2", "--every", "1"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    curves = [json.loads(line) for line in out[:-1]]
+    assert [(c["lr"], c["step"]) for c in curves] == [(lr, step) for lr in (1e-3, 1e-2) for step in (0, 1, 2)]
+    chosen = json.loads(out[-1])
+    best = max((c for c in curves if c["step"] == 2), key=lambda c: c["validation"])
+    assert chosen == {"chosen": {"lr": best["lr"], "steps": 2}, "validation": best["validation"]}
 
 
 def test_wemoe_routing_under_batch_routing_reports_one_weight_vector_per_task(tiny_zoo):

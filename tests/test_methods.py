@@ -25,6 +25,8 @@ from methods.fisher import (
 )
 from methods.references import Individual, Pretrained
 from methods.ties import TiesMerging, trim_threshold
+from tasks.clip import CLIP_PRESETS
+from tasks.suites import MINI_PRESETS
 
 
 def flat_vectors(pool) -> tuple[torch.Tensor, torch.Tensor, list[str], list[torch.Size]]:
@@ -309,6 +311,13 @@ def test_exact_fisher_chunks_fewer_inputs_where_their_gradients_exceed_the_memor
 
 
 def test_the_clip_suites_estimate_the_fisher_by_sampling_and_the_mini_suite_exactly():
-    assert MethodSpec("fisher_merging").build(0, "mini").estimator == "exact"
-    for suite in ("clip-vit-b-32", "clip-vit-l-14-task-vectors"):
-        assert MethodSpec("fisher_merging").build(0, suite).estimator == "sampled"
+    assert MethodSpec("fisher_merging").build(0, MINI_PRESETS).estimator == "exact"
+    method = MethodSpec("fisher_merging").build(0, CLIP_PRESETS)
+    assert method.estimator == "sampled" and method.label() == "Fisher Merging (sampled)"
+
+
+def test_a_suite_declares_its_presets_and_a_preset_named_like_the_suite_is_not_implied():
+    assert MethodSpec("wemoe").build(0, MINI_PRESETS).preset == "mini"
+    assert MethodSpec("wemoe").build(0, {}).preset == "default"  # the suite's name alone implies nothing
+    assert MethodSpec("wemoe", preset="default").build(0, MINI_PRESETS).preset == "default"
+    assert "mini" not in TiesMerging.presets  # its keep was chosen on test data; validation now chooses it

@@ -1,0 +1,124 @@
+"""Settings chosen on validation data (`run --select validation`), as the merging papers choose their coefficients.
+
+Each point of a method's search space (its settings' declared grids, see `methods.base.setting`) is merged and
+scored by the mean accuracy over the merged tasks' validation splits; the best point (the first in grid order
+among equals) is the one the benchmark evaluates on the test sets. Scores are kept for the report: every
+point's validation accuracy, and, for the scenarios of the λ-sweep figure, the test accuracy of the points on
+the lines through the chosen one (those that differ from it in one setting): those test numbers are drawn,
+never used to choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bench.errors import BenchError
+from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
+from bench.merge_checks import raised
+from methods.base import MergeMethod
+from tasks.base import Suite
+from tasks.scenarios import Scenario
+
+SELECTIONS = ("fixed", "validation")  # how a row's setting was chosen: the method's own, or on validation data
+GRID = "grid"  # the `selection` of rows scoring one point of a search space (validation or sweep test scores)
+VALIDATION = "validation"  # the split settings are chosen on
+SWEPT_ON_TEST = ("multitask",)  # the scenarios whose grid points are also tested: the λ-sweep figure's
+
+Grid = tuple[tuple[str, tuple[float, ...]], ...]  # (setting, values) in declaration order: hashable, for unit keys
+
+
+def search_space(method: MergeMethod, fixed: Iterable[str] = ()) -> Grid:
+    """The method's search space less the settings fixed by the user (`--param`)."""
+    fixed = set(fixed)
+    return tuple((name, values) for name, values in method.search_space().items() if name not in fixed)
+
+
+def check_selectable(method: MergeMethod, fixed: Iterable[str] = ()) -> Grid:
+    grid = search_space(method, fixed)
+    if not grid:
+        raise BenchError(f"{method.name}: no setting to choose on validation data (--select validation); it declares "
+                         f"no grid{' beyond the --param settings' if method.search_space() else ''}")
+    return grid
+
+
+def points(grid: Grid) -> list[dict[str, float]]:
+    """Every combination of the grid's values, the last setting varying fastest."""
+    names = [name for name, _ in grid]
+    return [dict(zip(names, values)) for values in itertools.product(*(values for _, values in grid))]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One grid point: the method at that point, and its accuracy per (task, split) with the seconds it took."""
+
+    method: MergeMethod
+    accuracies: Mapping[tuple[str, str], float]
+    merge_s: float
+    eval_s: float
+
+    @property
+    def mean(self) -> float:
+        return sum(self.accuracies.values()) / len(self.accuracies)
+
+
+def score(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, pairs: tuple[tuple[str, str], ...],
+          settings: EvalSettings = DEFAULT_EVAL) -> Scored:
+    """Merge the experts of `merged_tasks` with `method` and evaluate on `pairs` (task, split); a test-time
+    adaptive method adapts on the unlabeled inputs of the splits it is evaluated on."""
+    pool = suite.pool.subset(merged_tasks, {task: split for task, split in pairs if task in merged_tasks})
+    start = time.perf_counter()
+    try:
+        merged = method.merge(pool)
+    except BenchError:
+        raise
+    except Exception as error:  # a plugin's bug: one line naming it
+        raise raised(f"{method.name}: merge", error) from error
+    merge_s = time.perf_counter() - start
+    accuracies = evaluate(merged, suite.tasks, pairs, settings)
+    return Scored(method, accuracies, merge_s, time.perf_counter() - start - merge_s)
+
+
+def score_grid(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, grid: Grid,
+               settings: EvalSettings = DEFAULT_EVAL) -> list[Scored]:
+    """Every grid point scored on the merged tasks' validation splits; once per process for a given method,
+    grid and experts (the robustness scenarios merge the same experts and share it)."""
+    key = ("validation grid", method.name, json.dumps(dataclasses.asdict(method), sort_keys=True), grid, merged_tasks)
+    pairs = tuple((task, VALIDATION) for task in merged_tasks)
+    return suite.pool.memo(key, lambda: [score(suite, merged_tasks, dataclasses.replace(method, **point), pairs,
+                                               settings) for point in points(grid)])
+
+
+def best(scored: list[Scored]) -> Scored:
+    """The highest mean validation accuracy; the first in grid order among equals."""
+    return max(scored, key=lambda candidate: candidate.mean)  # max keeps the first of equal keys
+
+
+def on_lines_through(chosen: MergeMethod, scored: list[Scored], grid: Grid) -> list[MergeMethod]:
+    """The grid points that differ from the chosen one in at most one setting (the chosen one included)."""
+    names = [name for name, _ in grid]
+    return [s.method for s in scored
+            if sum(getattr(s.method, name) != getattr(chosen, name) for name in names) <= 1]
+
+
+def grid_rows(scored: list[Scored], common: dict, counterparts: Mapping[str, str],
+              merged_tasks: tuple[str, ...]) -> list[dict]:
+    """Result rows of scored grid points (selection `grid`, never shown as a table row)."""
+    return [common | {"label": s.method.label(), "preset": s.method.preset,
+                      "params": json.dumps(dataclasses.asdict(s.method), sort_keys=True), "selection": GRID,
+                      "task": task, "counterpart": counterparts[task], "merged": task in merged_tasks, "split": split,
+                      "value": value, "step": None, "merge_s": s.merge_s, "eval_s": s.eval_s}
+            for s in scored for (task, split), value in s.accuracies.items()]
+
+
+def sweep(suite: Suite, scenario: Scenario, scored: list[Scored], chosen: MergeMethod, grid: Grid,
+          settings: EvalSettings = DEFAULT_EVAL) -> list[Scored]:
+    """Test scores of the points on the lines through the chosen one, for the scenarios of the λ-sweep figure."""
+    if scenario.name not in SWEPT_ON_TEST:
+        return []
+    return [score(suite, scenario.merged_tasks, method, scenario.evaluated, settings)
+            for method in on_lines_through(chosen, scored, grid)]

@@ -1,0 +1,125 @@
+"""Settings chosen on validation data: declared grids, the choice, the stored search, the CLI and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.results import ResultStore
+from bench.runner import MethodSpec, run
+from bench.selection import GRID, points, score
+from methods.averaging import SCALING_GRID, TaskArithmetic
+from methods.base import setting
+from methods.ties import TiesMerging
+from tasks.scenarios import multitask, scenarios_for
+from tasks.suites import load_suite
+
+
+@pytest.fixture(scope="module")
+def selected(tiny_zoo, tmp_path_factory):
+    """Task arithmetic's λ chosen on validation data, in the multitask and robustness scenarios."""
+    suite = load_suite("mini", zoo=tiny_zoo)
+    store = ResultStore(tmp_path_factory.mktemp("selected"))
+    scenarios = multitask(suite) + scenarios_for("robustness", suite)[:2]
+    assert run(suite, scenarios, [MethodSpec("task_arithmetic", selection="validation")], [0], store) == 3
+    return suite, scenarios, store
+
+
+def test_a_setting_declares_the_grid_a_benchmark_may_search():
+    assert TaskArithmetic().search_space() == {"scaling": SCALING_GRID}
+    assert SCALING_GRID == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    assert TiesMerging().search_space() == {"scaling": SCALING_GRID, "keep": (0.1, 0.2, 0.3)}
+    assert TiesMerging.configure("ties_paper").search_space()["scaling"][:3] == (0.8, 0.9, 1.0)
+    assert len(points(tuple(TiesMerging().search_space().items()))) == 30
+    with pytest.raises(BenchError, match=r"setting grid value 1.5 is out of range \[0, 1\]"):
+        setting(0.2, low=0.0, high=1.0, grid=(0.5, 1.5))
+
+
+def test_the_chosen_setting_has_the_best_mean_validation_accuracy_and_only_it_is_tested(selected):
+    suite, _, store = selected
+    rows = store.load()
+    multitask_rows = rows[rows["scenario"] == "multitask"]
+    searched = multitask_rows[(multitask_rows["selection"] == GRID) & (multitask_rows["split"] == "validation")]
+    by_scaling = searched.groupby(searched["params"].map(lambda p: json.loads(p)["scaling"]))["value"].mean()
+    assert sorted(by_scaling.index) == list(SCALING_GRID) and searched["task"].nunique() == len(suite.tasks)
+    best = by_scaling[by_scaling >= by_scaling.max() - 1e-9].index[0]  # the first of equals, in grid order
+    tested = multitask_rows[multitask_rows["selection"] == "validation"]
+    assert set(tested["split"]) == {"test"} and len(tested) == len(suite.tasks)
+    assert {json.loads(p)["scaling"] for p in tested["params"]} == {best}
+    assert set(tested["label"]) == {f"Task Arithmetic (validation: scaling={best})"}
+
+
+def test_the_sweep_scenario_also_records_test_scores_of_the_grid_and_the_others_only_validation(selected):
+    _, _, store = selected
+    rows = store.load()
+    grid = rows[rows["selection"] == GRID]
+    swept = grid[grid["split"] == "test"]
+    assert set(swept["scenario"]) == {"multitask"}
+    assert {json.loads(p)["scaling"] for p in swept["params"]} == set(SCALING_GRID)
+    corrupted = rows[rows["scenario"] != "multitask"]
+    assert set(corrupted.loc[corrupted["selection"] == GRID, "split"]) == {"validation"}
+
+
+def test_scenarios_merging_the_same_experts_share_one_search(selected):
+    _, scenarios, store = selected
+    rows = store.load()
+    robustness = rows[(rows["selection"] == GRID) & rows["scenario"].str.startswith("robustness/")]
+    first, second = (group.sort_values(["params", "task"])["value"].tolist()
+                     for _, group in robustness.groupby("scenario"))
+    assert first == second and len(first) == len(SCALING_GRID) * len(scenarios[1].merged_tasks)
+
+
+def test_a_selected_unit_is_stored_apart_from_the_fixed_one_and_resumes(selected, tiny_zoo):
+    suite, scenarios, store = selected
+    specs = [MethodSpec("task_arithmetic", selection="validation"), MethodSpec("task_arithmetic")]
+    assert run(suite, scenarios, specs, [0], store) == 3  # only the fixed units are new
+    rows = store.load()
+    assert set(rows.loc[rows["selection"] == "fixed", "label"]) == {"Task Arithmetic"}
+
+
+def test_a_method_without_a_grid_cannot_be_selected_on_validation(tiny_zoo, tmp_path):
+    suite = load_suite("mini", zoo=tiny_zoo)
+    with pytest.raises(BenchError, match="weight_averaging: no setting to choose on validation data"):
+        run(suite, multitask(suite), [MethodSpec("weight_averaging", selection="validation")], [0],
+            ResultStore(tmp_path))
+    with pytest.raises(BenchError, match="task_arithmetic: no setting to choose .* beyond the --param settings"):
+        fixed = MethodSpec("task_arithmetic", overrides={"scaling": "0.5"}, selection="validation")
+        run(suite, multitask(suite), [fixed], [0], ResultStore(tmp_path))
+
+
+def test_run_all_gives_fixed_and_selected_rows_and_the_sweep_figure_of_validation_and_test(tiny_zoo, tmp_path, capsys):
+    assert main(["run", "--method", "task_arithmetic", "--method", "weight_averaging", "--select", "both",
+                 "--scenario", "multitask", "--zoo", str(tiny_zoo), "--results", str(tmp_path / "r"),
+                 "--reports", str(tmp_path / "p")]) == 0
+    rows = ResultStore(tmp_path / "r").load()
+    assert set(zip(rows["method"], rows["selection"])) == {
+        ("task_arithmetic", "fixed"), ("task_arithmetic", "validation"), ("task_arithmetic", GRID),
+        ("weight_averaging", "fixed")}  # weight averaging has nothing to choose
+    table = (tmp_path / "p" / "multitask.md").read_text()
+    assert "| Task Arithmetic " in table and "| Task Arithmetic (validation: scaling=" in table
+    assert "scaling=0.1)" not in table.replace("validation: scaling=0.1)", "")  # no grid point is a table row
+    assert list((tmp_path / "p").glob("scaling-mini-*.png"))
+    assert main(["run", "--method", "weight_averaging", "--select", "validation", "--zoo", str(tiny_zoo),
+                 "--results", str(tmp_path / "r"), "--reports", str(tmp_path / "p")]) == 2
+    assert "error: weight_averaging: no setting to choose on validation data" in capsys.readouterr().err
+
+
+def test_a_chosen_setting_is_named_in_the_label_even_at_its_default():
+    assert TaskArithmetic(scaling=0.3).label(chosen=["scaling"]) == "Task Arithmetic (validation: scaling=0.3)"
+    assert TiesMerging.configure("ties_paper", {"keep": "0.1"}).label(chosen=["scaling"]) == (
+        "TIES-Merging (ties_paper, keep=0.1, validation: scaling=1.0)")
+
+
+def test_an_adaptive_method_scored_on_validation_adapts_on_validation_inputs(tiny_zoo, monkeypatch):
+    from methods.adamerging import TaskwiseAdaMerging
+
+    suite = load_suite("mini", zoo=tiny_zoo)
+    drawn, sample = [], suite.pool._sample_inputs
+    monkeypatch.setattr(suite.pool, "_sample_inputs", lambda task, split, n, seed: drawn.append(split) or sample(
+        task, split, n, seed))
+    tasks = tuple(suite.tasks)[:2]
+    score(suite, tasks, TaskwiseAdaMerging(steps=1), tuple((task, "validation") for task in tasks))
+    assert drawn and set(drawn) == {"validation"}
