@@ -34,7 +34,6 @@ from tasks.mini import cache_root
 from tasks.registry import task_record
 from tasks.zeroshot import zero_shot_head
 
-
 # The preset each method runs with on the CLIP suites: Fisher merging's sampled estimator, since their heads have
 # up to 397 classes (see methods/fisher.py).
 CLIP_PRESETS = {"fisher_merging": "sampled"}
