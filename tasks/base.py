@@ -61,7 +61,7 @@ class Task:
     normalize: Callable[[torch.Tensor], torch.Tensor]  # pixels to encoder inputs
     head: ClassificationHead
     corruption_profile: str = "imagenet"  # which parameter table of the corruptions fits the images' size
-    splits: tuple[str, ...] = ("train", "test")  # what its record offers (tasks/registry.py)
+    splits: tuple[str, ...] = ("train", "validation", "test")  # what its record offers (tasks/registry.py)
     shipped_splits: frozenset[str] = frozenset()  # the dataset's split names (train, test and any corrupted copies)
     cache: PixelCache = field(default_factory=PixelCache, repr=False)  # a suite's tasks share their suite's
     _datasets: dict[str, datasets.Dataset] = field(default_factory=dict, repr=False)

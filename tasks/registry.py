@@ -32,7 +32,7 @@ class TaskRecord:
     expert_suffix: str  # FusionBench's experts of a model are the repositories f"{experts}_{expert_suffix}"
     templates: tuple[str, ...]
     mini_family: str | None = None  # the mini suite's stand-in family, where it has one
-    splits: tuple[str, ...] = ("train", "test")  # what every suite offers of it (a hub copy may ship more)
+    splits: tuple[str, ...] = ("train", "validation", "test")  # what every suite offers (a hub copy may ship more)
 
 
 RECORDS: dict[str, TaskRecord] = {record.name: record for record in (

@@ -57,7 +57,7 @@ def test_scenarios_merge_and_test_the_tasks_of_their_groups_in_the_groups_order(
 
 def test_a_task_refuses_a_split_its_record_does_not_offer(suite):
     assert len(suite.tasks["signs"].split("test")) == ZooRecipe.tiny().data.test_per_task
-    with pytest.raises(BenchError, match=r"^task signs: no split 'holdout'; valid: test, train$"):
+    with pytest.raises(BenchError, match=r"^task signs: no split 'holdout'; valid: test, train, validation$"):
         suite.tasks["signs"].split("holdout")
 
 
@@ -66,7 +66,7 @@ def test_list_tasks_shows_each_record_with_its_stand_in_classes_groups_and_sourc
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["task", "mini", "stand-in", "classes", "splits", "hub", "dataset,", "experts,",
                                 "prompts", "groups"]
-    assert lines[2].split() == ["Cars", "vehicles", "196", "(8", "mini)", "train,", "test", "tanganke/stanford_cars,",
+    assert lines[2].split() == ["Cars", "vehicles", "196", "(8", "mini)", "train,", "validation,", "test", "tanganke/stanford_cars,",
                                 "*_stanford-cars,", "8", "prompts", "8-task,", "robustness,", "generalization-1-seen,",
                                 "generalization-2-seen"]
     assert len(lines) == 1 + len(RECORDS)
@@ -103,5 +103,5 @@ def test_a_task_added_by_one_record_is_built_run_and_listed_end_to_end(stripes_t
     capsys.readouterr()
     assert main(["list", "tasks"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split() == [
-        "Stripes", "stripes", "2", "(2", "mini)", "train,", "test", "someone/stripes,", "*_stripes,", "1", "prompt",
+        "Stripes", "stripes", "2", "(2", "mini)", "train,", "validation,", "test", "someone/stripes,", "*_stripes,", "1", "prompt",
         "robustness"]
