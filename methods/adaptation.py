@@ -3,13 +3,16 @@ test inputs of every merged task, each through its own frozen head (AdaMerging, 
 
 The methods differ only in the model they build (`AdaptiveModel`); this module owns the loop: batches drawn
 afresh at every step, Adam, an optional cosine schedule, tqdm progress with the current loss, and the
-intermediate models the runner evaluates with `--eval-every`.
+intermediate models the runner evaluates with `--eval-every`. Each task's part of a step's loss is
+backpropagated on its own, so only one task's activations are held at a time; the gradients add up to those
+of the whole loss, up to the order of float sums.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -32,6 +35,12 @@ class AdaptiveModel(nn.Module):
         """The model as it stands, detached from the adaptation graph, ready to evaluate."""
         raise NotImplementedError
 
+    @contextmanager
+    def adaptation_pass(self) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+        """The forward that one step runs each task's inputs through. Backpropagating each task's loss
+        accumulates the trainable parameters' gradients; they are complete when the block exits."""
+        yield self
+
 
 class AdaptiveMethod(MergeMethod):
     """Base of the methods that adapt on unlabeled test inputs; subclasses build the model to adapt.
@@ -49,10 +58,6 @@ class AdaptiveMethod(MergeMethod):
 
     def build(self, pool: ModelPool) -> AdaptiveModel:
         raise NotImplementedError
-
-    def separate_task_batches(self) -> bool:
-        """Whether each task's batch must go through the model alone (when the model mixes a batch's samples)."""
-        return False
 
     def merge(self, pool: ModelPool) -> Merged:
         *_, (_, merged) = self.merge_steps(pool)
@@ -72,12 +77,11 @@ class AdaptiveMethod(MergeMethod):
             n = self.batch_size * self.batches_per_step
             inputs = {task: pool.test_inputs(task, n, int(torch.randint(2**31, (1,), generator=draws))).to(pool.device)
                       for task in pool.tasks}
-            loss = self._loss(model, heads, inputs)
             optimizer.zero_grad()
-            loss.backward()
+            loss = self._backward(model, heads, inputs)
             optimizer.step()
             scheduler.step()
-            progress.set_postfix(entropy=f"{loss.item():.4f}")
+            progress.set_postfix(entropy=f"{loss:.4f}")
             if every and step % every == 0 and step < self.steps:
                 yield step, model.merged()
         yield self.steps, model.merged()
@@ -87,13 +91,18 @@ class AdaptiveMethod(MergeMethod):
             return 1.0
         return 0.5 * (1 + math.cos(math.pi * step / self.steps))
 
-    def _loss(self, model: AdaptiveModel, heads: dict[str, nn.Module], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.separate_task_batches():
-            features = {task: model(x) for task, x in inputs.items()}
-        else:
-            features = dict(zip(inputs, model(torch.cat(list(inputs.values()))).split([len(x) for x in inputs.values()])))
-        loss = torch.zeros((), device=next(iter(inputs.values())).device)
-        for task, task_features in features.items():
-            per_sample = entropy(heads[task](task_features))
-            loss = loss + per_sample.view(self.batches_per_step, -1).mean(-1).sum()
-        return loss
+    def _backward(self, model: AdaptiveModel, heads: dict[str, nn.Module], inputs: dict[str, torch.Tensor]) -> float:
+        """Backpropagate a step's loss, task by task (each task's batch goes through the model alone); its value."""
+        total = 0.0
+        with model.adaptation_pass() as forward:
+            for task, task_inputs in inputs.items():
+                loss = self._task_loss(task, forward, heads[task], task_inputs)
+                loss.backward()
+                total += loss.item()
+        return total
+
+    def _task_loss(self, task: str, forward: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
+                   inputs: torch.Tensor) -> torch.Tensor:
+        """One task's part of the loss: the mean entropy of its head's predictions over each of its
+        `batches_per_step` batches, summed."""
+        return entropy(head(forward(inputs))).view(self.batches_per_step, -1).mean(-1).sum()

@@ -96,6 +96,23 @@ def test_wemoe_routers_move_and_entropy_falls(tmp_path):
     assert all(not torch.equal(trained[k.removeprefix("encoder.")], v) for k, v in initial.items())
 
 
+@pytest.mark.parametrize("method", [LayerwiseAdaMerging(batches_per_step=2, batch_size=4), WEMoE(batch_size=4)],
+                         ids=["adamerging", "wemoe"])
+def test_gradients_backpropagated_task_by_task_equal_one_backward_of_the_whole_loss(tmp_path, method):
+    pool = random_pool(tmp_path, spread=0.3)
+    model = method.build(pool)
+    inputs = {task: pool.test_inputs(task, 64, 0)[8 * i:8 * i + 8] for i, task in enumerate(pool.tasks)}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    features = model(torch.cat(list(inputs.values()))).split(8)
+    whole = sum(entropy(pool.heads[task](f)).view(method.batches_per_step, -1).mean(-1).sum()
+                for task, f in zip(inputs, features))
+    expected = torch.autograd.grad(whole, trainable)
+    loss = method._backward(model, pool.heads, inputs)
+    assert loss == pytest.approx(whole.item(), rel=1e-6)
+    for parameter, gradient in zip(trainable, expected):
+        torch.testing.assert_close(parameter.grad, gradient, rtol=1e-5, atol=1e-7)
+
+
 def test_wemoe_merges_every_shared_parameter_by_task_arithmetic(tmp_path):
     pool = random_pool(tmp_path)
     encoder = WEMoE(init_lambda=0.3).build(pool).merged()
