@@ -52,25 +52,24 @@ def fixed_routing(encoder: nn.Module, weights: torch.Tensor):
 
 class TaskMarker:
     """Adds to every router's input a fixed random vector of its input's task (entries N(0, scale^2)), so that
-    the routers can tell the tasks apart: what they learn then. `task_of` holds the current inputs' task."""
+    the routers can tell the tasks apart: what they learn then. `task_of` holds the current inputs' tasks, one
+    per input, or one for all."""
 
-    def __init__(self, tasks: list[str], width: int, scale: float) -> None:
-        self.tasks = tasks
-        self.vectors = scale * torch.randn(len(tasks), width, generator=torch.Generator().manual_seed(0))
-        self.task_of = torch.zeros(0, dtype=torch.long)
+    def __init__(self, n_tasks: int, width: int, scale: float) -> None:
+        self.vectors = scale * torch.randn(n_tasks, width, generator=torch.Generator().manual_seed(0))
+        self.task_of = torch.zeros(1, dtype=torch.long)  # one for all until a step marks its inputs
 
     def install(self) -> None:
-        """Patch the routers, and the adaptation loss to mark the task of each batch (an adaptation step runs
-        each task's batch through the model on its own)."""
-        route, task_loss = Router.forward, AdaptiveMethod._task_loss
+        """Patch the routers, and the adaptation loss to record the tasks of each step's inputs (WEMoE's preset
+        mini routes per sample: one forward over every task's batch, in the order of `inputs`)."""
+        route, loss = Router.forward, AdaptiveMethod._loss
 
-        def marked_loss(method: AdaptiveMethod, task: str, forward, head: nn.Module,
-                        inputs: torch.Tensor) -> torch.Tensor:
-            self.of_task(self.tasks.index(task))
-            return task_loss(method, task, forward, head, inputs)
+        def marked_loss(method: AdaptiveMethod, model: nn.Module, heads: dict, inputs: dict) -> torch.Tensor:
+            self.task_of = torch.cat([torch.full((len(x),), t) for t, x in enumerate(inputs.values())])
+            return loss(method, model, heads, inputs)
 
         Router.forward = lambda router, hidden: route(router, hidden + self.vectors[self.task_of].unsqueeze(1))
-        AdaptiveMethod._task_loss = marked_loss
+        AdaptiveMethod._loss = marked_loss
 
     def of_task(self, task: int) -> None:
         """Every input from now on is of `task`."""
@@ -95,7 +94,7 @@ def main() -> None:
 
     suite = load_suite("mini", zoo=args.zoo)
     tasks = list(suite.pool.tasks)
-    marker = TaskMarker(tasks, suite.pool.pretrained_tensor("ln_post.weight").numel(), args.task_marker)
+    marker = TaskMarker(len(tasks), suite.pool.pretrained_tensor("ln_post.weight").numel(), args.task_marker)
     if args.task_marker:
         marker.install()
     method = WEMoE.configure("mini", {"routing": args.routing})

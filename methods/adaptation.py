@@ -3,9 +3,9 @@ test inputs of every merged task, each through its own frozen head (AdaMerging, 
 
 The methods differ only in the model they build (`AdaptiveModel`); this module owns the loop: batches drawn
 afresh at every step, Adam, an optional cosine schedule, tqdm progress with the current loss, and the
-intermediate models the runner evaluates with `--eval-every`. Each task's part of a step's loss is
-backpropagated on its own, so only one task's activations are held at a time; the gradients add up to those
-of the whole loss, up to the order of float sums.
+intermediate models the runner evaluates with `--eval-every`. The loss is a sum over tasks, so a step whose
+activations would exceed `activation_budget` backpropagates it in parts, a few tasks' batches at a time (at
+least one), whose gradients add up to the whole loss's (up to the order of float sums).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -37,9 +37,26 @@ class AdaptiveModel(nn.Module):
 
     @contextmanager
     def adaptation_pass(self) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
-        """The forward that one step runs each task's inputs through. Backpropagating each task's loss
-        accumulates the trainable parameters' gradients; they are complete when the block exits."""
+        """The forward that one step runs its inputs through, one or more times. Backpropagating each pass's
+        loss accumulates the trainable parameters' gradients; they are complete when the block exits."""
         yield self
+
+
+def saved_bytes_per_input(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> int:
+    """Bytes that autograd keeps for the backward pass per input of `forward`: what a second input adds to one
+    input's (tensors saved whatever the batch, such as weights, cancel out)."""
+    def saved_bytes(batch: torch.Tensor) -> int:
+        sizes: list[int] = []
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            sizes.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            forward(batch)
+        return sum(sizes)
+
+    return max(0, saved_bytes(inputs[:2]) - saved_bytes(inputs[:1]))
 
 
 class AdaptiveMethod(MergeMethod):
@@ -48,6 +65,10 @@ class AdaptiveMethod(MergeMethod):
     The loss of a step is, summed over tasks and over `batches_per_step` batches of `batch_size` inputs
     each, the mean entropy of the task head's predictions: the objective of the AdaMerging and WEMoE code.
     """
+
+    # Bytes of activations one backward pass may hold: a step whose activations exceed it is backpropagated in
+    # parts of whole tasks. Not a setting (it changes no result beyond the order of float sums).
+    activation_budget: ClassVar[int] = 2**31
 
     steps: int = setting(500, low=0)  # 0: the merge at its initial coefficients
     lr: float = setting(1e-3, above=0.0)
@@ -58,6 +79,10 @@ class AdaptiveMethod(MergeMethod):
 
     def build(self, pool: ModelPool) -> AdaptiveModel:
         raise NotImplementedError
+
+    def separate_task_batches(self) -> bool:
+        """Whether each task's batch must go through the model alone (when the model mixes a batch's samples)."""
+        return False
 
     def merge(self, pool: ModelPool) -> Merged:
         *_, (_, merged) = self.merge_steps(pool)
@@ -73,12 +98,14 @@ class AdaptiveMethod(MergeMethod):
         if every and self.steps:  # with no steps, the final model below is the initial one
             yield 0, model.merged()
         progress = tqdm(range(1, self.steps + 1), desc=self.name, unit="step", leave=False)
+        tasks_per_pass = None
         for step in progress:
             n = self.batch_size * self.batches_per_step
             inputs = {task: pool.test_inputs(task, n, int(torch.randint(2**31, (1,), generator=draws))).to(pool.device)
                       for task in pool.tasks}
+            tasks_per_pass = tasks_per_pass or self._tasks_per_pass(model, next(iter(inputs.values())), len(inputs))
             optimizer.zero_grad()
-            loss = self._backward(model, heads, inputs)
+            loss = self._backward(model, heads, inputs, tasks_per_pass)
             optimizer.step()
             scheduler.step()
             progress.set_postfix(entropy=f"{loss:.4f}")
@@ -91,18 +118,32 @@ class AdaptiveMethod(MergeMethod):
             return 1.0
         return 0.5 * (1 + math.cos(math.pi * step / self.steps))
 
-    def _backward(self, model: AdaptiveModel, heads: dict[str, nn.Module], inputs: dict[str, torch.Tensor]) -> float:
-        """Backpropagate a step's loss, task by task (each task's batch goes through the model alone); its value."""
-        total = 0.0
+    def _tasks_per_pass(self, model: AdaptiveModel, inputs: torch.Tensor, n_tasks: int) -> int:
+        """How many tasks' batches (`inputs` is one) a backward pass takes: all of them where their activations
+        fit `activation_budget`, else as many as fit, at least one."""
+        per_task = saved_bytes_per_input(model, inputs) * len(inputs)
+        return max(1, min(n_tasks, self.activation_budget // max(1, per_task)))
+
+    def _backward(self, model: AdaptiveModel, heads: dict[str, nn.Module], inputs: dict[str, torch.Tensor],
+                  tasks_per_pass: int) -> float:
+        """Backpropagate a step's loss, `tasks_per_pass` tasks at a time; its value."""
+        tasks, total = list(inputs), 0.0
         with model.adaptation_pass() as forward:
-            for task, task_inputs in inputs.items():
-                loss = self._task_loss(task, forward, heads[task], task_inputs)
+            for start in range(0, len(tasks), tasks_per_pass):
+                loss = self._loss(forward, heads, {task: inputs[task] for task in tasks[start:start + tasks_per_pass]})
                 loss.backward()
                 total += loss.item()
         return total
 
-    def _task_loss(self, task: str, forward: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
-                   inputs: torch.Tensor) -> torch.Tensor:
-        """One task's part of the loss: the mean entropy of its head's predictions over each of its
-        `batches_per_step` batches, summed."""
-        return entropy(head(forward(inputs))).view(self.batches_per_step, -1).mean(-1).sum()
+    def _loss(self, forward: Callable[[torch.Tensor], torch.Tensor], heads: dict[str, nn.Module],
+              inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of some tasks' batches."""
+        if self.separate_task_batches():
+            features = {task: forward(x) for task, x in inputs.items()}
+        else:
+            features = dict(zip(inputs, forward(torch.cat(list(inputs.values()))).split([len(x) for x in inputs.values()])))
+        loss = torch.zeros((), device=next(iter(inputs.values())).device)
+        for task, task_features in features.items():
+            per_sample = entropy(heads[task](task_features))
+            loss = loss + per_sample.view(self.batches_per_step, -1).mean(-1).sum()
+        return loss
