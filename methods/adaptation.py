@@ -111,7 +111,9 @@ class AdaptiveMethod(MergeMethod):
             progress.set_postfix(entropy=f"{loss:.4f}")
             if every and step % every == 0 and step < self.steps:
                 yield step, model.merged()
-        yield self.steps, model.merged()
+        merged = model.merged()
+        del model, trainable, optimizer, scheduler  # what only the adaptation needs is freed before the evaluation
+        yield self.steps, merged
 
     def _lr_factor(self, step: int) -> float:
         if self.schedule == "constant" or self.steps == 0:

@@ -3,6 +3,9 @@ definition, and the adaptation itself (coefficients move, entropy falls)."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -221,3 +224,20 @@ def test_wemoe_upscales_only_the_named_blocks_and_rejects_bad_ones(tmp_path):
     with pytest.raises(BenchError, match="blocks 0..0"):
         WEMoE(blocks="3").build(pool)
     assert WEMoE.configure(overrides={"router_depth": "1"}).router_depth == 1
+
+
+def test_the_adaptive_model_is_freed_before_its_final_merge_is_evaluated(tmp_path, monkeypatch):
+    pool = random_pool(tmp_path)
+    method, built = LayerwiseAdaMerging(steps=1), []
+    build = method.build
+
+    def remembered_build(pool):
+        model = build(pool)
+        built.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(method, "build", remembered_build)
+    steps = method.merge_steps(pool)
+    step, _ = next(steps)  # the generator waits here while the runner evaluates
+    gc.collect()
+    assert step == 1 and built[0]() is None
