@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--end-to-end", action="store_true", help="also time `run --all` into empty results, by "
                       "stage (as long as that run: about 20 minutes on 2 cores)")
     perf.add_argument("--memory", action="store_true", help="also the peak memory of one step of layer-wise "
-                      "AdaMerging and of WEMoE on 8 random experts of ViT-B/32 size (about 15 minutes on 2 cores)")
+                      "AdaMerging and of WEMoE on 8 random experts of ViT-B/32 size (up to half an hour on 2 cores)")
     perf.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto", help="worker processes of the "
                       "--end-to-end run, as in `run` (default: auto)")
     perf.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")

@@ -16,7 +16,7 @@ same tensors (machines are noisy; ratios travel) or a limit, with its goal.
   (goal: at most 10 s) and every merge's peak memory beyond the memory-mapped checkpoints, in models (goal:
   at most 2; TIES at most 1.5 GiB). The Fisher-weighted average is timed given Fishers (random, as large as
   the experts): estimating them is forward-backward work, not merging.
-- Memory of test-time adaptation (`--memory`; about 15 minutes on 2 cores): the peak resident memory of a fresh
+- Memory of test-time adaptation (`--memory`; up to half an hour on 2 cores): the peak resident memory of a fresh
   process building layer-wise AdaMerging and WEMoE on 8 random experts the size of CLIP ViT-B/32 and taking one
   adaptation step at the papers' batch sizes (AdaMerging: 2 batches of 16 inputs per task; WEMoE: 16 per task),
   the mapped checkpoints included. Goal: at most 12 GiB each.
