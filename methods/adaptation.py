@@ -66,9 +66,11 @@ class AdaptiveMethod(MergeMethod):
     each, the mean entropy of the task head's predictions: the objective of the AdaMerging and WEMoE code.
     """
 
-    # Bytes of activations one backward pass may hold: a step whose activations exceed it is backpropagated in
-    # parts of whole tasks. Not a setting (it changes no result beyond the order of float sums).
-    activation_budget: ClassVar[int] = 2**31
+    # Bytes of saved activations one backward pass may hold (a pass's peak is more: temporaries, gradients): a
+    # step whose activations exceed it is backpropagated in parts of whole tasks. At ViT-B/32 a task's batch of
+    # 2 x 16 inputs saves about 1 GB, so each task is a pass of its own there; the mini suite's steps are one
+    # pass. Not a setting (it changes no result beyond the order of float sums).
+    activation_budget: ClassVar[int] = 3 * 2**29
 
     steps: int = setting(500, low=0)  # 0: the merge at its initial coefficients
     lr: float = setting(1e-3, above=0.0)
