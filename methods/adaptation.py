@@ -145,7 +145,8 @@ class AdaptiveMethod(MergeMethod):
         if self.separate_task_batches():
             features = {task: forward(x) for task, x in inputs.items()}
         else:
-            features = dict(zip(inputs, forward(torch.cat(list(inputs.values()))).split([len(x) for x in inputs.values()])))
+            sizes = [len(x) for x in inputs.values()]
+            features = dict(zip(inputs, forward(torch.cat(list(inputs.values()))).split(sizes)))
         loss = torch.zeros((), device=next(iter(inputs.values())).device)
         for task, task_features in features.items():
             per_sample = entropy(heads[task](task_features))
