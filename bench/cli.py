@@ -113,8 +113,9 @@ def _parser() -> argparse.ArgumentParser:
                                "forward+backward, WEMoE throughput / dense model, WEMoE fast path / per-sample oracle, "
                                "evaluation harness / bare forward, static merges of ViT-B/32-size experts against the "
                                "memory-bandwidth bound, TIES time and memory; optionally the whole `run --all` by "
-                               "stage. Figures go to RESULTS/perf.parquet (replacing those of the same name measured on "
-                               "this machine) and the report is rebuilt, perf.md included.")
+                               "stage, and the peak memory of test-time adaptation at ViT-B/32 size. Figures go to "
+                               "RESULTS/perf.parquet (replacing those of the same name measured on this machine) and "
+                               "the report is rebuilt, perf.md included.")
     perf.add_argument("--suite", default="mini", help="suite whose model and inputs are timed (default: mini)")
     perf.add_argument("--zoo", type=Path, help="zoo folder of the mini suite")
     perf.add_argument("--static", choices=["vit-b-32", "none"], default="vit-b-32",
@@ -122,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
                       "two minutes), or none (default: vit-b-32)")
     perf.add_argument("--end-to-end", action="store_true", help="also time `run --all` into empty results, by "
                       "stage (as long as that run: about 20 minutes on 2 cores)")
+    perf.add_argument("--memory", action="store_true", help="also the peak memory of one step of layer-wise "
+                      "AdaMerging and of WEMoE on 8 random experts of ViT-B/32 size (up to half an hour on 2 cores)")
     perf.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto", help="worker processes of the "
                       "--end-to-end run, as in `run` (default: auto)")
     perf.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results)")
@@ -296,7 +299,7 @@ def _cmd_perf(args: argparse.Namespace) -> None:
     print(machine)
     rows = []
     for figure in run_perf(partial(load_suite, args.suite, zoo=args.zoo), static=args.static != "none",
-                           end_to_end=args.end_to_end, jobs=args.jobs):
+                           end_to_end=args.end_to_end, jobs=args.jobs, memory=args.memory):
         print(figure.line(), flush=True)
         rows.append([figure.name, figure.value, figure.goal, figure.verdict, machine, measured_at])
     log.info("figures: %s", store_perf(args.results, pd.DataFrame(rows, columns=PERF_COLUMNS)))

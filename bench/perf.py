@@ -16,6 +16,10 @@ same tensors (machines are noisy; ratios travel) or a limit, with its goal.
   (goal: at most 10 s) and every merge's peak memory beyond the memory-mapped checkpoints, in models (goal:
   at most 2; TIES at most 1.5 GiB). The Fisher-weighted average is timed given Fishers (random, as large as
   the experts): estimating them is forward-backward work, not merging.
+- Memory of test-time adaptation (`--memory`; up to half an hour on 2 cores): the peak resident memory of a fresh
+  process building layer-wise AdaMerging and WEMoE on 8 random experts the size of CLIP ViT-B/32 and taking one
+  adaptation step at the papers' batch sizes (AdaMerging: 2 batches of 16 inputs per task; WEMoE: 16 per task),
+  the mapped checkpoints included. Goal: at most 12 GiB each.
 - End to end (`--end-to-end`; as long as the run itself): `run --all` on the mini suite into empty results
   and a fresh report, in seconds by stage. Goal: at most 15 minutes in all.
 """
@@ -46,7 +50,9 @@ from bench.synthetic import (
     PreparedMerge,
     fisher_merge_given_fishers,
     measure_merge,
+    merge_memory,
     method_merge,
+    synthetic_pool,
     write_synthetic_zoo,
 )
 from bench.timing import best_time
@@ -192,6 +198,24 @@ def static_merge_figures(config: EncoderConfig = VIT_B_32, experts: int = 8, pro
     return figures
 
 
+def adaptation_memory_figures(config: EncoderConfig = VIT_B_32, experts: int = 8) -> list[Figure]:
+    """One adaptation step of each adaptive method at its paper's batch sizes (its defaults), each in a fresh
+    process: memory freed by earlier work in this process would be reused and hide what the method needs."""
+    methods = [LayerwiseAdaMerging(steps=1), WEMoE(steps=1)]
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="mergebench-memory-") as folder:
+        write_synthetic_zoo(Path(folder), config, experts)
+        model_bytes = (Path(folder) / "pretrained.safetensors").stat().st_size
+        pool = partial(synthetic_pool, Path(folder), config, experts)
+        for method in methods:
+            peak, _ = in_fresh_process(merge_memory, pool, method)
+            size = f"{experts} experts of {model_bytes / 2**20:.0f} MiB"
+            inputs = f"{method.batch_size * method.batches_per_step} inputs per task"
+            name = f"{method.title}, {size}, {inputs}: peak memory of the process (GiB)"
+            figures.append(Figure(name, peak / 2**30, 12))
+    return figures
+
+
 @torch.no_grad()
 def evaluation_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
     """The harness's evaluation of one merged model on every task's test split, over the bare encoder's forward
@@ -244,7 +268,7 @@ def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int | None = No
 
 
 def run_perf(suite_factory: Callable[[], Suite], static: bool = True, end_to_end: bool = False,
-             jobs: int | None = None) -> Iterator[Figure]:
+             jobs: int | None = None, memory: bool = False) -> Iterator[Figure]:
     """Every figure, each as soon as it is measured."""
     suite = suite_factory()
     yield from adamerging_figures(suite)
@@ -252,5 +276,7 @@ def run_perf(suite_factory: Callable[[], Suite], static: bool = True, end_to_end
     yield from evaluation_figures(suite_factory)
     if static:
         yield from static_merge_figures()
+    if memory:
+        yield from adaptation_memory_figures()
     if end_to_end:
         yield from end_to_end_figures(suite_factory, jobs)

@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from bench.errors import BenchError
 from bench.memory import PeakMemory
-from bench.models import EncoderConfig, build_encoder
+from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.timing import best_time
 from methods.base import MergeMethod
@@ -36,12 +35,18 @@ def write_synthetic_zoo(folder: Path, config: EncoderConfig, experts: int = 8, s
                   str(folder / f"task{index}.safetensors"))
 
 
-def synthetic_pool(folder: Path, config: EncoderConfig, experts: int) -> ModelPool:
-    def no_inputs(*_: object) -> torch.Tensor:
-        raise BenchError("synthetic pool: static merges only (no task data)")
+def synthetic_pool(folder: Path, config: EncoderConfig, experts: int, classes: int = 10) -> ModelPool:
+    """The pool of a zoo written by `write_synthetic_zoo`, with random heads of `classes` classes and random
+    normal inputs (seeded by the draw's seed): test-time adaptation's memory and time depend on sizes too."""
+    def random_inputs(task: str, split: str, n: int, seed: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(n, 3, config.image_size, config.image_size, generator=generator)
 
+    generator = torch.Generator().manual_seed(0)
     paths = {f"task{index}": folder / f"task{index}.safetensors" for index in range(experts)}
-    return ModelPool(partial(build_encoder, config), folder / "pretrained.safetensors", paths, {}, no_inputs)
+    heads = {task: ClassificationHead(torch.randn(classes, config.embed_dim, generator=generator), 100.0)
+             for task in paths}
+    return ModelPool(partial(build_encoder, config), folder / "pretrained.safetensors", paths, heads, random_inputs)
 
 
 # Given a pool, the call a figure times (work before it, such as making Fishers, is not timed).
@@ -72,3 +77,14 @@ def measure_merge(prepare: PreparedMerge, folder: Path, config: EncoderConfig, e
         merge()
         first = time.perf_counter() - start
     return first, (memory.peak_anonymous_mb - memory.start_anonymous_mb) * 2**20, best_time(merge, repeats, warm_up=False)
+
+
+def merge_memory(pool: Callable[[], ModelPool], method: MergeMethod) -> tuple[float, float]:
+    """Of one merge by `method` in the calling process, on the pool that `pool()` builds (before the watch): the
+    process's peak resident memory, and the anonymous memory the merge added at its peak (without the file pages
+    of the memory-mapped checkpoints), in bytes."""
+    built = pool()
+    memory = PeakMemory()
+    with memory.watch():
+        method.merge(built)
+    return memory.peak_mb * 2**20, (memory.peak_anonymous_mb - memory.start_anonymous_mb) * 2**20

@@ -57,7 +57,7 @@ class TaskMarker:
 
     def __init__(self, n_tasks: int, width: int, scale: float) -> None:
         self.vectors = scale * torch.randn(n_tasks, width, generator=torch.Generator().manual_seed(0))
-        self.task_of = torch.zeros(0, dtype=torch.long)
+        self.task_of = torch.zeros(1, dtype=torch.long)  # one for all until a step marks its inputs
 
     def install(self) -> None:
         """Patch the routers, and the adaptation loss to record the tasks of each step's inputs (WEMoE's preset

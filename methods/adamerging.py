@@ -18,7 +18,8 @@ AdaMerging adapting on validation inputs, scored by mean validation accuracy at 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ClassVar, Literal
 
 import torch
@@ -66,6 +67,16 @@ class CoefficientMerge(AdaptiveModel):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return functional_call(self.encoder, self.state(), (inputs,))
+
+    @contextmanager
+    def adaptation_pass(self) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+        """The merged weights computed once for the step's tasks, as leaves that collect each task's gradient;
+        on exit their sum goes back to the coefficients in one backward pass through the merge."""
+        state = self.state()
+        weights = {key: tensor.detach().requires_grad_() for key, tensor in state.items()}
+        yield lambda inputs: functional_call(self.encoder, weights, (inputs,))
+        used = [key for key, tensor in weights.items() if tensor.grad is not None]
+        torch.autograd.backward([state[key] for key in used], [weights[key].grad for key in used])
 
     def merged(self) -> Merged:
         with torch.no_grad():

@@ -3,6 +3,9 @@ definition, and the adaptation itself (coefficients move, entropy falls)."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +13,7 @@ from helpers import random_pool, state_of
 
 from bench.errors import BenchError
 from methods.adamerging import LayerwiseAdaMerging, TaskwiseAdaMerging, TaskwiseAdaMergingPlus
-from methods.adaptation import entropy
+from methods.adaptation import entropy, saved_bytes_per_input
 from methods.averaging import TaskArithmetic
 from methods.ties import TiesMerging
 from methods.wemoe import RoutedMLP, WEMoE
@@ -94,6 +97,33 @@ def test_wemoe_routers_move_and_entropy_falls(tmp_path):
     assert after < 0.9 * before
     trained = dict(merged.named_parameters())
     assert all(not torch.equal(trained[k.removeprefix("encoder.")], v) for k, v in initial.items())
+
+
+@pytest.mark.parametrize("method", [LayerwiseAdaMerging(batches_per_step=2, batch_size=4), WEMoE(batch_size=8),
+                                    WEMoE(batch_size=8, routing="batch")], ids=["adamerging", "wemoe", "wemoe-batch"])
+@pytest.mark.parametrize("tasks_per_pass", [1, 2])
+def test_gradients_backpropagated_in_parts_equal_one_backward_of_the_whole_loss(tmp_path, method, tasks_per_pass):
+    pool = random_pool(tmp_path, spread=0.3)
+    model = method.build(pool)
+    inputs = {task: pool.test_inputs(task, 64, 0)[8 * i:8 * i + 8] for i, task in enumerate(pool.tasks)}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    whole = method._loss(model, pool.heads, inputs)
+    expected = torch.autograd.grad(whole, trainable)
+    loss = method._backward(model, pool.heads, inputs, tasks_per_pass)
+    assert loss == pytest.approx(whole.item(), rel=1e-6)
+    for parameter, gradient in zip(trainable, expected):
+        torch.testing.assert_close(parameter.grad, gradient, rtol=1e-5, atol=1e-7)
+
+
+def test_a_step_is_backpropagated_in_as_few_parts_as_its_activation_budget_allows(tmp_path, monkeypatch):
+    pool = random_pool(tmp_path)
+    method = LayerwiseAdaMerging()
+    model, inputs = method.build(pool), pool.test_inputs("task0", 8, 0)
+    per_input = saved_bytes_per_input(model, inputs)
+    assert per_input > 0
+    for budget, expected in [(per_input * 8 * 3, 3), (per_input * 8 * 2, 2), (per_input * 8 * 2 - 1, 1), (1, 1)]:
+        monkeypatch.setattr(LayerwiseAdaMerging, "activation_budget", budget)
+        assert method._tasks_per_pass(model, inputs, 3) == expected
 
 
 def test_wemoe_merges_every_shared_parameter_by_task_arithmetic(tmp_path):
@@ -194,3 +224,20 @@ def test_wemoe_upscales_only_the_named_blocks_and_rejects_bad_ones(tmp_path):
     with pytest.raises(BenchError, match="blocks 0..0"):
         WEMoE(blocks="3").build(pool)
     assert WEMoE.configure(overrides={"router_depth": "1"}).router_depth == 1
+
+
+def test_the_adaptive_model_is_freed_before_its_final_merge_is_evaluated(tmp_path, monkeypatch):
+    pool = random_pool(tmp_path)
+    method, built = LayerwiseAdaMerging(steps=1), []
+    build = method.build
+
+    def remembered_build(pool):
+        model = build(pool)
+        built.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(method, "build", remembered_build)
+    steps = method.merge_steps(pool)
+    step, _ = next(steps)  # the generator waits here while the runner evaluates
+    gc.collect()
+    assert step == 1 and built[0]() is None

@@ -258,3 +258,14 @@ def test_static_merge_benchmark_measures_every_merge_against_its_goal():
         "TIES-Merging"] * 2 + ["TIES-Merging (global top-20% trim)"] + ["TIES-Merging"] * 2
     assert [f.met is None for f in figures] == [False] * 6 + [True, True, False] + [True, True, False, False, False]
     assert all(f.value == f.value and f.value >= 0 for f in figures)  # measured, not NaN
+
+
+def test_adaptation_memory_benchmark_measures_each_adaptive_method_against_12_gib():
+    from helpers import TINY_ENCODER
+
+    from bench.perf import adaptation_memory_figures
+
+    figures = adaptation_memory_figures(TINY_ENCODER, experts=2)
+    assert [f.name.split(",")[0] for f in figures] == ["Layer-wise AdaMerging", "WEMoE"]
+    assert ["32 inputs per task" in f.name for f in figures] == [True, False]
+    assert all(f.met and 0 < f.value < 12 for f in figures)
