@@ -116,6 +116,10 @@ class ModelPool:
         """Expert minus pretrained for one parameter tensor."""
         return self._experts[task].get(key) - self._pretrained.get(key)
 
+    def stacked_task_vectors(self, key: str) -> torch.Tensor:
+        """The tasks' task vectors of one parameter tensor, stacked along dim 0 in the pool's task order."""
+        return torch.stack([self.expert_tensor(task, key) for task in self.tasks]).sub_(self.pretrained_tensor(key))
+
     def pretrained_state(self) -> StateDict:
         return {key: self.pretrained_tensor(key) for key in self.parameter_names}
 

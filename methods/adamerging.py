@@ -104,7 +104,7 @@ class AdaMerging(AdaptiveMethod):
 
     def task_vectors(self, pool: ModelPool) -> Callable[[str], torch.Tensor]:
         """Per parameter, the task vectors the coefficients weigh, stacked over the pool's tasks."""
-        return lambda key: torch.stack([pool.task_vector(task, key) for task in pool.tasks])
+        return pool.stacked_task_vectors
 
 
 class AdaMergingPlus(AdaMerging):

@@ -39,8 +39,7 @@ class EMRMerging(MergeMethod):
         own = torch.zeros(len(pool.tasks), dtype=torch.float64)  # per task: sums of per-tensor mean magnitudes
         masked = torch.zeros_like(own)
         for key in pool.parameter_names:
-            pretrained = pool.pretrained_tensor(key)
-            task_vectors = torch.stack([pool.expert_tensor(task, key) for task in pool.tasks]).sub_(pretrained)
+            task_vectors = pool.stacked_task_vectors(key)
             vector[key], masks[key] = elect(task_vectors)
             own = own + task_vectors.abs().flatten(1).mean(1)
             masked = masked + (vector[key] * masks[key]).abs().flatten(1).mean(1)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.pool import ModelPool
 from methods.averaging import accumulate
-from methods.base import Merged, MergeMethod, setting
-from methods.lowrank import SCALING_GRID, add_matrix_update, closest_orthogonal, truncated_svd
+from methods.base import setting
+from methods.lowrank import MatrixUpdateMerge, closest_orthogonal, truncated_svd
 
 
 def iso_c_update(task_vectors: list[torch.Tensor]) -> torch.Tensor:
@@ -44,7 +43,7 @@ def iso_cts_update(task_vectors: list[torch.Tensor], common_fraction: float) -> 
     return (u @ vh).mul_(torch.cat([s for _, s, _ in factors]).mean())
 
 
-class IsoC(MergeMethod):
+class IsoC(MatrixUpdateMerge):
     """Iso-C: pretrained + α x the task-arithmetic sum, each 2-D tensor's spectrum made flat (isotropic).
 
     As danielm1405/iso-merging (src/utils/iso.py, iso_c): every 2-D tensor of the image encoder is a matrix
@@ -56,10 +55,9 @@ class IsoC(MergeMethod):
     name = "iso_c"
     title = "Iso-C"
     reference = "https://arxiv.org/abs/2502.04959"
-    scaling: float = setting(1.0, grid=SCALING_GRID)
 
-    def merge(self, pool: ModelPool) -> Merged:
-        return add_matrix_update(pool, iso_c_update, self.scaling)
+    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+        return iso_c_update(task_vectors)
 
 
 class IsoCTS(IsoC):
@@ -73,5 +71,5 @@ class IsoCTS(IsoC):
     title = "Iso-CTS"
     common_fraction: float = setting(0.8, low=0.0, high=1.0)
 
-    def merge(self, pool: ModelPool) -> Merged:
-        return add_matrix_update(pool, lambda vectors: iso_cts_update(vectors, self.common_fraction), self.scaling)
+    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+        return iso_cts_update(task_vectors, self.common_fraction)

@@ -13,6 +13,7 @@ from torch import nn
 
 from bench.pool import ModelPool
 from methods.averaging import average
+from methods.base import Merged, MergeMethod, setting
 
 MatrixUpdate = Callable[[list[torch.Tensor]], torch.Tensor]
 
@@ -52,3 +53,17 @@ def add_matrix_update(pool: ModelPool, matrix_update: MatrixUpdate, scaling: flo
         return update.mul_(scaling).add_(base).to(pretrained.dtype)
 
     return pool.merge_parameters(merge)
+
+
+class MatrixUpdateMerge(MergeMethod):
+    """pretrained + α x `update` of each 2-D tensor's task vectors (the mean task vector elsewhere): the shape of
+    TSV-M and Iso-C/CTS, which differ only in the update. α (`scaling`) is searched on validation data from
+    SCALING_GRID; each subclass says where its default comes from."""
+
+    scaling: float = setting(1.0, grid=SCALING_GRID)
+
+    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def merge(self, pool: ModelPool) -> Merged:
+        return add_matrix_update(pool, self.update, self.scaling)

@@ -16,15 +16,14 @@ from typing import Literal
 import torch
 
 from bench.pool import ModelPool
-from methods.averaging import accumulate
+from methods.averaging import SCALING_GRID, accumulate
 from methods.base import Merged, MergeMethod, setting
 from methods.per_task import MaskedTaskModels
 from methods.ties import TiesVectors, disjoint_merge
 
-# The λ the authors' code tries (src/utils/tallmask_utils.py, construct_tall_mask), and the merge coefficients
-# Consensus Merging tries (src/eval/eval.py, evaluate_task_vector: linspace(0, 1, 11)[1:]).
+# The λ the authors' code tries (src/utils/tallmask_utils.py, construct_tall_mask). Consensus Merging's merge
+# coefficients are searched as task arithmetic's (SCALING_GRID: src/eval/eval.py, evaluate_task_vector).
 LAMBDA_GRID = (0.2, 0.3, 0.4, 0.5, 0.6)
-SCALING_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TIES_KEEP = 0.2  # src/eval/aggregation.py: ties_merging(reset_thresh=20)
 
 
@@ -34,12 +33,14 @@ def tall_masks(task_vectors: torch.Tensor, merged: torch.Tensor, mask_lambda: fl
     return task_vectors.abs() > (merged - task_vectors).abs_().mul_(mask_lambda)
 
 
-def merged_vectors(pool: ModelPool, base: Literal["task_arithmetic", "ties"]) -> Callable[[str], torch.Tensor]:
-    """Parameter name -> the base method's merged task vector of it, unscaled, in a fresh tensor."""
+def merged_vectors(pool: ModelPool, base: Literal["task_arithmetic", "ties"]
+                   ) -> Callable[[str, torch.Tensor], torch.Tensor]:
+    """(parameter name, its stacked task vectors) -> the base method's merged task vector, unscaled, in a fresh
+    tensor: task arithmetic's sums the rows in hand, in task order; TIES recomputes them to trim."""
     if base == "ties":
         vectors = TiesVectors(pool, TIES_KEEP, "global")
-        return lambda key: disjoint_merge(vectors.agreeing(key), "sum")
-    return lambda key: accumulate(pool.task_vector(task, key) for task in pool.tasks)
+        return lambda key, task_vectors: disjoint_merge(vectors.agreeing(key), "sum")
+    return lambda key, task_vectors: accumulate(task_vectors)
 
 
 class TaskLocalization(MergeMethod):
@@ -56,9 +57,8 @@ class TaskLocalization(MergeMethod):
         """(parameter name, merged task vector, the tasks' masks stacked along dim 0), parameter by parameter."""
         merged_vector = merged_vectors(pool, self.base)
         for key in pool.parameter_names:
-            pretrained = pool.pretrained_tensor(key)
-            task_vectors = torch.stack([pool.expert_tensor(task, key) for task in pool.tasks]).sub_(pretrained)
-            merged = merged_vector(key)
+            task_vectors = pool.stacked_task_vectors(key)
+            merged = merged_vector(key, task_vectors)
             yield key, merged, tall_masks(task_vectors, merged, self.mask_lambda)
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.pool import ModelPool
-from methods.base import Merged, MergeMethod, setting
-from methods.lowrank import SCALING_GRID, add_matrix_update, closest_orthogonal, truncated_svd
+from methods.lowrank import MatrixUpdateMerge, closest_orthogonal, truncated_svd
 
 
 def tsv_update(task_vectors: list[torch.Tensor]) -> torch.Tensor:
@@ -26,7 +24,7 @@ def tsv_update(task_vectors: list[torch.Tensor]) -> torch.Tensor:
     return (u * torch.cat([s for _, s, _ in factors])) @ vh
 
 
-class TaskSingularVectorsMerge(MergeMethod):
+class TaskSingularVectorsMerge(MatrixUpdateMerge):
     """TSV-M: each task's update at rank 1/T of the matrix, their singular vectors orthogonalised, summed.
 
     As AntoAndGar/task_singular_vectors (src/utils/TSVM_utils.py, compute_and_sum_svd_mem_reduction) does it:
@@ -40,7 +38,6 @@ class TaskSingularVectorsMerge(MergeMethod):
     name = "tsv_merge"
     title = "TSV-M"
     reference = "https://arxiv.org/abs/2412.00081"
-    scaling: float = setting(1.0, grid=SCALING_GRID)
 
-    def merge(self, pool: ModelPool) -> Merged:
-        return add_matrix_update(pool, tsv_update, self.scaling)
+    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+        return tsv_update(task_vectors)
