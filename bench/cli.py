@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                      "grid for are chosen (e.g. task arithmetic's λ): fixed (the method's own, e.g. λ=0.3), validation "
                      "(each grid point merged and scored by mean validation accuracy over the merged tasks, the best "
                      "tested) or both, as separate rows (default: both with --all, else fixed)")
+    run.add_argument("--sweep", metavar="METHOD[,METHOD...]|none", help="methods whose validation search is also "
+                     "tested on the multitask test sets along the grid lines through the chosen point, for the λ-sweep "
+                     "figure (drawn, never used to choose; each point costs a test evaluation). Default: "
+                     "task_arithmetic,ties_merging where they run, the sweeps their papers plot")
     run.add_argument("--suite", default="mini", help="the suite of tasks and experts (default: mini)")
     run.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: all of "
                      "them, see `bench list scenarios`)")
@@ -177,8 +181,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _method_specs(args: argparse.Namespace) -> list:
-    from bench.runner import MethodSpec
-    from methods.base import REGISTRY, declared_grids, get_method
+    from bench.runner import method_specs
+    from methods.base import REGISTRY, get_method
 
     overrides: dict[str, dict[str, str]] = {}
     for item in args.param:
@@ -196,16 +200,25 @@ def _method_specs(args: argparse.Namespace) -> list:
     for item in args.param:
         if (method := item.partition(".")[0]) not in running:
             raise BenchError(f"--param {item!r}: method {method} is not in this run (add --method {method})")
-    select = args.select or ("both" if args.all else "fixed")
-    specs = []
-    for name, preset in requested:
-        fixed = overrides.get(name, {})
-        searchable = any(setting not in fixed for setting in declared_grids(get_method(name)))
-        if select in ("fixed", "both"):
-            specs.append(MethodSpec(name, preset, fixed))
-        if select in ("validation", "both") and (searchable or (select == "validation" and not args.all)):
-            specs.append(MethodSpec(name, preset, fixed, selection="validation"))  # a named one without grid: refused
-    return specs
+    sweep = _sweep(args.sweep, running)
+    return method_specs(requested, overrides, args.select or ("both" if args.all else "fixed"), args.all, sweep)
+
+
+def _sweep(text: str | None, running: set[str]) -> tuple[str, ...]:
+    """`--sweep`'s methods: the default's that run, or those named (each registered and in the run), or none."""
+    from bench.selection import DEFAULT_SWEEP
+    from methods.base import get_method
+
+    if text is None:
+        return tuple(name for name in DEFAULT_SWEEP if name in running)
+    if text == "none":
+        return ()
+    names = tuple(name.strip() for name in text.split(","))
+    for name in names:
+        get_method(name)
+        if name not in running:
+            raise BenchError(f"--sweep {text}: method {name} is not in this run (add --method {name})")
+    return names
 
 
 def _check_outputs(results: Path, reports: Path, reports_option: str) -> None:

@@ -44,7 +44,8 @@ from bench.evaluation import EvalSettings, evaluate
 from bench.models import EncoderConfig
 from bench.parallel import run_jobs
 from bench.reports import build_reports
-from bench.runner import MethodSpec, load_data
+from bench.runner import load_data, method_specs
+from bench.selection import DEFAULT_SWEEP
 from bench.synthetic import (
     VIT_B_32,
     PreparedMerge,
@@ -59,7 +60,7 @@ from bench.timing import best_time
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import entropy
 from methods.averaging import TaskArithmetic, WeightAveraging
-from methods.base import REGISTRY, declared_grids
+from methods.base import REGISTRY
 from methods.fisher import FisherMerging
 from methods.ties import TiesMerging
 from methods.wemoe import WEMoE
@@ -254,8 +255,8 @@ def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int | None = No
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mergebench-e2e-") as folder:
         results, reports = Path(folder) / "results", Path(folder) / "reports"
-        specs = [MethodSpec(name) for name in REGISTRY] + [  # as `run --all`: fixed and validation-selected rows
-            MethodSpec(name, selection="validation") for name, cls in REGISTRY.items() if declared_grids(cls)]
+        # as `run --all`: every method at its fixed settings and, where it declares a grid, chosen on validation
+        specs = method_specs([(name, None) for name in REGISTRY], {}, "both", every=True, sweep=DEFAULT_SWEEP)
         times, _ = run_jobs(suite_factory, None, specs, [0], results, jobs=jobs)
         with times.stage("report"):
             build_reports(results, reports)

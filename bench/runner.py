@@ -8,7 +8,7 @@ import logging
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -22,9 +22,19 @@ from bench.memory import PeakMemory
 from bench.merge_checks import check_merged, raised
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
-from bench.selection import GRID, VALIDATION, Grid, best, check_selectable, grid_rows, score_grid, sweep
+from bench.selection import (
+    GRID,
+    SWEPT_ON_TEST,
+    VALIDATION,
+    Grid,
+    best,
+    check_selectable,
+    grid_rows,
+    score_grid,
+    sweep,
+)
 from bench.versions import versions_text
-from methods.base import Merged, MergeMethod, get_method
+from methods.base import Merged, MergeMethod, declared_grids, get_method
 from tasks.base import Suite
 from tasks.scenarios import Scenario
 
@@ -44,6 +54,7 @@ class MethodSpec:
     preset: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     selection: str = "fixed"
+    sweep: bool = False  # with validation selection: also test the grid lines through the chosen point (SWEPT_ON_TEST)
 
     def build(self, seed: int, suite_presets: Mapping[str, str] | None = None) -> MergeMethod:
         cls = get_method(self.name)
@@ -52,6 +63,24 @@ class MethodSpec:
             overrides.setdefault("seed", str(seed))
         preset = self.preset if self.preset is not None else (suite_presets or {}).get(self.name)
         return cls.configure(preset, overrides)
+
+
+def method_specs(requested: list[tuple[str, str | None]], overrides: Mapping[str, dict[str, str]], select: str,
+                 every: bool = False, sweep: Collection[str] = ()) -> list[MethodSpec]:
+    """A run's specs from the (name, preset) pairs asked for: each method at its fixed settings and/or with the
+    settings it declares grids for chosen on validation (`select`: fixed, validation or both), less those the
+    user fixed (`overrides`). With `every` (`run --all`) a method with nothing left to search gets no validation
+    spec; a method named alone gets one, which planning refuses with its reason. `sweep`: the methods whose search
+    is also tested along its lines."""
+    specs = []
+    for name, preset in requested:
+        fixed = dict(overrides.get(name, {}))
+        searchable = any(setting not in fixed for setting in declared_grids(get_method(name)))
+        if select in ("fixed", "both"):
+            specs.append(MethodSpec(name, preset, fixed))
+        if select in ("validation", "both") and (searchable or (select == "validation" and not every)):
+            specs.append(MethodSpec(name, preset, fixed, selection="validation", sweep=name in sweep))
+    return specs
 
 
 def code_version() -> str:
@@ -144,9 +173,10 @@ class SharedMerge:
 
 def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, run_id: str, version: str,
              eval_every: int | None = None, shared: SharedMerge | None = None, times: StageTimes | None = None,
-             settings: EvalSettings = DEFAULT_EVAL, grid: Grid = ()) -> list[dict]:
+             settings: EvalSettings = DEFAULT_EVAL, grid: Grid = (), swept: bool = False) -> list[dict]:
     """Merge (adapting, for adaptive methods), evaluate at each step the method yields, and return the rows.
-    With a `grid`, the settings it names are first chosen on validation data (see `selected_unit`).
+    With a `grid`, the settings it names are first chosen on validation data (see `selected_unit`); `swept`: the
+    grid lines through the chosen point are tested too.
 
     merge_s is the time spent inside the method up to the step (evaluations excluded; for a merge shared with
     an earlier unit, the time it took there); eval_s that step's evaluation.
@@ -158,7 +188,7 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     searched: list[dict] = []
     if grid:
         with times.stage("selection"):
-            method, searched = selected_unit(suite, scenario, method, grid, common, settings)
+            method, searched = selected_unit(suite, scenario, method, grid, common, settings, swept)
     pool = suite.pool.subset(scenario.merged_tasks, scenario.test_splits())
     params = json.dumps(dataclasses.asdict(method), sort_keys=True)
     common |= {"label": method.label(chosen=dict(grid)), "preset": method.preset, "params": params,
@@ -185,15 +215,15 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
 
 
 def selected_unit(suite: Suite, scenario: Scenario, method: MergeMethod, grid: Grid, common: dict,
-                  settings: EvalSettings) -> tuple[MergeMethod, list[dict]]:
+                  settings: EvalSettings, swept: bool = False) -> tuple[MergeMethod, list[dict]]:
     """The method at the grid point of best mean validation accuracy over the scenario's merged tasks, and the
-    rows that record the search: every point's validation scores and, for the λ-sweep's scenarios, the test
-    scores along the lines through the chosen point (see `bench.selection`)."""
+    rows that record the search: every point's validation scores and, where `swept`, the test scores along the
+    lines through the chosen point (see `bench.selection`)."""
     scored = score_grid(suite, scenario.merged_tasks, method, grid, settings)
     chosen = best(scored).method
     counterparts = {task: suite.tasks[task].counterpart for task in suite.tasks}
-    swept = sweep(suite, scenario, scored, chosen, grid, settings)
-    return chosen, grid_rows(scored + swept, common, counterparts, scenario.merged_tasks)
+    tested = sweep(suite, scenario, chosen, grid, settings) if swept else []
+    return chosen, grid_rows(scored + tested, common, counterparts, scenario.merged_tasks)
 
 
 def load_data(suite: Suite, scenarios: list[Scenario], settings: EvalSettings = DEFAULT_EVAL,
@@ -220,6 +250,7 @@ class Unit:
     seed: int
     spec: int  # index of the MethodSpec it came from
     grid: Grid = ()
+    swept: bool = False  # the grid lines through the chosen point tested too (`run --sweep`)
 
 
 def requested(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds: list[int]) -> list[Unit]:
@@ -234,13 +265,15 @@ def requested(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], 
     suite.pool.validate()
     asked, repeated = {}, 0
     for scenario, method, seed, index in units:
-        params = dataclasses.asdict(method) | ({"selection": {"validation": grids[index]}} if grids[index] else {})
+        swept = bool(grids[index]) and specs[index].sweep and scenario.name in SWEPT_ON_TEST
+        selection = {"validation": grids[index]} | ({"sweep": True} if swept else {})
+        params = dataclasses.asdict(method) | ({"selection": selection} if grids[index] else {})
         key = unit_key(suite.name, suite.provenance["family"], scenario.name, method.name, params, seed,
                        unit_versions(method, scenario))
         if key in asked:  # a repeated --method, --scenario or --seeds value, or a suite's preset implied and named
             repeated += 1
         else:
-            asked[key] = Unit(key, scenario, method, seed, index, grids[index])
+            asked[key] = Unit(key, scenario, method, seed, index, grids[index], swept)
     if repeated:
         log.info("%d unit(s) asked for more than once: each runs once", repeated)
     return list(asked.values())
@@ -294,7 +327,7 @@ def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: in
     shared = SharedMerge()
     for unit in tqdm(todo, desc="units", unit="unit"):
         rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times,
-                        settings, unit.grid)
+                        settings, unit.grid, unit.swept)
         with times.stage("report"):
             store.write(unit.key, rows)
         tested = [r for r in rows if r["selection"] != GRID]

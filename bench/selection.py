@@ -3,9 +3,9 @@
 Each point of a method's search space (its settings' declared grids, see `methods.base.setting`) is merged and
 scored by the mean accuracy over the merged tasks' validation splits; the best point (the first in grid order
 among equals) is the one the benchmark evaluates on the test sets. Scores are kept for the report: every
-point's validation accuracy, and, for the scenarios of the λ-sweep figure, the test accuracy of the points on
-the lines through the chosen one (those that differ from it in one setting): those test numbers are drawn,
-never used to choose.
+point's validation accuracy, and, where a run sweeps (the λ-sweep figure's methods and scenarios), the test
+accuracy of the points on the lines through the chosen one (those that differ from it in one setting): those test
+numbers are drawn, never used to choose.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from tasks.scenarios import Scenario
 SELECTIONS = ("fixed", "validation")  # how a row's setting was chosen: the method's own, or on validation data
 GRID = "grid"  # the `selection` of rows scoring one point of a search space (validation or sweep test scores)
 VALIDATION = "validation"  # the split settings are chosen on
-SWEPT_ON_TEST = ("multitask",)  # the scenarios whose grid points are also tested: the λ-sweep figure's
+SWEPT_ON_TEST = ("multitask",)  # the scenarios whose grid points may also be tested: the λ-sweep figure's
+# The methods `run` sweeps on test by default: the λ sweeps that the task-arithmetic and TIES papers plot.
+DEFAULT_SWEEP = ("task_arithmetic", "ties_merging")
 
 Grid = tuple[tuple[str, tuple[float, ...]], ...]  # (setting, values) in declaration order: hashable, for unit keys
 
@@ -66,21 +68,37 @@ class Scored:
         return sum(self.accuracies.values()) / len(self.accuracies)
 
 
-def score(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, pairs: tuple[tuple[str, str], ...],
-          settings: EvalSettings = DEFAULT_EVAL) -> Scored:
-    """Merge the experts of `merged_tasks` with `method` and evaluate on `pairs` (task, split); a test-time
-    adaptive method adapts on the unlabeled inputs of the splits it is evaluated on."""
+def scores(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, chosen_points: list[dict[str, float]],
+           pairs: tuple[tuple[str, str], ...], settings: EvalSettings = DEFAULT_EVAL) -> list[Scored]:
+    """Each point's merge of the experts of `merged_tasks`, evaluated on `pairs` (task, split), in the order of
+    `chosen_points`. The method merges the points in its own order (`MergeMethod.merges`: work shared between points
+    where it can); a point's merge_s is the time its merge took, work shared with later points included. A
+    test-time adaptive method adapts on the unlabeled inputs of the splits it is evaluated on."""
     pool = suite.pool.subset(merged_tasks, {task: split for task, split in pairs if task in merged_tasks})
-    start = time.perf_counter()
-    try:
-        merged = method.merge(pool)
-    except BenchError:
-        raise
-    except Exception as error:  # a plugin's bug: one line naming it
-        raise raised(f"{method.name}: merge", error) from error
-    merge_s = time.perf_counter() - start
-    accuracies = evaluate(merged, suite.tasks, pairs, settings)
-    return Scored(method, accuracies, merge_s, time.perf_counter() - start - merge_s)
+    found: dict[str, Scored] = {}
+    merges = method.merges(pool, chosen_points)
+    while True:
+        start = time.perf_counter()
+        try:
+            point, merged = next(merges)
+        except StopIteration:
+            break
+        except BenchError:
+            raise
+        except Exception as error:  # a plugin's bug: one line naming it
+            raise raised(f"{method.name}: merge", error) from error
+        merge_s = time.perf_counter() - start
+        accuracies = evaluate(merged, suite.tasks, pairs, settings)
+        found[_point_key(point)] = Scored(dataclasses.replace(method, **point), accuracies, merge_s,
+                                          time.perf_counter() - start - merge_s)
+    missing = [point for point in chosen_points if _point_key(point) not in found]
+    if missing:
+        raise BenchError(f"{method.name}: merges() gave no model for the point {missing[0]}")
+    return [found[_point_key(point)] for point in chosen_points]
+
+
+def _point_key(point: dict[str, float]) -> str:
+    return json.dumps(point, sort_keys=True)
 
 
 def score_grid(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, grid: Grid,
@@ -89,8 +107,7 @@ def score_grid(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod,
     grid and experts (the robustness scenarios merge the same experts and share it)."""
     key = ("validation grid", method.name, json.dumps(dataclasses.asdict(method), sort_keys=True), grid, merged_tasks)
     pairs = tuple((task, VALIDATION) for task in merged_tasks)
-    return suite.pool.memo(key, lambda: [score(suite, merged_tasks, dataclasses.replace(method, **point), pairs,
-                                               settings) for point in points(grid)])
+    return suite.pool.memo(key, lambda: scores(suite, merged_tasks, method, points(grid), pairs, settings))
 
 
 def best(scored: list[Scored]) -> Scored:
@@ -98,11 +115,11 @@ def best(scored: list[Scored]) -> Scored:
     return max(scored, key=lambda candidate: candidate.mean)  # max keeps the first of equal keys
 
 
-def on_lines_through(chosen: MergeMethod, scored: list[Scored], grid: Grid) -> list[MergeMethod]:
+def on_lines_through(chosen: MergeMethod, grid: Grid) -> list[dict[str, float]]:
     """The grid points that differ from the chosen one in at most one setting (the chosen one included)."""
     names = [name for name, _ in grid]
-    return [s.method for s in scored
-            if sum(getattr(s.method, name) != getattr(chosen, name) for name in names) <= 1]
+    return [point for point in points(grid)
+            if sum(point[name] != getattr(chosen, name) for name in names) <= 1]
 
 
 def grid_rows(scored: list[Scored], common: dict, counterparts: Mapping[str, str],
@@ -115,10 +132,7 @@ def grid_rows(scored: list[Scored], common: dict, counterparts: Mapping[str, str
             for s in scored for (task, split), value in s.accuracies.items()]
 
 
-def sweep(suite: Suite, scenario: Scenario, scored: list[Scored], chosen: MergeMethod, grid: Grid,
+def sweep(suite: Suite, scenario: Scenario, chosen: MergeMethod, grid: Grid,
           settings: EvalSettings = DEFAULT_EVAL) -> list[Scored]:
-    """Test scores of the points on the lines through the chosen one, for the scenarios of the λ-sweep figure."""
-    if scenario.name not in SWEPT_ON_TEST:
-        return []
-    return [score(suite, scenario.merged_tasks, method, scenario.evaluated, settings)
-            for method in on_lines_through(chosen, scored, grid)]
+    """Test scores of the points on the lines through the chosen one (for the λ-sweep figure)."""
+    return scores(suite, scenario.merged_tasks, chosen, on_lines_through(chosen, grid), scenario.evaluated, settings)

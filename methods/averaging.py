@@ -8,6 +8,7 @@ import torch
 
 from bench.pool import ModelPool
 from methods.base import Merged, MergeMethod, setting
+from methods.scaled import ScaledUpdate, StateDict
 
 # λ in {0.1, 0.2, ..., 1.0}: the grid that the TIES code (github.com/prateeky2806/ties-merging, README: task vectors
 # `linear+0.1+1.01+0.1`) and the TALL-masks code (github.com/nik-dim/tall_masks, src/eval/eval.py:
@@ -34,11 +35,6 @@ def average(tensors: list[torch.Tensor]) -> torch.Tensor:
     return accumulate(tensors).div_(len(tensors))
 
 
-def add_task_vectors(pretrained: torch.Tensor, experts: list[torch.Tensor], scaling: float) -> torch.Tensor:
-    """pretrained + scaling * sum of (expert - pretrained), computed in the one tensor the sum allocates."""
-    return accumulate(experts).sub_(pretrained * len(experts)).mul_(scaling).add_(pretrained)
-
-
 class WeightAveraging(MergeMethod):
     """Mean of the experts' weights (the pretrained model is not one of the averaged)."""
 
@@ -50,7 +46,7 @@ class WeightAveraging(MergeMethod):
         return pool.merge_parameters(lambda key, pretrained, experts: average(experts))
 
 
-class TaskArithmetic(MergeMethod):
+class TaskArithmetic(ScaledUpdate):
     """Pretrained plus a scaled sum of task vectors.
 
     scaling=0.3: the value behind the published 8-task numbers (AdaMerging and FusionBench code); on validation
@@ -62,5 +58,7 @@ class TaskArithmetic(MergeMethod):
     reference = "https://arxiv.org/abs/2212.04089"
     scaling: float = setting(0.3, grid=SCALING_GRID)
 
-    def merge(self, pool: ModelPool) -> Merged:
-        return pool.merge_parameters(lambda key, pretrained, experts: add_task_vectors(pretrained, experts, self.scaling))
+    def update(self, pool: ModelPool) -> StateDict:
+        """The sum of the task vectors: sum(experts) - T x pretrained, in the one tensor the sum allocates."""
+        return {key: accumulate(pool.expert_tensor(task, key) for task in pool.tasks)
+                .sub_(pool.pretrained_tensor(key) * len(pool.tasks)) for key in pool.parameter_names}

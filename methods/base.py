@@ -118,6 +118,13 @@ class MergeMethod:
         """
         yield None, self.merge(pool)
 
+    def merges(self, pool: "ModelPool", points: list[dict[str, float]]) -> Iterator[tuple[dict[str, float], Merged]]:
+        """(point, merged model) for each point of a search, a point being settings that replace this method's,
+        in an order of the method's choosing: a method whose merges at nearby points share work overrides this
+        (see `methods.scaled`), giving the model `merge` would give at each point."""
+        for point in points:
+            yield point, dataclasses.replace(self, **point).merge(pool)
+
     def search_space(self) -> dict[str, tuple[float, ...]]:
         """The values `run --select validation` tries, per setting: the declared grids (see `setting`). A method
         whose grid depends on its other settings (a preset's different merge rule, say) overrides this."""

@@ -56,7 +56,7 @@ class IsoC(MatrixUpdateMerge):
     title = "Iso-C"
     reference = "https://arxiv.org/abs/2502.04959"
 
-    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+    def matrix_update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
         return iso_c_update(task_vectors)
 
 
@@ -71,5 +71,5 @@ class IsoCTS(IsoC):
     title = "Iso-CTS"
     common_fraction: float = setting(0.8, low=0.0, high=1.0)
 
-    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+    def matrix_update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
         return iso_cts_update(task_vectors, self.common_fraction)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from bench.pool import ModelPool
 from methods.averaging import average
-from methods.base import Merged, MergeMethod, setting
+from methods.base import setting
+from methods.scaled import ScaledUpdate, StateDict
 
 MatrixUpdate = Callable[[list[torch.Tensor]], torch.Tensor]
 
@@ -41,29 +41,27 @@ def closest_orthogonal(matrix: torch.Tensor) -> torch.Tensor:
     return u @ vh
 
 
-def add_matrix_update(pool: ModelPool, matrix_update: MatrixUpdate, scaling: float) -> nn.Module:
-    """pretrained + scaling x update, parameter by parameter, where the update is `matrix_update(task vectors)`
-    for a 2-D tensor and the mean task vector for any other (biases, norms, class embedding, the 4-D patch
-    convolution), as the TSV and Iso code treat every 2-D tensor of the image encoder as a matrix."""
-
-    def merge(key: str, pretrained: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
-        base = pretrained.float()
-        task_vectors = [expert.float() - base for expert in experts]
-        update = matrix_update(task_vectors) if base.ndim == 2 else average(task_vectors)
-        return update.mul_(scaling).add_(base).to(pretrained.dtype)
-
-    return pool.merge_parameters(merge)
+def matrix_updates(pool: ModelPool, matrix_update: MatrixUpdate) -> StateDict:
+    """Per parameter, `matrix_update(task vectors)` for a 2-D tensor and the mean task vector for any other (biases,
+    norms, class embedding, the 4-D patch convolution), in float32: the TSV and Iso code treat every 2-D tensor of
+    the image encoder as a matrix."""
+    updates = {}
+    for key in pool.parameter_names:
+        base = pool.pretrained_tensor(key).float()
+        task_vectors = [pool.expert_tensor(task, key).float() - base for task in pool.tasks]
+        updates[key] = matrix_update(task_vectors) if base.ndim == 2 else average(task_vectors)
+    return updates
 
 
-class MatrixUpdateMerge(MergeMethod):
-    """pretrained + α x `update` of each 2-D tensor's task vectors (the mean task vector elsewhere): the shape of
-    TSV-M and Iso-C/CTS, which differ only in the update. α (`scaling`) is searched on validation data from
-    SCALING_GRID; each subclass says where its default comes from."""
+class MatrixUpdateMerge(ScaledUpdate):
+    """pretrained + α x `matrix_update` of each 2-D tensor's task vectors (the mean task vector elsewhere): the
+    shape of TSV-M and Iso-C/CTS, which differ only in the matrix update. α (`scaling`) is searched on validation
+    data from SCALING_GRID; each subclass says where its default comes from."""
 
     scaling: float = setting(1.0, grid=SCALING_GRID)
 
-    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+    def matrix_update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def merge(self, pool: ModelPool) -> Merged:
-        return add_matrix_update(pool, self.update, self.scaling)
+    def update(self, pool: ModelPool) -> StateDict:
+        return matrix_updates(pool, self.matrix_update)

@@ -19,6 +19,7 @@ from bench.pool import ModelPool
 from methods.averaging import SCALING_GRID, accumulate
 from methods.base import Merged, MergeMethod, setting
 from methods.per_task import MaskedTaskModels
+from methods.scaled import ScaledUpdate, StateDict
 from methods.ties import TiesVectors, disjoint_merge
 
 # The λ the authors' code tries (src/utils/tallmask_utils.py, construct_tall_mask). Consensus Merging's merge
@@ -62,7 +63,7 @@ class TaskLocalization(MergeMethod):
             yield key, merged, tall_masks(task_vectors, merged, self.mask_lambda)
 
 
-class ConsensusMerging(TaskLocalization):
+class ConsensusMerging(TaskLocalization, ScaledUpdate):
     """The merged task vector kept where at least k tasks' TALL masks claim an entry, scaled and added.
 
     agreement=2: the authors' config/method/consensus.yaml (prun_thre_k), which drops the entries no task
@@ -76,12 +77,8 @@ class ConsensusMerging(TaskLocalization):
     agreement: int = setting(2, low=0)
     scaling: float = setting(0.3, grid=SCALING_GRID)
 
-    def merge(self, pool: ModelPool) -> Merged:
-        state = {}
-        for key, merged, masks in self.masked(pool):
-            claimed = masks.sum(0) >= self.agreement
-            state[key] = merged.mul_(claimed).mul_(self.scaling).add_(pool.pretrained_tensor(key))
-        return pool.encoder(state)
+    def update(self, pool: ModelPool) -> StateDict:
+        return {key: merged.mul_(masks.sum(0) >= self.agreement) for key, merged, masks in self.masked(pool)}
 
 
 class TallMasks(TaskLocalization):

@@ -10,7 +10,8 @@ import torch
 
 from bench.pool import ModelPool
 from methods.averaging import SCALING_GRID, accumulate
-from methods.base import Merged, MergeMethod, setting
+from methods.base import setting
+from methods.scaled import ScaledUpdate, StateDict
 
 
 def trim_threshold(magnitudes: torch.Tensor, keep: float) -> float:
@@ -149,7 +150,7 @@ class TiesVectors:
 MEAN_SCALING_GRID = tuple(round(0.1 * step, 1) for step in range(8, 26))
 
 
-class TiesMerging(MergeMethod):
+class TiesMerging(ScaledUpdate):
     """TIES-merging (Yadav et al., 2023), streamed parameter by parameter (see `TiesVectors`).
 
     Defaults are those of the code behind the published 8-task numbers (AdaMerging's ties_merging_utils,
@@ -175,7 +176,6 @@ class TiesMerging(MergeMethod):
         space = super().search_space()
         return space | {"scaling": MEAN_SCALING_GRID} if self.disjoint == "mean" else space
 
-    def merge(self, pool: ModelPool) -> Merged:
-        vectors = TiesVectors(pool, self.keep, self.trim)  # reads the experts itself; merge_parameters would read them again
-        return pool.encoder({key: disjoint_merge(vectors.agreeing(key), self.disjoint).mul_(self.scaling).add_(pool.pretrained_tensor(key))
-                             for key in pool.parameter_names})
+    def update(self, pool: ModelPool) -> StateDict:
+        vectors = TiesVectors(pool, self.keep, self.trim)  # reads the experts itself
+        return {key: disjoint_merge(vectors.agreeing(key), self.disjoint) for key in pool.parameter_names}

@@ -39,5 +39,5 @@ class TaskSingularVectorsMerge(MatrixUpdateMerge):
     title = "TSV-M"
     reference = "https://arxiv.org/abs/2412.00081"
 
-    def update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
+    def matrix_update(self, task_vectors: list[torch.Tensor]) -> torch.Tensor:
         return tsv_update(task_vectors)

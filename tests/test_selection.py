@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import torch
 
 from bench.cli import main
 from bench.errors import BenchError
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
-from bench.selection import GRID, points, score
+from bench.selection import GRID, points, scores
 from methods.averaging import SCALING_GRID, TaskArithmetic
-from methods.base import setting
+from methods.base import get_method, setting
 from methods.ties import TiesMerging
 from tasks.scenarios import multitask, scenarios_for
 from tasks.suites import load_suite
@@ -24,7 +26,7 @@ def selected(tiny_zoo, tmp_path_factory):
     suite = load_suite("mini", zoo=tiny_zoo)
     store = ResultStore(tmp_path_factory.mktemp("selected"))
     scenarios = multitask(suite) + scenarios_for("robustness", suite)[:2]
-    assert run(suite, scenarios, [MethodSpec("task_arithmetic", selection="validation")], [0], store) == 3
+    assert run(suite, scenarios, [MethodSpec("task_arithmetic", selection="validation", sweep=True)], [0], store) == 3
     return suite, scenarios, store
 
 
@@ -63,6 +65,37 @@ def test_the_sweep_scenario_also_records_test_scores_of_the_grid_and_the_others_
     assert set(corrupted.loc[corrupted["selection"] == GRID, "split"]) == {"validation"}
 
 
+@pytest.mark.parametrize("name", ["task_arithmetic", "ties_merging", "consensus", "tsv_merge", "iso_cts"])
+def test_a_search_merges_each_point_as_merge_does_computing_the_update_once_per_other_setting(name, tiny_zoo,
+                                                                                            monkeypatch):
+    method = get_method(name)()
+    grid_points = points(tuple(method.search_space().items()))
+    pool = load_suite("mini", zoo=tiny_zoo).pool
+    updates = []
+    update = type(method).update
+    monkeypatch.setattr(type(method), "update", lambda self, pool: updates.append(self) or update(self, pool))
+    searched = dict((json.dumps(point, sort_keys=True), merged) for point, merged in method.merges(pool, grid_points))
+    others = {json.dumps({k: v for k, v in point.items() if k != "scaling"}) for point in grid_points}
+    assert len(updates) == len(others) < len(grid_points)
+    assert len(searched) == len(grid_points)
+    for point in grid_points[::7]:
+        alone = dataclasses.replace(method, **point).merge(pool).state_dict()
+        merged = searched[json.dumps(point, sort_keys=True)].state_dict()
+        assert all(torch.equal(alone[key], merged[key]) for key in alone)  # bit for bit: stored results stay valid
+
+
+def test_only_the_swept_methods_are_tested_along_their_grid(tiny_zoo, tmp_path, capsys):
+    args = ["run", "--method", "task_arithmetic", "--method", "ties_merging", "--select", "validation", "--scenario",
+            "multitask", "--zoo", str(tiny_zoo), "--reports", str(tmp_path / "p")]
+    assert main(args + ["--sweep", "ties_merging", "--param", "ties_merging.keep=0.2",
+                        "--results", str(tmp_path / "r")]) == 0
+    rows = ResultStore(tmp_path / "r").load()
+    tested = rows[(rows["selection"] == GRID) & (rows["split"] == "test")]
+    assert set(tested["method"]) == {"ties_merging"}
+    assert main(args + ["--sweep", "emr", "--results", str(tmp_path / "r")]) == 2
+    assert "error: --sweep emr: method emr is not in this run (add --method emr)" in capsys.readouterr().err
+
+
 def test_scenarios_merging_the_same_experts_share_one_search(selected):
     _, scenarios, store = selected
     rows = store.load()
@@ -74,7 +107,7 @@ def test_scenarios_merging_the_same_experts_share_one_search(selected):
 
 def test_a_selected_unit_is_stored_apart_from_the_fixed_one_and_resumes(selected, tiny_zoo):
     suite, scenarios, store = selected
-    specs = [MethodSpec("task_arithmetic", selection="validation"), MethodSpec("task_arithmetic")]
+    specs = [MethodSpec("task_arithmetic", selection="validation", sweep=True), MethodSpec("task_arithmetic")]
     assert run(suite, scenarios, specs, [0], store) == 3  # only the fixed units are new
     rows = store.load()
     assert set(rows.loc[rows["selection"] == "fixed", "label"]) == {"Task Arithmetic"}
@@ -121,5 +154,5 @@ def test_an_adaptive_method_scored_on_validation_adapts_on_validation_inputs(tin
     monkeypatch.setattr(suite.pool, "_sample_inputs", lambda task, split, n, seed: drawn.append(split) or sample(
         task, split, n, seed))
     tasks = tuple(suite.tasks)[:2]
-    score(suite, tasks, TaskwiseAdaMerging(steps=1), tuple((task, "validation") for task in tasks))
+    scores(suite, tasks, TaskwiseAdaMerging(steps=1), [{}], tuple((task, "validation") for task in tasks))
     assert drawn and set(drawn) == {"validation"}
