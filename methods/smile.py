@@ -17,9 +17,10 @@ smile_upscaling.py with fusion_bench/models/smile_moe/linear_from_module.py, Smi
 - every other parameter (patch embedding, class and positional embeddings, layer norms) stays the pretrained
   model's (`average_experts: false`, config/method/smile_upscaling/smile_upscaling.yaml);
 - routing on the update's singular vectors (`routing_use_diff: true`), no softmax temperature;
-- defaults k = 32, gate_k = 16, top_k = 1: the CLIP-ViT-B/32 eight-task run of examples/smile_upscaling/
-  clip-vit-base-patch32.sh (its "Example Usage", the setting of its top-k ablation notebook
-  clip-vit-base-patch32-ablations-topk.ipynb). Preset `fusionbench`: the yaml's own defaults, gate_k = 1, k = 128.
+- defaults k = 32 and gate_k = 16: the CLIP-ViT-B/32 eight-task run of examples/smile_upscaling/
+  clip-vit-base-patch32.sh (its "Example Usage", and the base setting of the top-k ablation,
+  examples/smile_upscaling/clip-vit-base-patch32-ablations-topk.ipynb); top_k = 1: config/method/smile_upscaling/
+  smile_upscaling.yaml, which that script leaves unchanged. Preset `fusionbench`: the yaml's own gate_k = 1, k = 128.
 A rank larger than a matrix's smaller side keeps its whole update (the code's k = -1, "dense", as a function).
 
 The authors chose k and gate_k from a grid (gate_k 1..768 x k 4..128 and dense, clip-vit-base-patch32.sh)
