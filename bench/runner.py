@@ -5,14 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -23,7 +20,7 @@ from bench.merge_checks import check_merged, raised
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
 from bench.selection import GRID, VALIDATION, Grid, best, check_selectable, grid_rows, score_grid, sweep
-from bench.versions import versions_text
+from bench.versions import code_version, versions_text
 from methods.base import Merged, MergeMethod, get_method
 from tasks.base import Suite
 from tasks.scenarios import Scenario
@@ -52,20 +49,6 @@ class MethodSpec:
             overrides.setdefault("seed", str(seed))
         preset = self.preset if self.preset is not None else (suite_presets or {}).get(self.name)
         return cls.configure(preset, overrides)
-
-
-def code_version() -> str:
-    """Package version and, in a git checkout, the commit (with +dirty for uncommitted changes)."""
-    try:
-        package = version("mergebench")
-    except PackageNotFoundError:
-        package = "unknown"
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return package
-    return f"{package}+{commit}"
 
 
 def unit_versions(method: MergeMethod, scenario: Scenario) -> dict[str, int]:

@@ -13,13 +13,13 @@ import torch
 from safetensors.torch import save_file
 
 from bench.memory import PeakMemory
-from bench.models import ClassificationHead, EncoderConfig, build_encoder
+from bench.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.timing import best_time
 from methods.base import MergeMethod
 from methods.fisher import fisher_merge
 
-VIT_B_32 = EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512)
+VIT_B_32 = CLIP_ENCODERS["ViT-B-32"]
 
 
 def write_synthetic_zoo(folder: Path, config: EncoderConfig, experts: int = 8, seed: int = 0,
