@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import signal
 import statistics
 import sys
 import tempfile
@@ -374,6 +375,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped like Ctrl-C: the zoos' folder removed
     try:
         settings = settings_from(args)
     except BenchError as error:
