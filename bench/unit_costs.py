@@ -108,6 +108,7 @@ class Measurement:
         row = {"device": self.device.type, "device_name": self.device_name, "backbone": backbone, "method": method,
                "figure": figure, "value": float(value), "unit": unit, "batch": batch, "precision": precision,
                "compute_device": compute_device or self.device.type, "note": note,
+               "cpu_threads": torch.get_num_threads(), "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
                "torch_version": torch.__version__, "code_version": self.code_version,
                "measured_at": pd.Timestamp.now("UTC").isoformat(timespec="seconds")}
         self.rows.append(row)
@@ -148,9 +149,11 @@ def eval_throughput(encoder: torch.nn.Module, head: ClassificationHead, inputs: 
 
 
 def record_eval_throughputs(measurement: Measurement, backbone: str, method: str, encoder: torch.nn.Module,
-                            head: ClassificationHead, config: EncoderConfig, batch: int, repeats: int) -> None:
+                            head: ClassificationHead, config: EncoderConfig, batch: int,
+                            settings: Settings) -> None:
     inputs = torch.randn(batch, 3, config.image_size, config.image_size, device=measurement.device)
-    for precision in PRECISIONS:
+    repeats = settings.repeats
+    for precision in settings.precisions:
         measurement.attempt(f"{backbone} {method} eval {precision}", lambda precision=precision: measurement.record(
             backbone, method, "eval_throughput", eval_throughput(encoder, head, inputs, precision, repeats),
             "images/s", batch, precision))
@@ -236,7 +239,7 @@ STATIC_METHODS: dict[str, Callable[[], MergeMethod]] = {
 class Settings:
     """What to measure: backbones (names in BACKBONES), device, experts per zoo, adaptation steps, timed calls
     per throughput, the encoder's and the WEMoE model's evaluation batches, the static merges (names in
-    STATIC_METHODS)."""
+    STATIC_METHODS), the evaluation precisions (the harness's)."""
 
     backbones: list[str]
     device: str = "cpu"
@@ -246,6 +249,7 @@ class Settings:
     eval_batch: int = DEFAULT_EVAL.batch_size
     wemoe_eval_batch: int = 256  # WEMoE mixes an MLP per sample: its memory grows with the batch
     static: tuple[str, ...] = tuple(STATIC_METHODS)
+    precisions: tuple[str, ...] = tuple(PRECISIONS)
 
 
 def measure_device_figures(measurement: Measurement, backbone: str, folder: Path, settings: Settings) -> None:
@@ -257,14 +261,14 @@ def measure_device_figures(measurement: Measurement, backbone: str, folder: Path
     def encoder_throughput() -> None:
         encoder = build_encoder(config).eval().to(device)
         record_eval_throughputs(measurement, backbone, "encoder", encoder, random_head(config, device), config,
-                                settings.eval_batch, settings.repeats)
+                                settings.eval_batch, settings)
 
     def pool() -> ModelPool:
         return synthetic_pool(folder, config, settings.experts, CLASSES, str(device))
 
     def wemoe_throughput(merged: Merged) -> None:
         record_eval_throughputs(measurement, backbone, "wemoe", merged, random_head(config, device), config,
-                                settings.wemoe_eval_batch, settings.repeats)
+                                settings.wemoe_eval_batch, settings)
 
     measurement.attempt(f"{backbone} encoder eval", encoder_throughput)
     measurement.attempt(f"{backbone} adamerging_layerwise", lambda: record_adaptation(
@@ -340,6 +344,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"the WEMoE model's evaluation batch (default: {Settings.wemoe_eval_batch})")
     parser.add_argument("--static", default=",".join(Settings.static),
                         help=f"static merges to time, comma-separated (default: {','.join(Settings.static)})")
+    parser.add_argument("--precisions", default=",".join(Settings.precisions),
+                        help=f"evaluation precisions, comma-separated (default: {','.join(Settings.precisions)}; "
+                             f"fp16 is slow on most CPUs)")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no measurement after this many seconds, nor a static merge predicted to "
                              "end past them (default: no limit)")
@@ -360,6 +367,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     static = tuple(name.strip() for name in args.static.split(",") if name.strip())
     if any(name not in STATIC_METHODS for name in static):
         raise BenchError(f"--static {args.static}: expected some of {', '.join(STATIC_METHODS)}")
+    precisions = tuple(name.strip() for name in args.precisions.split(",") if name.strip())
+    if not precisions or any(name not in PRECISIONS for name in precisions):
+        raise BenchError(f"--precisions {args.precisions}: expected some of {', '.join(PRECISIONS)}")
     for option, value, least in (("--experts", args.experts, 2), ("--steps", args.steps, 2),
                                  ("--repeats", args.repeats, 1), ("--eval-batch", args.eval_batch, 1),
                                  ("--wemoe-eval-batch", args.wemoe_eval_batch, 1)):
@@ -370,7 +380,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     check_device("--device", args.device)
     check_writable_folder("--out", args.out)
     return Settings(backbones, args.device, args.experts, args.steps, args.repeats, args.eval_batch,
-                    args.wemoe_eval_batch, static)
+                    args.wemoe_eval_batch, static, precisions)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,3 +61,9 @@ def test_an_unknown_backbone_is_named_before_any_work(tmp_path, capsys):
     assert main(["--backbones", "vit-b-32,vit-h-14", "--out", str(tmp_path)]) == 2
     assert "error: --backbones vit-b-32,vit-h-14: unknown backbone 'vit-h-14'" in capsys.readouterr().err
     assert not (tmp_path / "unit_costs.parquet").exists()
+
+
+def test_no_measurement_starts_past_the_budget(tmp_path, capsys):
+    assert main(["--backbones", "tiny", "--budget-s", "1e-9", "--out", str(tmp_path), "--temp", str(tmp_path)]) == 0
+    assert "skipped tiny zoo: past --budget-s" in capsys.readouterr().out
+    assert not (tmp_path / "unit_costs.parquet").exists() and not list(tmp_path.iterdir())  # nor zoos left behind
