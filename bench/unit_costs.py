@@ -192,7 +192,7 @@ def adapt(method: AdaptiveMethod, pool: ModelPool, device: torch.device) -> tupl
 
 
 def record_adaptation(measurement: Measurement, backbone: str, method: AdaptiveMethod, pool: ModelPool,
-                      config: EncoderConfig, repeats: int, then: Callable[[Merged], None] = lambda merged: None) -> None:
+                      then: Callable[[Merged], None] = lambda merged: None) -> None:
     """One adaptation of `method.steps` steps: its step times, peak memory and the time its synthetic inputs take
     to draw (within each step), an adaptation at the method's default steps estimated from them; `then` gets the
     merged model."""
@@ -214,7 +214,8 @@ def record_adaptation(measurement: Measurement, backbone: str, method: AdaptiveM
                        batch, "fp32", f"estimate: setup_and_first_step + {default_steps - 1} x step")
     draw = synchronized(lambda: [pool.test_inputs(task, per_task, 0).to(device) for task in pool.tasks], device)
     measurement.record(backbone, name, "input_draw", best_time(draw, repeats=1), "s", batch, None,
-                       "the synthetic pool's drawing of one step's random inputs (part of each step) on the CPU",
+                       "the synthetic pool's drawing of one step's random inputs on the CPU and their move to the "
+                       "device (part of each step)",
                        compute_device="cpu")
     then(merged)
 
@@ -272,9 +273,9 @@ def measure_device_figures(measurement: Measurement, backbone: str, folder: Path
 
     measurement.attempt(f"{backbone} encoder eval", encoder_throughput)
     measurement.attempt(f"{backbone} adamerging_layerwise", lambda: record_adaptation(
-        measurement, backbone, LayerwiseAdaMerging(steps=settings.steps), pool(), config, settings.repeats))
+        measurement, backbone, LayerwiseAdaMerging(steps=settings.steps), pool()))
     measurement.attempt(f"{backbone} wemoe", lambda: record_adaptation(
-        measurement, backbone, WEMoE(steps=settings.steps), pool(), config, settings.repeats, wemoe_throughput))
+        measurement, backbone, WEMoE(steps=settings.steps), pool(), wemoe_throughput))
 
 
 def measure_static_merges(measurement: Measurement, zoos: dict[str, Path], settings: Settings) -> None:
