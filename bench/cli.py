@@ -302,7 +302,8 @@ def _cmd_perf(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from bench.perf import machine_description, run_perf
+    from bench.machine import machine_description
+    from bench.perf import run_perf
     from bench.reports import build_reports
     from bench.results import PERF_COLUMNS, store_perf
     from tasks.suites import load_suite

@@ -1,9 +1,14 @@
-"""Accuracy of a merged model on (task, split) pairs, through each task's frozen head."""
+"""Accuracy of a merged model on (task, split) pairs, through each task's frozen head.
+
+Light to import (the tasks' data code, which needs `datasets`, is imported where a suite's data is reserved):
+scoring a model made elsewhere runs where `datasets` is missing (bench/unit_costs.py on a GPU host).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -11,8 +16,9 @@ from torch import nn
 from bench.errors import BenchError
 from bench.models import ClassificationHead
 from methods.base import Merged
-from tasks.base import Task
-from tasks.data import default_budget, format_size
+
+if TYPE_CHECKING:
+    from tasks.base import Task
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name -> autocast dtype
 EVALUATION_VERSION = 1  # of scoring and its inputs: bump it with any change that can move a result (bench/versions.py)
@@ -51,6 +57,8 @@ DEFAULT_EVAL = EvalSettings()
 def reserve_batches(tasks: Mapping[str, Task], pairs: Iterable[tuple[str, str]], settings: EvalSettings) -> None:
     """Give the tasks' pixel cache its budget and hold back what evaluation batches of these splits need; refused
     before any work where even those do not fit."""
+    from tasks.data import default_budget, format_size
+
     cache = next(iter(tasks.values())).cache
     cache.budget = default_budget() if settings.data_memory is None else settings.data_memory
     needed = max((settings.batch_bytes(tasks[task].image_bytes(split)) for task, split in pairs), default=0)

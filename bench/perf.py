@@ -27,8 +27,6 @@ same tensors (machines are noisy; ratios travel) or a limit, with its goal.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -98,22 +96,6 @@ class Figure:
     def line(self) -> str:
         goal = f"goal {self.goal:<6} {self.verdict}" if self.limit is not None else ""
         return f"{self.name:<84} {self.value:9.2f}   {goal}".rstrip()
-
-
-def machine_description() -> str:
-    """CPU model, cores, memory and torch build: what a figure's value depends on."""
-    def field_of(path: str, key: str) -> str:
-        try:
-            return next((line.split(":", 1)[1].strip() for line in Path(path).read_text().splitlines()
-                         if line.startswith(key)), "")
-        except OSError:
-            return ""
-
-    cpu = field_of("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
-    memory = field_of("/proc/meminfo", "MemTotal")
-    memory_text = f", {int(memory.split()[0]) / 2**20:.0f} GiB" if memory else ""
-    return (f"{cpu}, {os.cpu_count()} cores{memory_text}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads)")
 
 
 def adamerging_figures(suite: Suite, batch_per_task: int = 16) -> list[Figure]:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import subprocess
 import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -33,7 +30,7 @@ from bench.selection import (
     score_grid,
     sweep,
 )
-from bench.versions import versions_text
+from bench.versions import code_version, versions_text
 from methods.base import Merged, MergeMethod, declared_grids, get_method
 from tasks.base import Suite
 from tasks.scenarios import Scenario
@@ -81,20 +78,6 @@ def method_specs(requested: list[tuple[str, str | None]], overrides: Mapping[str
         if select in ("validation", "both") and (searchable or (select == "validation" and not every)):
             specs.append(MethodSpec(name, preset, fixed, selection="validation", sweep=name in sweep))
     return specs
-
-
-def code_version() -> str:
-    """Package version and, in a git checkout, the commit (with +dirty for uncommitted changes)."""
-    try:
-        package = version("mergebench")
-    except PackageNotFoundError:
-        package = "unknown"
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return package
-    return f"{package}+{commit}"
 
 
 def unit_versions(method: MergeMethod, scenario: Scenario) -> dict[str, int]:

@@ -13,13 +13,13 @@ import torch
 from safetensors.torch import save_file
 
 from bench.memory import PeakMemory
-from bench.models import ClassificationHead, EncoderConfig, build_encoder
+from bench.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.timing import best_time
 from methods.base import MergeMethod
 from methods.fisher import fisher_merge
 
-VIT_B_32 = EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512)
+VIT_B_32 = CLIP_ENCODERS["ViT-B-32"]
 
 
 def write_synthetic_zoo(folder: Path, config: EncoderConfig, experts: int = 8, seed: int = 0,
@@ -35,9 +35,11 @@ def write_synthetic_zoo(folder: Path, config: EncoderConfig, experts: int = 8, s
                   str(folder / f"task{index}.safetensors"))
 
 
-def synthetic_pool(folder: Path, config: EncoderConfig, experts: int, classes: int = 10) -> ModelPool:
+def synthetic_pool(folder: Path, config: EncoderConfig, experts: int, classes: int = 10,
+                   device: str = "cpu") -> ModelPool:
     """The pool of a zoo written by `write_synthetic_zoo`, with random heads of `classes` classes and random
-    normal inputs (seeded by the draw's seed): test-time adaptation's memory and time depend on sizes too."""
+    normal inputs (seeded by the draw's seed), its models on `device`: test-time adaptation's memory and time
+    depend on sizes too."""
     def random_inputs(task: str, split: str, n: int, seed: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed)
         return torch.randn(n, 3, config.image_size, config.image_size, generator=generator)
@@ -46,7 +48,8 @@ def synthetic_pool(folder: Path, config: EncoderConfig, experts: int, classes: i
     paths = {f"task{index}": folder / f"task{index}.safetensors" for index in range(experts)}
     heads = {task: ClassificationHead(torch.randn(classes, config.embed_dim, generator=generator), 100.0)
              for task in paths}
-    return ModelPool(partial(build_encoder, config), folder / "pretrained.safetensors", paths, heads, random_inputs)
+    return ModelPool(partial(build_encoder, config), folder / "pretrained.safetensors", paths, heads, random_inputs,
+                     device)
 
 
 # Given a pool, the call a figure times (work before it, such as making Fishers, is not timed).

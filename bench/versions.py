@@ -19,12 +19,17 @@ every comment edit would invalidate every stored result.
 A version at `INITIAL` leaves a unit's key as it was before versions existed, so results stored then (version
 1 by definition) stay valid. Versions past it are appended to the key after `@` (`...-seed0@method2`), so the
 unit a new version supersedes is the stored one of the same key before the `@`.
+
+`code_version()` names the package and commit that ran: rows record it, keys do not.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from bench.errors import BenchError
 
@@ -53,3 +58,17 @@ def unversioned(key: str) -> str:
 def versions_text(versions: Mapping[str, int]) -> str:
     """The versions as the rows record them (JSON, like the settings)."""
     return json.dumps({part: versions[part] for part in VERSIONED})
+
+
+def code_version() -> str:
+    """Package version and, in a git checkout, the commit (with +dirty for uncommitted changes)."""
+    try:
+        package = version("mergebench")
+    except PackageNotFoundError:
+        package = "unknown"
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return package
+    return f"{package}+{commit}"

@@ -51,8 +51,9 @@ class CoefficientMerge(AdaptiveModel):
         self.encoder = encoder.requires_grad_(False)
         self.pretrained = pretrained
         self.task_vectors = task_vectors  # key -> (tasks, *shape)
-        n_tasks = len(next(iter(task_vectors.values())))
-        self.coefficients = nn.Parameter(torch.full((len(task_vectors) if layerwise else 1, n_tasks), prior))
+        first = next(iter(task_vectors.values()))
+        shape = (len(task_vectors) if layerwise else 1, len(first))
+        self.coefficients = nn.Parameter(torch.full(shape, prior, device=first.device))  # where the vectors are
         self.clamp = clamp
         self._build = build
 

@@ -25,7 +25,7 @@ from bench.atomic import write_atomically
 from bench.convert import open_clip_vision_state
 from bench.digest import remembered_sha256, weights_digest
 from bench.errors import BenchError
-from bench.models import ClassificationHead, EncoderConfig, build_encoder
+from bench.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
 from bench.pickled import load_module_state
 from bench.pool import ModelPool
 from tasks.base import Suite, Task
@@ -130,12 +130,7 @@ def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
     write_atomically(path, lambda partial_path: save_file(tensors, str(partial_path)))
 
 
-ENCODERS = {
-    "ViT-B-32": EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512),
-    "ViT-B-16": EncoderConfig(image_size=224, patch_size=16, width=768, layers=12, heads=12, embed_dim=512),
-    "ViT-L-14": EncoderConfig(image_size=224, patch_size=14, width=1024, layers=24, heads=16, embed_dim=768),
-}
-SPECS = {name: ClipSpec(name, model, ENCODERS[model], CLIP_REPOS[name]) for name, model in (
+SPECS = {name: ClipSpec(name, model, CLIP_ENCODERS[model], CLIP_REPOS[name]) for name, model in (
     ("clip-vit-b-32", "ViT-B-32"), ("clip-vit-b-16", "ViT-B-16"), ("clip-vit-l-14", "ViT-L-14"),
     ("clip-vit-b-32-task-vectors", "ViT-B-32"), ("clip-vit-b-16-task-vectors", "ViT-B-16"),
     ("clip-vit-l-14-task-vectors", "ViT-L-14"))}

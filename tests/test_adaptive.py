@@ -61,6 +61,15 @@ def test_zero_steps_of_a_cosine_schedule_yield_the_initial_model_once(tmp_path):
     assert [step for step, _ in steps] == [0]
 
 
+@pytest.mark.parametrize("method", [LayerwiseAdaMerging(), WEMoE()], ids=lambda method: method.name)
+def test_the_model_to_adapt_lives_wholly_on_the_pools_device(tmp_path, method):
+    """A parameter left on the CPU would stop a step on a GPU ('meta' stands in for it: no data, same checks)."""
+    pool = random_pool(tmp_path)
+    pool.device = "meta"
+    model = method.build(pool)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
 def test_layerwise_coefficients_weigh_each_tensor_and_are_clamped_to_0_1(tmp_path):
     pool = random_pool(tmp_path)
     model = LayerwiseAdaMerging().build(pool)

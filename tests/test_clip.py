@@ -22,7 +22,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithP
 
 from bench.convert import open_clip_vision_state
 from bench.errors import BenchError
-from bench.models import EncoderConfig, build_encoder
+from bench.models import CLIP_ENCODERS, EncoderConfig, build_encoder
 from bench.reports import build_reports
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
@@ -31,8 +31,6 @@ from tasks.hub import PRETRAINED_FILE, HubRepos, Sources, check_task_vectors_fol
 from tasks.registry import RECORDS
 from tasks.scenarios import Scenario, multitask
 from tasks.zeroshot import class_vectors, prompts, zero_shot_head
-
-VIT_B_32 = EncoderConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12, embed_dim=512)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +42,7 @@ def transformers_vit_b_32() -> CLIPVisionModelWithProjection:
 
 @torch.no_grad()
 def test_a_converted_transformers_vit_b_32_gives_the_same_image_embeddings(transformers_vit_b_32):
-    encoder = build_encoder(VIT_B_32, quick_gelu=True).eval()
+    encoder = build_encoder(CLIP_ENCODERS["ViT-B-32"], quick_gelu=True).eval()
     encoder.load_state_dict(open_clip_vision_state(transformers_vit_b_32.state_dict()))  # strict: every key mapped
     images = torch.randn(3, 3, 224, 224)
     expected = transformers_vit_b_32(pixel_values=images).image_embeds
