@@ -105,8 +105,8 @@ class VisionTransformer(nn.Module):
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # (batch, patches, width)
         x = torch.cat([self.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
         x = self.ln_pre(x + self.positional_embedding.to(x.dtype))
-        x = self.ln_post(self.transformer(x))
-        return x[:, 0] @ self.proj
+        pooled = self.ln_post(self.transformer(x))[:, 0]
+        return pooled if self.proj is None else pooled @ self.proj  # None, as open_clip: projected elsewhere (SMILE)
 
 
 def build_encoder(config: EncoderConfig, quick_gelu: bool = False) -> VisionTransformer:
