@@ -9,6 +9,7 @@ from methods import (  # noqa: F401  (registration by definition)
     fisher,
     isotropic,
     references,
+    regmean,
     tall_masks,
     ties,
     tsv,
