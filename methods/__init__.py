@@ -8,6 +8,7 @@ from methods import (  # noqa: F401  (registration by definition)
     emr,
     fisher,
     isotropic,
+    pcb,
     references,
     regmean,
     tall_masks,
