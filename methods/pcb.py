@@ -1,8 +1,7 @@
 """PCB-merging (Du et al., NeurIPS 2024): each task-vector entry weighted by its parameter competition balance.
 
 The authors' code (github.com/duguodong7/pcb-merging, vision_source_code/pcb_ES.py, the script its README names
-for the vision experiments) works on each task vector flattened over the whole model, with entries n tasks and
-d parameters:
+for the vision experiments) works on each of the n task vectors flattened over the whole model (d entries):
   c_i = |τ_i| clamped to [lo_i, hi_i], the entries of rank int(0.01 d) and int(0.99 d) - 1 of sorted |τ_i|;
   a_i = (c_i - lo_i) / (hi_i - lo_i)  (min-max normalised), ñ_i = sign(τ_i) a_i;
   intra-balancing exp(n a_i²) (the paper's softmax of n Norm(τ_i²) without its denominator, a per-task constant
@@ -10,6 +9,8 @@ d parameters:
   β_i = intra ⊙ inter; drop: t_i = the entry of rank int((1 - ratio) d) of sorted β_i, scale
   s_i = (max(β_i, t_i) - t_i) / (max β_i - t_i), so all but the top `ratio` of β_i weigh 0;
   merged = θ_0 + λ Σ_i s_i sign(τ_i) c_i / max(Σ_i s_i, 1e-12).
+The repository's two other versions differ in details (pcb.py: inter-balancing tanh(τ_i Σ_j ñ_j);
+pcb-merging.py: clamp fractions 0.0001 and tanh(τ_i Σ_j τ_j)); pcb_ES.py's is the paper's Σ_j over task pairs.
 The order statistics (lo, hi, t, max) are taken over the whole model, so a parameter-by-parameter version would
 differ; here they are exact and streamed: one model-sized buffer, reused for each task (as TIES' global trim),
 never every expert flattened. Where the authors' code divides 0 by 0 (a task vector whose clamped magnitudes are
@@ -32,9 +33,6 @@ CLAMP_FRACTION = 0.01
 RATIO_GRID = (0.05, 0.1, 0.2)
 # λ over [0.8, 1.3]: the bounds within which pcb_ES.py searches each task's λ on validation data.
 SCALING_GRID = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
-
-Bounds = dict[str, tuple[float, float]]  # per task, a (low, high) pair of order statistics over the whole model
-
 
 def order_statistics(values: torch.Tensor, ranks: tuple[int, int]) -> tuple[float, float]:
     """The entries of the given 0-based ranks in sorted order of a contiguous float tensor, which this reorders
@@ -129,8 +127,10 @@ class PcbStatistics:
 
 
 class Pcb(MergeMethod):
-    """PCB-merging (Du et al., 2024): intra- and inter-task balancing scores per task-vector entry, the top
-    `ratio` of each task's scores kept and rescaled, the task vectors averaged with them as weights, scaled by λ.
+    """Task vectors averaged with per-entry weights from competition balancing, the top kept (Du et al., 2024).
+
+    Intra- and inter-task balancing scores per task-vector entry, the top `ratio` of each task's scores kept and
+    rescaled, the task vectors averaged with them as weights, scaled by λ.
 
     Defaults of the authors' vision code (vision_source_code/pcb.py; pcb_ES.py starts from them): ratio 0.05,
     λ 1.2, one λ for every task. Their evolutionary search of one λ per task (nevergrad, 100 evaluations on

@@ -117,8 +117,10 @@ def regmean_weight(gram_sum: torch.Tensor, weighted_sum: torch.Tensor, key: str)
 
 
 class RegMean(MergeMethod):
-    """RegMean (Jin et al., 2023): per linear layer, the weight W minimising Σ_i ||X_i W - X_i W_i||², from
-    each expert's input Gram matrix on its task's training inputs; every other parameter averaged.
+    """Per linear layer, the least-squares fit of every expert's outputs on its own inputs (Jin et al., 2023).
+
+    The weight W minimising Σ_i ||X_i Wᵀ - X_i W_iᵀ||², in closed form from each expert's input Gram matrix
+    on its task's training inputs; every other parameter averaged.
 
     Defaults of FusionBench's clip_regmean.yaml (fusion_bench/method/regmean/clip_regmean.py, regmean.py): 256
     training inputs per expert, off-diagonal entries of each Gram matrix multiplied by 0.6
