@@ -140,22 +140,20 @@ class RegMean(MergeMethod):
     seed: int = 0  # of the inputs drawn
 
     def merge(self, pool: ModelPool) -> Merged:
-        """The experts one at a time: each one's Gram matrices are folded into two running sums, Σ_i G_i and
-        Σ_i G_i W_iᵀ, so memory holds one expert and the sums whatever the number of experts."""
+        """The experts' Gram matrices folded one expert at a time into two running sums, Σ_i G_i and
+        Σ_i G_i W_iᵀ."""
         gram_sums: dict[str, torch.Tensor] = {}
         weighted_sums: dict[str, torch.Tensor] = {}
         for task in pool.tasks:
-            encoder = pool.encoder(pool.expert_state(task))
-            inputs = pool.sample_inputs(task, "train", self.examples, self.seed).to(pool.device)
-            for key, gram in gram_matrices(encoder, inputs).items():
-                gram = reduce_off_diagonal_(gram, self.ratio).cpu()
+            grams = pool.memo(("regmean grams", self.examples, self.seed, task), partial(self.grams, pool, task))
+            for key, gram in grams.items():
+                gram = reduce_off_diagonal_(gram.clone(), self.ratio)
                 weighted = gram @ pool.expert_tensor(task, key).T
                 if key in gram_sums:
                     gram_sums[key] += gram
                     weighted_sums[key] += weighted
                 else:
                     gram_sums[key], weighted_sums[key] = gram, weighted
-            del encoder
 
         def merge(key: str, pretrained: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
             if key in gram_sums:
@@ -163,3 +161,10 @@ class RegMean(MergeMethod):
             return average(experts)
 
         return pool.merge_parameters(merge)
+
+    def grams(self, pool: ModelPool, task: str) -> Grams:
+        """The expert's own Gram matrices on its task's training inputs: the same whichever experts it is merged
+        with, so the pool keeps them for every scenario that merges this expert (as Fisher merging's Fishers)."""
+        encoder = pool.encoder(pool.expert_state(task))
+        inputs = pool.sample_inputs(task, "train", self.examples, self.seed).to(pool.device)
+        return {key: gram.cpu() for key, gram in gram_matrices(encoder, inputs).items()}

@@ -189,6 +189,22 @@ def test_attention_context_is_what_the_out_projection_maps_to_the_attention_outp
     torch.testing.assert_close(context @ attention.out_proj.weight.T + attention.out_proj.bias, output)
 
 
+def test_regmean_computes_each_experts_grams_once_per_pool_whatever_the_ratio_or_experts_merged(tmp_path, monkeypatch):
+    import methods.regmean as regmean_module
+
+    pool = pool_with_task_inputs(tmp_path, 3)
+    calls = []
+    original = regmean_module.gram_matrices
+    monkeypatch.setattr(regmean_module, "gram_matrices", lambda *args: calls.append(1) or original(*args))
+    first = state_of(RegMean(examples=12).merge(pool))
+    RegMean(examples=12, ratio=0.3).merge(pool)
+    RegMean(examples=12).merge(pool.subset(["task0", "task2"]))
+    again = state_of(RegMean(examples=12).merge(pool))
+    assert len(calls) == 3
+    for key, value in first.items():
+        torch.testing.assert_close(again[key], value, rtol=0, atol=0)
+
+
 def test_regmean_names_the_layer_whose_summed_gram_matrix_is_singular(tmp_path):
     pool = linear_pool(tmp_path, {"task0": torch.zeros(4, 6), "task1": torch.zeros(4, 6)})
     with pytest.raises(BenchError, match=r"regmean: the summed Gram matrix of 0\.weight is singular"):
