@@ -12,13 +12,12 @@ from tabulate import tabulate
 
 from tasks.corruptions import CORRUPTIONS, split_title
 
-# Row order of the WEMoE paper's Table 1: references first, then static methods, then the rest by name.
 # Rows as the papers' tables group them: references, static merges, test-time adaptive ones, then those that need
 # the task of each input (one model per task); methods not listed (plugins) follow, by name.
-METHOD_ORDER = ["pretrained", "individual", "weight_averaging", "fisher_merging", "task_arithmetic", "ties_merging",
-                "dare_task_arithmetic", "dare_ties", "consensus", "tsv_merge", "iso_c", "iso_cts", "cart",
-                "adamerging_taskwise", "adamerging_plus_taskwise", "adamerging_layerwise", "adamerging_plus_layerwise",
-                "wemoe", "smile", "tall_masks", "emr"]
+METHOD_ORDER = ["pretrained", "individual", "weight_averaging", "fisher_merging", "regmean", "task_arithmetic",
+                "ties_merging", "pcb", "dare_task_arithmetic", "dare_ties", "consensus", "tsv_merge", "iso_c", "iso_cts",
+                "cart", "adamerging_taskwise", "adamerging_plus_taskwise", "adamerging_layerwise",
+                "adamerging_plus_layerwise", "wemoe", "smile", "tall_masks", "emr"]
 UNIT = ["suite", "family", "scenario", "method", "params", "seed"]
 
 

@@ -65,7 +65,7 @@ def test_the_sweep_scenario_also_records_test_scores_of_the_grid_and_the_others_
     assert set(corrupted.loc[corrupted["selection"] == GRID, "split"]) == {"validation"}
 
 
-@pytest.mark.parametrize("name", ["task_arithmetic", "ties_merging", "consensus", "tsv_merge", "iso_cts"])
+@pytest.mark.parametrize("name", ["task_arithmetic", "ties_merging", "consensus", "tsv_merge", "iso_cts", "pcb"])
 def test_a_search_merges_each_point_as_merge_does_computing_the_update_once_per_other_setting(name, tiny_zoo,
                                                                                             monkeypatch):
     method = get_method(name)()
