@@ -10,7 +10,7 @@ import torch
 from helpers import random_pool
 from torch import nn
 
-import bench.costs as costs
+from bench import costs
 from bench.costs import inference_cost, stored_models
 from methods.base import REGISTRY, stored_parameters, tensor_parameters
 
