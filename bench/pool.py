@@ -106,6 +106,11 @@ class ModelPool:
     def parameter_shapes(self) -> dict[str, torch.Size]:
         return {key: self._pretrained.shape(key) for key in self.parameter_names}
 
+    @cached_property
+    def parameter_count(self) -> int:
+        """Parameters of one encoder: the unit in which a merge's storage is counted."""
+        return sum(shape.numel() for shape in self.parameter_shapes.values())
+
     def pretrained_tensor(self, key: str) -> torch.Tensor:
         return self._pretrained.get(key)
 

@@ -11,6 +11,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -25,16 +26,19 @@ from bench.versions import INITIAL_VERSIONS, key_suffix, unversioned, versions_t
 log = logging.getLogger(__name__)
 
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task",
-           "counterpart", "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb", "precision",
-           "code_version", "versions", "selection"]
+           "counterpart", "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb",
+           "stored_models", "inference_cost", "precision", "code_version", "versions", "selection"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
 # precision: the evaluation's autocast precision (fp32, bf16, fp16); code_version: package and commit that ran
 # the unit; versions: of its method, scenario and evaluation (JSON, see bench.versions);
 # selection: how the row's settings were chosen: fixed (the method's own), validation (its grid's settings chosen on
-# validation data), or grid (the score of one grid point: validation accuracy, or test accuracy for the λ sweep)
+# validation data), or grid (the score of one grid point: validation accuracy, or test accuracy for the λ sweep);
+# stored_models: the parameters stored to serve every task, relative to one model; inference_cost: the forward
+# time of the tested model over the pretrained encoder's (both see bench.costs; none for a grid point's rows)
 # Columns newer than some stored units, with the value their rows stand for (units stored before versions existed
-# are version 1 of each; before selection existed, fixed).
-DEFAULTS = {"versions": versions_text(INITIAL_VERSIONS), "selection": "fixed"}
+# are version 1 of each; before selection existed, fixed; before costs were measured, none).
+DEFAULTS = {"versions": versions_text(INITIAL_VERSIONS), "selection": "fixed", "stored_models": math.nan,
+            "inference_cost": math.nan}
 PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each per machine
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from bench.costs import serving_costs
 from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EVALUATION_VERSION, EvalSettings, evaluate, reserve_batches
 from bench.memory import PeakMemory
@@ -122,10 +123,12 @@ class StageTimes:
 @dataclass
 class SharedMerge:
     """The last merge that did not read test inputs, kept for the next unit merging the same experts with the
-    same settings: static methods merge once for all scenarios (e.g. the eight robustness splits)."""
+    same settings: static methods merge once for all scenarios (e.g. the eight robustness splits). So are its
+    serving costs (see `bench.costs`), measured once for it."""
 
     key: tuple | None = None
     steps: list[tuple[int | None, Merged, float]] = field(default_factory=list)
+    costs: dict[str, float] = field(default_factory=dict)
 
     def timed_steps(self, key: tuple, method: MergeMethod, pool: ModelPool, eval_every: int | None,
                     times: StageTimes | None = None) -> Iterator[tuple[int | None, Merged, float]]:
@@ -134,7 +137,7 @@ class SharedMerge:
         if key == self.key:
             yield from self.steps
             return
-        self.key, self.steps, times = None, [], times or StageTimes()
+        self.key, self.steps, self.costs, times = None, [], {}, times or StageTimes()
         steps, merge_s, produced = method.merge_steps(pool, eval_every), 0.0, 0
         while True:
             start = time.perf_counter()
@@ -162,7 +165,8 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     grid lines through the chosen point are tested too.
 
     merge_s is the time spent inside the method up to the step (evaluations excluded; for a merge shared with
-    an earlier unit, the time it took there); eval_s that step's evaluation.
+    an earlier unit, the time it took there); eval_s that step's evaluation; stored_models and inference_cost
+    those of the final model (see `bench.costs`).
     """
     times = times or StageTimes()
     common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
@@ -194,7 +198,10 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
                                "merged": task in scenario.merged_tasks, "split": split, "value": value,
                                "step": step, "merge_s": merge_s, "eval_s": eval_s}
                      for (task, split), value in accuracies.items()]
-    return [row | {"peak_rss_mb": memory.peak_mb} for row in rows + searched]
+    with times.stage("evaluation"):  # the final model's costs (not each grid point's), once per shared merge
+        shared.costs = shared.costs or serving_costs(merged, pool, suite, scenario)
+    peak = {"peak_rss_mb": memory.peak_mb}
+    return [row | shared.costs | peak for row in rows] + [row | peak for row in searched]
 
 
 def selected_unit(suite: Suite, scenario: Scenario, method: MergeMethod, grid: Grid, common: dict,

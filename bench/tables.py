@@ -1,7 +1,8 @@
 """The papers' tables as data frames built from result rows, and their Markdown and LaTeX renderings.
 
-A table is indexed by the method row's label; its value columns hold accuracy (%) averaged over seeds, and a
-column `X std` (the spread over seeds of column X) with `seeds` makes the rendering print `X` as mean ± std.
+A table is indexed by the method row's label; its value columns hold accuracy (%) averaged over seeds (and, in
+the multi-task table, what each method costs to serve), and a column `X std` (the spread over seeds of column X)
+with `seeds` makes the rendering print `X` as mean ± std.
 """
 
 from __future__ import annotations
@@ -59,11 +60,19 @@ def value_columns(table: pd.DataFrame) -> list:
     return [c for c in table.columns if c != "seeds" and not str(c).endswith(" std")]
 
 
+# The cost columns beside the multi-task average: result column -> table column (see bench.costs).
+COSTS = {"stored_models": "Storage (models)", "inference_cost": "Inference (× pretrained)"}
+DECIMALS = dict.fromkeys(COSTS.values(), 2)  # per column where not 1 (accuracy, %): ratios near 1 differ in 0.01s
+
+
 def multitask_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Methods x tasks (+ Avg.), columns in the suite's task order, named with their counterparts."""
+    """Methods x tasks (+ Avg.), columns in the suite's task order, named with their counterparts; then what each
+    method costs to serve (none, `–`, for rows stored before costs were measured)."""
     titles = task_titles(rows)
     per_seed = per_seed_pivot(rows, "task")[list(titles)].rename(columns=titles)
     per_seed["Avg."] = per_seed.mean(axis=1)
+    costs = rows.reindex(columns=["method", "label", "seed", *COSTS]).astype(dict.fromkeys(COSTS, float))
+    per_seed = per_seed.join(costs.groupby(["method", "label", "seed"]).mean().rename(columns=COSTS))
     return seed_summary(per_seed, "Avg.")
 
 
@@ -126,7 +135,7 @@ def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     for label, row in table.iterrows():
         cells = [label]
         for column in shown:
-            text = "–" if pd.isna(row[column]) else f"{row[column]:.1f}"
+            text = "–" if pd.isna(row[column]) else f"{row[column]:.{DECIMALS.get(column, 1)}f}"
             if row.get("seeds", 1) > 1 and f"{column} std" in table and pd.notna(row[f"{column} std"]):
                 text += f" ± {row[f'{column} std']:.1f}"
             cells.append(text)
@@ -139,16 +148,25 @@ def to_markdown(table: pd.DataFrame) -> str:
     return tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
 
 
+LATEX = {"_": r"\_", "&": r"\&", "±": r"$\pm$", "×": r"$\times$", "–": "--"}  # characters -> their LaTeX
+
+
+def latex_escaped(text: str) -> str:
+    for character, latex in LATEX.items():
+        text = text.replace(character, latex)
+    return text
+
+
 def to_latex(table: pd.DataFrame, caption: str) -> str:
     """A booktabs table, with a rule under the reference rows (pretrained, individual)."""
     header, body = _cells(table)
-    escape = lambda text: text.replace("_", r"\_").replace("&", r"\&").replace("±", r"$\pm$").replace("–", "--")  # noqa: E731
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", r"\resizebox{\linewidth}{!}{%",
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escaped(caption)}}}",
+             r"\resizebox{\linewidth}{!}{%",
              rf"\begin{{tabular}}{{l{'c' * (len(header) - 1)}}}", r"\toprule",
-             " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]
+             " & ".join(latex_escaped(h) for h in header) + r" \\", r"\midrule"]
     references = sum(1 for row in body if row[0].removesuffix(f" {PUBLISHED_SUFFIX}") in ("Pretrained", "Individual"))
     for i, row in enumerate(body):
-        lines.append(" & ".join(escape(c) for c in row) + r" \\")
+        lines.append(" & ".join(latex_escaped(c) for c in row) + r" \\")
         if i + 1 == references and references < len(body):
             lines.append(r"\midrule")
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]

@@ -16,6 +16,7 @@ import typing
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from bench.errors import BenchError
@@ -26,6 +27,32 @@ if typing.TYPE_CHECKING:
 
 # One encoder for every task, or (the `individual` reference) one per task.
 Merged = nn.Module | Mapping[str, nn.Module]
+
+
+def tensor_parameters(tensor: torch.Tensor) -> float:
+    """A tensor's size in float32 parameters: its bits over 32, so a boolean mask's entry counts 1/32 (stored
+    bit-packed, as the TALL masks code saves its masks: np.packbits)."""
+    bits = 1 if tensor.dtype == torch.bool else 8 * tensor.element_size()
+    return tensor.numel() * bits / 32
+
+
+def stored_parameters(merged: Merged) -> float:
+    """What must be stored to serve every task with `merged`, in float32 parameters (see `tensor_parameters`).
+
+    Measured on what the merge returned, so it cannot drift from what a method really builds: every parameter
+    and buffer of the encoder, or of each task's encoder, a tensor held by several encoders counted once (per-task
+    encoders sharing a backbone add only their own tensors; the `individual` reference's T experts count T models).
+    Every static merge is one model, with no code of its own. A mapping that builds each task's encoder on demand
+    from shared parts (`methods.per_task.MaskedTaskModels`) holds no encoder to measure, and building them all
+    would count the shared parts T times: such an object defines `stored_parameters()`, the size of its parts.
+    """
+    own = getattr(merged, "stored_parameters", None)
+    if callable(own):
+        return float(own())
+    encoders = merged.values() if isinstance(merged, Mapping) else [merged]
+    distinct = {(tensor.data_ptr(), tensor.dtype, tensor.shape): tensor
+                for encoder in encoders for tensor in [*encoder.parameters(), *encoder.buffers()]}
+    return sum(map(tensor_parameters, distinct.values()))
 
 REGISTRY: dict[str, type["MergeMethod"]] = {}
 

@@ -96,4 +96,4 @@ class TallMasks(TaskLocalization):
         vector, masks = {}, {}
         for key, merged, task_masks in self.masked(pool):
             vector[key], masks[key] = merged, task_masks
-        return MaskedTaskModels(pool, vector, masks, {task: 1.0 for task in pool.tasks})
+        return MaskedTaskModels(pool, vector, masks)

@@ -48,6 +48,17 @@ def test_a_static_merge_is_shared_by_the_scenarios_that_merge_the_same_experts(f
     assert robust.groupby("scenario")["value"].mean().nunique() > 1
 
 
+def test_every_row_records_the_storage_and_inference_cost_of_the_model_it_tested(finished_run):
+    rows = ResultStore(finished_run / "results").load()
+    merged_tasks = rows[rows["merged"].astype(bool)].groupby("scenario")["task"].nunique()
+    individual = rows["method"] == "individual"
+    assert (rows.loc[individual, "stored_models"] == rows.loc[individual, "scenario"].map(merged_tasks)).all()
+    assert (rows.loc[~individual, "stored_models"] == 1.0).all()  # static merges, the plugin's among them
+    assert (rows["inference_cost"] > 0).all() and rows["inference_cost"].notna().all()
+    robust = rows[rows["scenario"].str.startswith("robustness/")]
+    assert (robust.groupby("method")["inference_cost"].nunique() == 1).all()  # a shared merge is timed once
+
+
 def test_the_report_has_every_scenario_s_tables_and_figures(finished_run):
     reports = finished_run / "reports"
     index = (reports / "index.md").read_text()
@@ -69,6 +80,8 @@ def test_the_plugin_method_appears_as_a_row_of_the_table(finished_run):
     table = (finished_run / "reports" / "multitask.md").read_text()
     for title in ["Pretrained", "Individual", "Weight Averaging", "Task Arithmetic", "TIES-Merging", "median"]:
         assert f"| {title} " in table
+    assert "| Storage (models) " in table and "| Inference (× pretrained) " in table
+    assert table.split("| Individual ")[1].splitlines()[0].split("|")[-3].strip() == "8.00"  # 8 experts
     assert r"\toprule" in (finished_run / "reports" / "multitask.tex").read_text()
 
 
@@ -184,7 +197,7 @@ def test_eval_every_stores_each_step_and_the_table_shows_the_last(tiny_zoo, tmp_
     final = rows[rows["step"] == 4].groupby("method")["value"].mean() * 100
     table = (reports / "multitask.md").read_text()
     row = table.split("| Task-wise AdaMerging (mini, steps=4) ")[1].splitlines()[0]
-    assert row.split("|")[-2].strip() == f"{final['adamerging_taskwise']:.1f}"  # the Avg. column
+    assert row.split("|")[-4].strip() == f"{final['adamerging_taskwise']:.1f}"  # the Avg. column
     figures = sorted(reports.glob("adaptation-mini-*.png"))
     assert len(figures) == 1 and figures[0].stat().st_size > 0
     assert "| WEMoE (mini, steps=4) " in (reports / "adaptation.md").read_text()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+
 from bench.reports import build_reports
-from bench.results import ResultStore
+from bench.results import COLUMNS, ResultStore
 
 
 def rows(suite: str, method: str, label: str, accuracies: dict[str, float], family: str = "f",
@@ -31,11 +33,12 @@ def test_tables_show_the_published_numbers_of_the_same_suite_and_checkpoint_fami
     assert "Published (fusionbench checkpoints): FusionBench documentation" in clip
     lines = [line.split("|")[1:-1] for line in clip.splitlines() if line.startswith("| Task Arithmetic")]
     # FusionBench's CLIP-ViT-B/32 table: task arithmetic (0.3) SUN397 57.1, Cars 55.7, average over all 8 tasks 68.0
-    assert [cell.strip() for cell in lines[0]] == ["Task Arithmetic", "60.0", "80.0", "70.0"]
-    assert [cell.strip() for cell in lines[1]] == ["Task Arithmetic (published)", "57.1", "55.7", "68.0"]
+    assert [cell.strip() for cell in lines[0]] == ["Task Arithmetic", "60.0", "80.0", "70.0", "–", "–"]
+    assert [cell.strip() for cell in lines[1]] == ["Task Arithmetic (published)", "57.1", "55.7", "68.0", "–", "–"]
     assert "median (published)" not in clip  # no published number, no row
     assert "published" not in blocks["`clip-vit-b-32` (other:x)"] + blocks["`mini` (f)"]  # another family: none
-    assert r"Task Arithmetic (published) & 57.1 & 55.7 & 68.0 \\" in (tmp_path / "reports" / "multitask.tex").read_text()
+    latex = (tmp_path / "reports" / "multitask.tex").read_text()
+    assert r"Task Arithmetic (published) & 57.1 & 55.7 & 68.0 & -- & -- \\" in latex
 
 
 def test_robustness_table_shows_the_published_averages_of_the_same_family(tmp_path):
@@ -65,3 +68,33 @@ def test_generalization_table_shows_fusionbench_published_numbers_under_the_meas
     lines = [[cell.strip() for cell in line.split("|")[1:-1]] for line in markdown.splitlines() if line.startswith("| WEMoE")]
     # FusionBench's WEMoE merging six experts: seen average 86.6, unseen MNIST 78.3, EuroSAT 44.0, average 61.1.
     assert lines == [["WEMoE", "85.0", "50.0", "30.0", "40.0"], ["WEMoE (published)", "86.6", "78.3", "44.0", "61.1"]]
+
+
+def test_the_multitask_table_shows_storage_and_inference_cost_beside_the_average(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    costs = {"stored_models": 2.25, "inference_cost": 1.0149}
+    store.write("a", [row | costs for row in rows("mini", "tall_masks", "TALL Masks", {"SUN397": 0.9, "Cars": 0.8})])
+    build_reports(tmp_path / "results", tmp_path / "reports")
+    markdown = (tmp_path / "reports" / "multitask.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| Method"))
+    assert [cell.strip() for cell in header.split("|")[1:-1]][-3:] == ["Avg.", "Storage (models)",
+                                                                       "Inference (× pretrained)"]
+    assert "| 85.0 " in markdown and "| 2.25 " in markdown and "| 1.01 " in markdown
+    latex = (tmp_path / "reports" / "multitask.tex").read_text()
+    assert r"Avg. & Storage (models) & Inference ($\times$ pretrained) \\" in latex
+    assert r"TALL Masks & 90.0 & 80.0 & 85.0 & 2.25 & 1.01 \\" in latex
+
+
+def test_units_stored_before_costs_were_measured_stay_stored_and_show_no_costs(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    old_columns = [column for column in COLUMNS if column not in ("stored_models", "inference_cost")]
+    path = store.path("mini/multitask/old")
+    path.parent.mkdir(parents=True)
+    pd.DataFrame(rows("mini", "task_arithmetic", "Task Arithmetic", {"SUN397": 0.6, "Cars": 0.8}),
+                 columns=old_columns).to_parquet(path, index=False)
+    assert store.has("mini/multitask/old")  # whole: a run does not compute it again
+    assert store.load()[["stored_models", "inference_cost"]].isna().all().all()
+    build_reports(tmp_path / "results", tmp_path / "reports")
+    line = next(line for line in (tmp_path / "reports" / "multitask.md").read_text().splitlines()
+                if line.startswith("| Task Arithmetic"))
+    assert [cell.strip() for cell in line.split("|")[1:-1]] == ["Task Arithmetic", "60.0", "80.0", "70.0", "–", "–"]

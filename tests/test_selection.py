@@ -131,6 +131,9 @@ def test_run_all_gives_fixed_and_selected_rows_and_the_sweep_figure_of_validatio
     assert set(zip(rows["method"], rows["selection"])) == {
         ("task_arithmetic", "fixed"), ("task_arithmetic", "validation"), ("task_arithmetic", GRID),
         ("weight_averaging", "fixed")}  # weight averaging has nothing to choose
+    tested = rows["selection"] != GRID  # the serving costs are the tested model's, not each grid point's
+    assert rows.loc[tested, ["stored_models", "inference_cost"]].notna().all().all()
+    assert rows.loc[~tested, ["stored_models", "inference_cost"]].isna().all().all()
     table = (tmp_path / "p" / "multitask.md").read_text()
     assert "| Task Arithmetic " in table and "| Task Arithmetic (validation: scaling=" in table
     assert "scaling=0.1)" not in table.replace("validation: scaling=0.1)", "")  # no grid point is a table row

@@ -1,0 +1,120 @@
+"""What each merge costs to serve: the parameters it stores, per method, and its forward time over the pretrained
+encoder's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from helpers import random_pool
+from torch import nn
+
+from bench import costs
+from bench.costs import inference_cost, stored_models
+from methods.base import REGISTRY, stored_parameters, tensor_parameters
+
+TASKS = 8
+
+
+def mlp_parameters(pool) -> int:
+    return sum(shape.numel() for key, shape in pool.parameter_shapes.items() if ".mlp." in key)
+
+
+def wemoe_models(pool) -> float:
+    """Every block's MLP kept as pretrained + one task vector per task, plus a router per block (Linear(d, d), ReLU,
+    Linear(d, T)); the other parameters merged into one."""
+    width = pool.parameter_shapes["transformer.resblocks.0.mlp.c_fc.weight"][1]
+    blocks = len({key.split(".")[2] for key in pool.parameter_names if key.startswith("transformer.resblocks.")})
+    router = width * width + width + width * TASKS + TASKS
+    return (pool.parameter_count + TASKS * mlp_parameters(pool) + blocks * router) / pool.parameter_count
+
+
+# Per method that stores more than one merged model, its size in models with T tasks; every other method (static
+# merges, test-time adaptation of merge coefficients, and any method added without saying otherwise) stores one.
+STORED_MODELS = {
+    "individual": lambda pool: TASKS,
+    # pretrained weights and the merged task vector (float32), T masks of one bit per parameter
+    "tall_masks": lambda pool: 2 + TASKS / 32,
+    # as TALL masks, plus one float32 rescaler per task
+    "emr": lambda pool: 2 + TASKS / 32 + TASKS / pool.parameter_count,
+    "wemoe": wemoe_models,
+}
+
+
+def quick(name: str):
+    """The method at its defaults, adapting for no step (its merge at the initial coefficients: the same size)."""
+    cls = REGISTRY[name]
+    return cls(steps=0) if "steps" in {field.name for field in dataclasses.fields(cls)} else cls()
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_each_method_stores_what_it_needs_to_serve_every_task_in_models(tmp_path, name):
+    pool = random_pool(tmp_path, n_experts=TASKS)
+    expected = STORED_MODELS.get(name, lambda pool: 1.0)(pool)
+    assert stored_models(quick(name).merge(pool), pool) == pytest.approx(expected, rel=1e-12)
+
+
+def test_tall_masks_with_eight_tasks_store_two_models_and_a_quarter():
+    """The value the table shows for the paper's 8-task benchmark, independent of the encoder's size."""
+    assert STORED_MODELS["tall_masks"](None) == 2.25
+
+
+def test_wemoe_stores_the_parameters_and_buffers_of_the_model_it_returns(tmp_path):
+    pool = random_pool(tmp_path, n_experts=TASKS)
+    merged = REGISTRY["wemoe"](steps=0).merge(pool)
+    held = sum(t.numel() for t in merged.parameters()) + sum(t.numel() for t in merged.buffers())
+    assert stored_parameters(merged) == held > TASKS * mlp_parameters(pool)
+
+
+def test_a_tensor_that_several_per_task_encoders_hold_is_counted_once(tmp_path):
+    pool = random_pool(tmp_path, n_experts=2)
+    shared = pool.pretrained_state()
+    own_key = "proj"
+    per_task = {task: pool.encoder(shared | {own_key: pool.expert_tensor(task, own_key)}) for task in pool.tasks}
+    assert stored_parameters(per_task) == pool.parameter_count + shared[own_key].numel()
+
+
+def test_a_boolean_entry_counts_one_bit_and_a_half_precision_entry_half_a_parameter():
+    assert tensor_parameters(torch.zeros(64, dtype=torch.bool)) == 2
+    assert tensor_parameters(torch.zeros(64, dtype=torch.float16)) == 32
+    assert tensor_parameters(torch.zeros(64)) == 64
+
+
+class Recording(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.calls = 0
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return inputs
+
+
+def test_inference_cost_is_the_serving_encoder_s_time_over_the_pretrained_encoder_s(tmp_path, monkeypatch):
+    pool = random_pool(tmp_path, n_experts=2)
+    per_task = {task: Recording() for task in pool.tasks}
+    def timed(runs, repeats, clock=None):  # each run once, timed at 3 s and 2 s
+        return [run() or seconds for run, seconds in zip(runs, [3.0, 2.0])]
+
+    monkeypatch.setattr(costs, "best_times", timed)
+    assert inference_cost(per_task, pool, "task1", torch.zeros(4, 3, 8, 8)) == 1.5
+    assert (per_task["task0"].calls, per_task["task1"].calls) == (0, 1)  # only the task's own encoder serves it
+
+
+def test_timing_on_a_cpu_runs_one_thread_and_gives_the_threads_back(tmp_path, monkeypatch):
+    pool = random_pool(tmp_path, n_experts=2)
+    threads, seen = torch.get_num_threads(), []
+
+    def timed(runs, repeats, clock=None):
+        seen.append(torch.get_num_threads())
+        return [1.0, 1.0]
+
+    monkeypatch.setattr(costs, "best_times", timed)
+    torch.set_num_threads(2)
+    try:
+        inference_cost(Recording(), pool, "task0", torch.zeros(4, 3, 8, 8))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
