@@ -30,6 +30,25 @@ def wemoe_models(pool) -> float:
     return (pool.parameter_count + TASKS * mlp_parameters(pool) + blocks * router) / pool.parameter_count
 
 
+def smile_models(pool) -> float:
+    """The pretrained encoder, plus for every linear map (each block's q, k and v, attention output, MLP fc1 and fc2,
+    and the output projection) per task: its rank-k update as U (out x k) and S Vᵀ (k x in), a gate_k x in routing
+    subspace and its bias update (k 32, gate_k 16, each at most the matrix's smaller side)."""
+    shapes = pool.parameter_shapes
+    linears = []  # (out, in, has bias)
+    for key, shape in shapes.items():
+        if key.endswith("attn.in_proj_weight"):
+            linears += [(shape[0] // 3, shape[1], True)] * 3
+        elif key.endswith(("out_proj.weight", "c_fc.weight", "c_proj.weight")):
+            linears.append((shape[0], shape[1], True))
+    linears.append((shapes["proj"][1], shapes["proj"][0], False))  # stored (in, out)
+    per_task = 0
+    for out, into, bias in linears:
+        rank, gate = min(32, out, into), min(16, out, into)
+        per_task += out * rank + rank * into + gate * into + (out if bias else 0)
+    return (pool.parameter_count + TASKS * per_task) / pool.parameter_count
+
+
 # Per method that stores more than one merged model, its size in models with T tasks; every other method (static
 # merges, test-time adaptation of merge coefficients, and any method added without saying otherwise) stores one.
 STORED_MODELS = {
@@ -39,6 +58,7 @@ STORED_MODELS = {
     # as TALL masks, plus one float32 rescaler per task
     "emr": lambda pool: 2 + TASKS / 32 + TASKS / pool.parameter_count,
     "wemoe": wemoe_models,
+    "smile": smile_models,
 }
 
 
