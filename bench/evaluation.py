@@ -24,13 +24,23 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # na
 EVALUATION_VERSION = 1  # of scoring and its inputs: bump it with any change that can move a result (bench/versions.py)
 
 
+# Inputs per forward pass where none is given: on a CPU small batches keep the activations in the cache and run
+# faster (with outputs identical to larger batches', as tests/test_evaluation_batch.py checks); an accelerator wants
+# large ones.
+CPU_BATCH, ACCELERATOR_BATCH = 128, 1000
+
+
+def default_batch_size(device: str) -> int:
+    return CPU_BATCH if torch.device(device).type == "cpu" else ACCELERATOR_BATCH
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """How evaluation runs: inputs per forward pass, autocast precision, processes decoding the images, bytes of
     image data held in memory (None: `tasks.data.default_budget`). Only the precision can move a result (a
     little), so the rows record it; none of them is part of a unit's key."""
 
-    batch_size: int = 1000
+    batch_size: int = CPU_BATCH
     precision: str = "fp32"
     workers: int = 0
     data_memory: int | None = None

@@ -38,7 +38,7 @@ from typing import TypeVar
 
 import torch
 
-from bench.evaluation import EvalSettings, evaluate
+from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
 from bench.models import EncoderConfig
 from bench.parallel import run_jobs
 from bench.reports import build_reports
@@ -66,7 +66,7 @@ from tasks.base import Suite
 from tasks.scenarios import Scenario, scenarios_to_run
 
 T = TypeVar("T")
-EVAL_BATCH = 1000  # the harness's batch (bench.evaluation.evaluate)
+EVAL_BATCH = DEFAULT_EVAL.batch_size  # the harness's batch on the CPU (bench.evaluation.evaluate)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from bench.atomic import write_atomically
 from bench.errors import BenchError
-from bench.evaluation import DEFAULT_EVAL, PRECISIONS, accuracy
+from bench.evaluation import ACCELERATOR_BATCH, PRECISIONS, accuracy
 from bench.machine import cpu_name
 from bench.memory import PeakMemory
 from bench.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
@@ -247,7 +247,7 @@ class Settings:
     experts: int = 8
     steps: int = 4
     repeats: int = 3
-    eval_batch: int = DEFAULT_EVAL.batch_size
+    eval_batch: int = ACCELERATOR_BATCH  # the harness's on an accelerator, where the grid runs
     wemoe_eval_batch: int = 256  # WEMoE mixes an MLP per sample: its memory grows with the batch
     static: tuple[str, ...] = tuple(STATIC_METHODS)
     precisions: tuple[str, ...] = tuple(PRECISIONS)
@@ -340,7 +340,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=Settings.repeats,
                         help=f"timed calls per throughput, the fastest kept (default: {Settings.repeats})")
     parser.add_argument("--eval-batch", type=int, default=Settings.eval_batch,
-                        help=f"encoder evaluation batch (default: the harness's, {Settings.eval_batch})")
+                        help=f"encoder evaluation batch (default: the harness's on a GPU, {Settings.eval_batch})")
     parser.add_argument("--wemoe-eval-batch", type=int, default=Settings.wemoe_eval_batch,
                         help=f"the WEMoE model's evaluation batch (default: {Settings.wemoe_eval_batch})")
     parser.add_argument("--static", default=",".join(Settings.static),

@@ -135,8 +135,8 @@ def test_evaluation_in_bf16_records_its_precision_and_moves_accuracy_little(tiny
                                                     ("--workers", "-1", "--workers -1: expected 0"),
                                                     ("--jobs", "0", "--jobs 0: expected 1 or more"),
                                                     ("--data-memory", "lots", "--data-memory 'lots': expected a size"),
-                                                    ("--data-memory", "1MB", ("--data-memory 976.6 KiB: batches of 1000 "
-                                                     "images (1 in flight with --workers 0) need 23.4 MiB"))])
+                                                    ("--data-memory", "1MB", ("--data-memory 976.6 KiB: batches of 128 "
+                                                     "images (1 in flight with --workers 0) need 3.0 MiB"))])
 def test_bad_evaluation_settings_exit_2_naming_the_option(tiny_zoo, tmp_path, capsys, option, value, message):
     assert main(["run", "--method", "pretrained", option, value, "--zoo", str(tiny_zoo), "--results", str(tmp_path)]) == 2
     assert f"error: {message}" in capsys.readouterr().err and not tmp_path.joinpath("mini").exists()
