@@ -194,6 +194,8 @@ def scaling_section(frame: pd.DataFrame, out: Path) -> Section | None:
             others = without_scaling(json.loads(chosen["params"].iloc[0]))
             on_line = [without_scaling(point) == others for point in params]
             line = rows[on_line].assign(scaling=params[on_line].map(lambda p: p["scaling"]))
+            if (line["split"] == VALIDATION).all():
+                continue  # drawn where the run also tested the line (`run --sweep`), beside its validation curve
             for kind, rows_of_kind in (("validation", line[line["split"] == VALIDATION]),
                                        ("test", line[line["split"] != VALIDATION])):
                 per_seed = rows_of_kind.groupby(["scaling", "seed"])["value"].mean() * 100
