@@ -9,14 +9,18 @@ read each tensor once.
 from __future__ import annotations
 
 import sysconfig
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from bench.errors import BenchError
 from bench.pool import ModelPool
+
+T = TypeVar("T")
 
 # The dtype of the weights the pool hands out, and the one evaluation runs (`--precision` autocasts from it).
 WEIGHT_DTYPE = torch.float32
@@ -34,6 +38,22 @@ def raised(what: str, error: Exception) -> BenchError:
     if len(message) > MESSAGE_CHARS:
         message = message[:MESSAGE_CHARS - 3] + "..."
     return BenchError(f"{what} raised {type(error).__name__}: {message} ({frame.filename}:{frame.lineno})")
+
+
+def timed(made: Iterator[T], what: str) -> Iterator[tuple[T, float]]:
+    """Each item a method's generator makes, with the seconds its making took (not the caller's work between
+    items); an exception from the method's code (a plugin's bug) becomes one line naming `what` (see `raised`)."""
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(made)
+        except StopIteration:
+            return
+        except BenchError:
+            raise
+        except Exception as error:
+            raise raised(what, error) from error
+        yield item, time.perf_counter() - start
 
 
 def check_merged(method: str, merged: object, pool: ModelPool, probes: Mapping[str, torch.Tensor]) -> None:

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from bench.costs import serving_costs
-from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EVALUATION_VERSION, EvalSettings, evaluate, reserve_batches
 from bench.memory import PeakMemory
-from bench.merge_checks import check_merged, raised
+from bench.merge_checks import check_merged, timed
 from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
 from bench.selection import (
@@ -138,18 +137,9 @@ class SharedMerge:
             yield from self.steps
             return
         self.key, self.steps, self.costs, times = None, [], {}, times or StageTimes()
-        steps, merge_s, produced = method.merge_steps(pool, eval_every), 0.0, 0
-        while True:
-            start = time.perf_counter()
-            try:
-                step, merged = next(steps)
-            except StopIteration:
-                break
-            except BenchError:
-                raise
-            except Exception as error:  # a bug in the method's code (a plugin's, say): one line naming it
-                raise raised(f"{method.name}: merge", error) from error
-            merge_s += time.perf_counter() - start
+        merge_s, produced = 0.0, 0
+        for (step, merged), seconds in timed(method.merge_steps(pool, eval_every), f"{method.name}: merge"):
+            merge_s += seconds
             produced += 1
             yield step, merged, merge_s
         times.seconds["adaptation" if pool.test_inputs_read else "merge"] += merge_s

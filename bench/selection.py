@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
-from bench.merge_checks import raised
+from bench.merge_checks import timed
 from methods.base import MergeMethod
 from tasks.base import Suite
 from tasks.scenarios import Scenario
@@ -76,21 +76,11 @@ def scores(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, cho
     test-time adaptive method adapts on the unlabeled inputs of the splits it is evaluated on."""
     pool = suite.pool.subset(merged_tasks, {task: split for task, split in pairs if task in merged_tasks})
     found: dict[str, Scored] = {}
-    merges = method.merges(pool, chosen_points)
-    while True:
+    for (point, merged), merge_s in timed(method.merges(pool, chosen_points), f"{method.name}: merge"):
         start = time.perf_counter()
-        try:
-            point, merged = next(merges)
-        except StopIteration:
-            break
-        except BenchError:
-            raise
-        except Exception as error:  # a plugin's bug: one line naming it
-            raise raised(f"{method.name}: merge", error) from error
-        merge_s = time.perf_counter() - start
         accuracies = evaluate(merged, suite.tasks, pairs, settings)
         found[_point_key(point)] = Scored(dataclasses.replace(method, **point), accuracies, merge_s,
-                                          time.perf_counter() - start - merge_s)
+                                          time.perf_counter() - start)
     missing = [point for point in chosen_points if _point_key(point) not in found]
     if missing:
         raise BenchError(f"{method.name}: merges() gave no model for the point {missing[0]}")
