@@ -12,13 +12,16 @@ import sysconfig
 import time
 import traceback
 from collections.abc import Iterator, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
 from bench.errors import BenchError
 from bench.pool import ModelPool
+
+if TYPE_CHECKING:
+    from methods.base import MergeMethod
 
 T = TypeVar("T")
 
@@ -40,9 +43,9 @@ def raised(what: str, error: Exception) -> BenchError:
     return BenchError(f"{what} raised {type(error).__name__}: {message} ({frame.filename}:{frame.lineno})")
 
 
-def timed(made: Iterator[T], what: str) -> Iterator[tuple[T, float]]:
+def timed(made: Iterator[T], method: MergeMethod) -> Iterator[tuple[T, float]]:
     """Each item a method's generator makes, with the seconds its making took (not the caller's work between
-    items); an exception from the method's code (a plugin's bug) becomes one line naming `what` (see `raised`)."""
+    items); an exception from the method's code (a plugin's bug) becomes one line naming the method (`raised`)."""
     while True:
         start = time.perf_counter()
         try:
@@ -52,7 +55,7 @@ def timed(made: Iterator[T], what: str) -> Iterator[tuple[T, float]]:
         except BenchError:
             raise
         except Exception as error:
-            raise raised(what, error) from error
+            raise raised(f"{method.name}: merge", error) from error
         yield item, time.perf_counter() - start
 
 

@@ -138,7 +138,7 @@ class SharedMerge:
             return
         self.key, self.steps, self.costs, times = None, [], {}, times or StageTimes()
         merge_s, produced = 0.0, 0
-        for (step, merged), seconds in timed(method.merge_steps(pool, eval_every), f"{method.name}: merge"):
+        for (step, merged), seconds in timed(method.merge_steps(pool, eval_every), method):
             merge_s += seconds
             produced += 1
             yield step, merged, merge_s

@@ -76,7 +76,7 @@ def scores(suite: Suite, merged_tasks: tuple[str, ...], method: MergeMethod, cho
     test-time adaptive method adapts on the unlabeled inputs of the splits it is evaluated on."""
     pool = suite.pool.subset(merged_tasks, {task: split for task, split in pairs if task in merged_tasks})
     found: dict[str, Scored] = {}
-    for (point, merged), merge_s in timed(method.merges(pool, chosen_points), f"{method.name}: merge"):
+    for (point, merged), merge_s in timed(method.merges(pool, chosen_points), method):
         start = time.perf_counter()
         accuracies = evaluate(merged, suite.tasks, pairs, settings)
         found[_point_key(point)] = Scored(dataclasses.replace(method, **point), accuracies, merge_s,

@@ -54,6 +54,7 @@ def stored_parameters(merged: Merged) -> float:
                 for encoder in encoders for tensor in [*encoder.parameters(), *encoder.buffers()]}
     return sum(map(tensor_parameters, distinct.values()))
 
+
 REGISTRY: dict[str, type["MergeMethod"]] = {}
 
 
