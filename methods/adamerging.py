@@ -10,10 +10,10 @@ Defaults are those of the AdaMerging code that produced the published ViT-B/32 n
 to [0, 1] in the forward pass, Adam lr 1e-3 with betas (0.9, 0.999), 500 steps, each step two batches of 16
 test inputs per task. Preset `fusionbench` (FusionBench's clip_layer_wise_adamerging.yaml): no clamp, 1000
 steps, one batch of 16 per task. Preset `mini`, the mini suite's compute settings (the paper's setting is
-still climbing there at step 500): 100 steps of one batch per task, the suite's step budget (what `run --all`
-affords), at lr 1e-2, chosen on the mini suite's validation split (examples/adaptation_settings.py: layer-wise
-AdaMerging adapting on validation inputs, scored by mean validation accuracy at step 100: lr 1e-3 77.35,
-3e-3 80.55, 1e-2 83.6; the four variants share it). No test image or accuracy entered the choice.
+still climbing there at step 500): 50 steps of one batch per task, the suite's step budget (what `run --all`
+affords), at the learning rate of the best mean validation accuracy after those steps among 1e-2, 2e-2, 4e-2
+and 8e-2 (examples/adaptation_settings.py, layer-wise AdaMerging adapting on validation inputs; the four
+variants share it). No test image or accuracy entered the choice.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from methods.ties import TiesVectors
 PRESETS = {
     "fusionbench": {"clamp": False, "steps": 1000, "batches_per_step": 1},
     # The CPU-sized suite: its step budget, at the learning rate chosen on its validation split (docstring above).
-    "mini": {"steps": 100, "lr": 1e-2, "batches_per_step": 1},
+    "mini": {"steps": 50, "lr": 4e-2, "batches_per_step": 1},
 }
 
 

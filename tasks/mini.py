@@ -31,9 +31,10 @@ class MiniData:
     build reads), `test`, and `validation`, where a benchmark chooses settings. Validation images are not train
     images (`tests/test_data.py` compares their hashes); the digits family re-renders the train writers' UCI
     strokes with fresh nuisance, as any held-out slice of a training set shares its writers, while its test
-    split keeps 500 writers' samples of its own. The validation split is a quarter of the test split's size:
-    a benchmark evaluates every grid point on it, so its size is most of the search's cost; settings are
-    compared on the same images, so their differences are known better than each accuracy alone.
+    split keeps 500 writers' samples of its own. The validation split is an eighth of the test split's size:
+    a benchmark evaluates every grid point on it, so its size is most of the search's cost (and of `run --all`'s
+    time budget); settings are compared on the same images, so their differences are known better than each
+    accuracy alone.
     """
 
     train_per_task: int = 4000
@@ -45,7 +46,7 @@ class MiniData:
     def validation_per_task(self) -> int:
         """Derived from the test split's size, so that it adds no field to the zoo recipes and manifests that
         pin these parameters; its cache folder is named with its size."""
-        return self.test_per_task // 4
+        return self.test_per_task // 8
 
     def fingerprint(self) -> str:
         """Changes whenever the images would: the parameters or the generators' source code."""

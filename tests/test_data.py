@@ -45,7 +45,7 @@ def test_train_and_test_images_differ():
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_no_validation_image_is_a_train_or_test_image(family, data_cache):
-    data = MiniData(train_per_task=400, test_per_task=200)
+    data = MiniData(train_per_task=400, test_per_task=400)
     hashes = {split: {np.asarray(image).tobytes() for image in load_split(family, split, data)["image"]}
               for split in ("train", "validation", "test")}
     assert len(load_split(family, "validation", data)) == data.validation_per_task == 50
