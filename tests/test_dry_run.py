@@ -28,7 +28,7 @@ def test_a_dry_run_estimates_a_missing_unit_by_the_stored_cost_of_its_method(tin
     run = [*RUN, "--seeds", "0", "1", "--zoo", str(tiny_zoo)]
     assert main([*run, "--results", str(tmp_path / "full"), "--reports", str(tmp_path / "reports")]) == 0
     shutil.copytree(tmp_path / "full", tmp_path / "partial")
-    removed = next((tmp_path / "partial").rglob("task_arithmetic-*-seed1.parquet"))
+    removed = next((tmp_path / "partial").rglob("task_arithmetic-*-seed1*.parquet"))
     removed.unlink()
     stored = ResultStore(tmp_path / "partial").load()
     seed0 = stored[(stored["method"] == "task_arithmetic") & (stored["seed"] == 0)].iloc[0]
