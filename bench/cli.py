@@ -38,6 +38,7 @@ EPILOG = """examples:
 
 
 DEFAULT_RESULTS, DEFAULT_REPORTS = Path("results"), Path("reports")
+README = Path("README.md")  # beside the default results: its headline table is rewritten from them
 REPORTS_HELP = ("the report's folder, replaced whole at each rebuild (default: reports for the default results folder, "
                 "else RESULTS/reports, so that a run into other results never overwrites the shipped report)")
 
@@ -271,6 +272,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     log.info("%d unit(s) run; results in %s/", done, args.results)
     with times.stage("report"):
         written = build_reports(args.results, args.reports)
+        _refresh_readme(args.results)
     if (args.reports / "multitask.md").is_file():
         print((args.reports / "multitask.md").read_text())
     log.info("report: %s (links %d files)", written[0], len(written) - 1)
@@ -288,6 +290,14 @@ def _dry_run(suite_factory: Callable, args: argparse.Namespace, specs: list, com
     print("\n".join(dry_run_lines(planned, ResultStore(args.results).load(), args.precision)))
 
 
+def _refresh_readme(results: Path) -> None:
+    """The README's headline table follows the default results only, so a run into other results leaves it."""
+    from bench.readme import refresh_readme
+
+    if results == DEFAULT_RESULTS and refresh_readme(README, results):
+        log.info("README: headline table rewritten from %s/", results)
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from bench.reports import build_reports
 
@@ -297,6 +307,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     for path in build_reports(args.results, args.out):
         print(path)
+    _refresh_readme(args.results)
 
 
 def _cmd_perf(args: argparse.Namespace) -> None:

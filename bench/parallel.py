@@ -1,7 +1,7 @@
 """A run in this process or, with `--jobs N`, its units side by side in N worker processes.
 
-Small models do not keep many cores busy (the mini suite's forward+backward runs 1.5x faster on two threads
-than on one, not 2x), so a run spends its cores better on several units at once, each process with its share
+Small models do not keep many cores busy (one process's threads scale poorly on the mini suite's model:
+docs/performance.md), so a run spends its cores better on several units at once, each process with its share
 of the threads. The work is dealt out in parts of one method, seed and scenario family (multitask,
 robustness, generalization), a part's units run in order in one process: a static merge is still made once
 for the eight robustness splits. The families merge different sets of experts, so nothing else is shared
@@ -175,9 +175,8 @@ def run_in_processes(job: Job, parts: list[Part], jobs: int, plugins: list[Path]
 
 def auto_jobs(suite: Suite) -> int:
     """Processes for `--jobs auto`: one per torch thread, each single-threaded, for a suite whose units run
-    better side by side on the CPU (`Suite.parallel_units`); else one. Measured on the mini suite, two cores:
-    `run --all` 883 s in two processes against 1,067 s in one (AMD EPYC; equal, 684 vs 697 s, on an Intel
-    Xeon whose two threads scale better), every row identical."""
+    better side by side on the CPU (`Suite.parallel_units`); else one. The results are the same either way;
+    the time it saves on the mini suite: docs/performance.md."""
     return torch.get_num_threads() if suite.parallel_units and str(suite.pool.device) == "cpu" else 1
 
 

@@ -1,5 +1,5 @@
-"""What a zoo's task vectors look like to task arithmetic and TIES: the numbers behind the README's paragraph
-on why TIES at λ = 0.3 trails task arithmetic on the mini suite.
+"""What a zoo's task vectors look like to task arithmetic and TIES: the numbers behind docs/findings/ties-trim.md
+and docs/findings/task-vector-geometry.md, on why TIES at λ = 0.3 trails task arithmetic on the mini suite.
 
 Per task it prints the task vector's norm; its cosine with the direction AdamW's weight decay pulls every
 expert (minus the pretrained weights, over the decayed matrices: a component all experts share); the share of

@@ -1,5 +1,5 @@
 """How WEMoE's trained routers route the mini suite's test inputs, and why they fall short of routing each
-input to its own expert. The README's WEMoE paragraph quotes this run.
+input to its own expert. docs/findings/wemoe-routing.md quotes this run.
 
 It prints, for WEMoE as `run --all` trains it (preset mini, multitask):
 - per block, whether the largest routing weight is the input's own task, and how large the weights grow;

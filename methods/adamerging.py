@@ -5,8 +5,8 @@ Merged weights = pretrained + sum over tasks of coefficient x task vector, with 
 the AdaMerging code). AdaMerging++ does the same on TIES-processed task vectors (trimmed to the top 20% and
 sign-resolved, before the disjoint sum).
 
-Defaults are those of the AdaMerging code that produced the published ViT-B/32 numbers (80.1 layer-wise,
-81.1 layer-wise ++; src/main_layer_wise_adamerging.py): coefficients start at the prior 0.3 and are clamped
+Defaults are those of the AdaMerging code that produced the published ViT-B/32 numbers (bench/published.csv;
+src/main_layer_wise_adamerging.py): coefficients start at the prior 0.3 and are clamped
 to [0, 1] in the forward pass, Adam lr 1e-3 with betas (0.9, 0.999), 500 steps, each step two batches of 16
 test inputs per task. Preset `fusionbench` (FusionBench's clip_layer_wise_adamerging.yaml): no clamp, 1000
 steps, one batch of 16 per task. Preset `mini`, the mini suite's compute settings (the paper's setting is

@@ -33,8 +33,8 @@ def trim_threshold(magnitudes: torch.Tensor, keep: float) -> float:
 def trim_(task_vector: torch.Tensor, threshold: float) -> torch.Tensor:
     """Zero, in place, the entries of magnitude below `threshold`.
 
-    One fused pass (hardshrink keeps |x| > λ; λ is the float just below the threshold): twice as fast as a
-    mask and a fill, and trimming is most of TIES' time.
+    One fused pass (hardshrink keeps |x| > λ; λ is the float just below the threshold) instead of a mask and a
+    fill, since trimming is most of TIES' time (docs/performance.md).
     """
     below = torch.nextafter(torch.tensor(threshold, dtype=task_vector.dtype), torch.tensor(-math.inf, dtype=task_vector.dtype))
     return torch.hardshrink(task_vector, below.item(), out=task_vector)
@@ -43,8 +43,8 @@ def trim_(task_vector: torch.Tensor, threshold: float) -> torch.Tensor:
 def keep_agreeing_(trimmed: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
     """Zero, in place, the entries whose sign differs from the elected one (`signs` holds ±1).
 
-    Flipped to the elected sign, clamped at 0 and flipped back: exact, with no mask tensors (4x faster than
-    selecting by masks).
+    Flipped to the elected sign, clamped at 0 and flipped back: exact, with no mask tensors to allocate
+    (docs/performance.md).
     """
     return trimmed.mul_(signs).clamp_(min=0).mul_(signs)
 
@@ -72,9 +72,8 @@ class TiesVectors:
     buffer and consumed one at a time: at ViT-B/32 size a fresh tensor per task vector costs more (first touch
     of its pages) than all the arithmetic. Sums and float signs go to a second reused buffer, so the only
     tensors made per parameter are the ones kept (its int8 signs, the merged tensor): freed temporaries
-    between them fragmented the heap, and the peak beyond the checkpoints varied from 1.35 to 2.35 models
-    between runs of one ViT-B/32-size merge (now 1.30 in each). TIES-merging aggregates them; AdaMerging++
-    learns a coefficient for each.
+    between them fragment the heap and make the peak memory vary from run to run (docs/performance.md).
+    TIES-merging aggregates them; AdaMerging++ learns a coefficient for each.
 
     `transform(task, key, task_vector)`, where given, rewrites each task vector in place before it is trimmed
     (DARE's random drops); it must give the same result each time it is called with the same arguments, as

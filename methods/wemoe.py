@@ -7,8 +7,8 @@ MLP input, averaged over tokens (one weight vector per sample). Only the routers
 entropy objective of `methods.adaptation`.
 
 Defaults are those of the WEMoE paper's code (tanganke/weight-ensembling_MoE, src/module/dict_moe.py and its
-CLIP script), which produced the published 89.4 on ViT-B/32: router Linear(d, d) -> ReLU -> Linear(d, tasks)
-with weights N(0, 0.01), hidden bias 0 and output bias `init_lambda` = 0.3 (so routing starts at task
+CLIP script), which produced the paper's ViT-B/32 numbers (bench/published.csv): router Linear(d, d) -> ReLU ->
+Linear(d, tasks) with weights N(0, 0.01), hidden bias 0 and output bias `init_lambda` = 0.3 (so routing starts at task
 arithmetic); Adam lr 1e-4 with a cosine schedule over 1000 steps; 16 test inputs per task per step; every
 sample routed on its own. Preset `fusionbench` (FusionBench's wemoe/weight_ensembling_moe.yaml): no
 schedule, and routing averaged over each task's batch (`batch_reduce`), which FusionBench uses to stay
@@ -72,13 +72,12 @@ class RoutedMLP(nn.Module):
     Fast path. Exactly, each sample needs its own weights. Applying the k = tasks + 1 weight sets to every
     token and mixing the outputs costs k x tokens weight-sized products per sample; mixing the weights first
     (one matmul over the k sets) and applying them once costs k + tokens, so that is what runs, batched
-    with bmm, `chunk` samples at a time so the mixed weights in memory stay bounded (measured on the mini
-    MLP and on a ViT-B/32 MLP: 2.6x faster than mixing outputs). Under autograd, where the whole batch's
-    mixed weights would exceed `memory_budget` (a ViT-B/32 MLP's are 19 MB per sample), each chunk is
-    checkpointed: its mixed weights are recomputed in the backward pass instead of kept. Where they fit (the
-    mini suite's, 0.3 MB per sample) they are kept, which saves the recomputation: a quarter of a WEMoE
-    adaptation step there. When one coefficient vector serves the whole batch (batch routing, or a depth-0
-    router) the weights are mixed once and the MLP runs dense.
+    with bmm, `chunk` samples at a time so the mixed weights in memory stay bounded. Under autograd, where the
+    whole batch's mixed weights would exceed `memory_budget` (a ViT-B/32 MLP's are 19 MB per sample), each chunk
+    is checkpointed: its mixed weights are recomputed in the backward pass instead of kept. Where they fit (the
+    mini suite's, 0.3 MB per sample) they are kept, which saves the recomputation. Timings: docs/performance.md.
+    When one coefficient vector serves the whole batch (batch routing, or a depth-0 router) the weights are mixed
+    once and the MLP runs dense.
     """
 
     def __init__(self, pretrained: dict[str, torch.Tensor], task_vectors: dict[str, torch.Tensor],
@@ -101,7 +100,8 @@ class RoutedMLP(nn.Module):
         self.routing = routing
         self.memory_budget = memory_budget
         self.mixed_bytes_per_sample = 2 * hidden * width * fc1_weight.element_size()
-        # Samples per chunk: at most 16 (larger chunks measured no faster), and two mixed matrices within budget.
+        # Samples per chunk: at most 16 (larger chunks gain no speed: docs/performance.md), and two mixed matrices
+        # within budget.
         self.chunk = max(1, min(16, memory_budget // self.mixed_bytes_per_sample))
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:

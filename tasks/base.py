@@ -155,7 +155,7 @@ class Suite:
     pool: ModelPool
     provenance: dict[str, str]  # "family": what identifies the weights (zoo recipe, checkpoint family); in every row
     # Whether a CPU run spends its cores better on several units side by side (`--jobs auto`): true where the
-    # model is too small to keep the cores busy (the mini suite's runs one thread at 0.62 of two threads' speed).
+    # model is too small to keep the cores busy (the mini suite's: docs/performance.md).
     parallel_units: bool = False
     # The preset each method runs with on this suite where the user names none (method name -> preset name);
     # a method not listed runs at its defaults. The row label names the preset.
