@@ -23,9 +23,8 @@ from bench import tables
 from bench.atomic import publish_folder
 from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
-from bench.results import PERF_FILE, ResultStore, load_perf
-from bench.selection import GRID, VALIDATION
-from tasks.corruptions import parse_split, split_title
+from bench.results import GRID, PERF_FILE, VALIDATION, ResultStore, load_perf
+from tasks.splits import parse_split, split_title
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from tasks.corruptions import CORRUPTIONS, split_title
+from tasks.splits import CORRUPTION_TITLES, split_title
 
 # Rows as the papers' tables group them: references, static merges, test-time adaptive ones, then those that need
 # the task of each input (one model per task); methods not listed (plugins) follow, by name.
@@ -93,7 +93,7 @@ def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Methods x (Clean, each corruption, average over the corruptions), accuracy averaged over `rows`' tasks."""
     rows = rows.assign(column=rows["split"].map(split_title))
     per_seed = per_seed_pivot(rows, "column")
-    columns = ["Clean"] + [corruption.title for corruption in CORRUPTIONS.values()]  # the papers' order
+    columns = ["Clean", *CORRUPTION_TITLES.values()]  # the papers' order
     per_seed = per_seed[[c for c in columns if c in per_seed]]
     per_seed["Corrupted avg."] = per_seed.drop(columns="Clean", errors="ignore").mean(axis=1)
     return seed_summary(per_seed, "Corrupted avg.")

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader
 from bench.errors import BenchError
 from bench.models import ClassificationHead
 from bench.pool import ModelPool
-from tasks.corruptions import corrupt, corrupted_split, parse_split
+from tasks.corruptions import corrupt
 from tasks.data import PixelCache, from_levels, to_levels
+from tasks.splits import corrupted_split, parse_split
 
 # A batch of decoded dataset images (PIL) to a tensor: pixels in [0, 1] or the encoder's inputs.
 Preprocess = Callable[[list], torch.Tensor]

@@ -16,14 +16,12 @@ from tasks.corruptions import (
     CORRUPTIONS,
     blur_along,
     corrupt,
-    corrupted_split,
     gaussian_filter,
     liquid_edges,
     liquid_noise,
-    parse_split,
     spatter,
-    split_title,
 )
+from tasks.splits import CORRUPTION_TITLES, corrupted_split, parse_split, split_title
 
 
 def images(n: int = 6, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -243,6 +241,11 @@ def test_a_corrupted_image_depends_on_its_position_not_on_its_batch(name):
     assert torch.equal(in_sevens, whole)
     drawn = torch.tensor([299, 3, 150, 0])
     assert torch.equal(corrupt(x[drawn], name, 2, seed=0, profile="small", positions=drawn), whole[drawn])
+
+
+def test_every_corruption_has_a_table_title_in_the_papers_order():
+    assert list(CORRUPTION_TITLES) == list(CORRUPTIONS)
+    assert [c.title for c in CORRUPTIONS.values()][:3] == ["Motion", "Impulse", "Gaussian"]
 
 
 def test_split_names_round_trip_and_bad_ones_are_refused():

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 
 from bench.reports import build_reports
 from bench.results import COLUMNS, ResultStore
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rows(suite: str, method: str, label: str, accuracies: dict[str, float], family: str = "f",
@@ -17,6 +23,20 @@ def rows(suite: str, method: str, label: str, accuracies: dict[str, float], fami
               "split": split, "metric": "accuracy", "step": None, "merge_s": 0.0, "eval_s": 0.0, "peak_rss_mb": 0.0,
               "code_version": "test"}
     return [{**common, "task": task.lower(), "counterpart": task, "value": value} for task, value in accuracies.items()]
+
+
+def test_report_command_imports_no_torch(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    store.write("clean", rows("mini", "task_arithmetic", "Task Arithmetic", {"Cars": 0.7}, scenario="robustness/clean"))
+    store.write("contrast", rows("mini", "task_arithmetic", "Task Arithmetic", {"Cars": 0.5},
+                                 scenario="robustness/contrast", split="test/contrast@2"))
+    report = subprocess.run([sys.executable, "-X", "importtime", "-m", "bench", "report", "--results",
+                             str(tmp_path / "results"), "--out", str(tmp_path / "reports")],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True)
+    imported = {line.rsplit("|", 1)[1].strip() for line in report.stderr.splitlines() if line.startswith("import time:")}
+    assert "bench.reports" in imported and "tasks.splits" in imported
+    assert "torch" not in imported
+    assert "Contrast" in (tmp_path / "reports" / "robustness.md").read_text()
 
 
 def test_tables_show_the_published_numbers_of_the_same_suite_and_checkpoint_family_under_the_measured_rows(tmp_path):
