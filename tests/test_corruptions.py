@@ -67,7 +67,8 @@ def test_contrast_is_the_imagenet_c_formula():
     for image in x.permute(0, 2, 3, 1).numpy():  # H x W x 3, as in ImageNet-C
         means = np.mean(image, axis=(0, 1), keepdims=True)
         expected.append(np.clip((image - means) * c + means, 0, 1))
-    assert torch.allclose(corrupt(x, "contrast", 2), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2), atol=1e-6)
+    assert torch.allclose(corrupt(x, "contrast", 2), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2),
+                          atol=1e-6)
 
 
 @pytest.mark.parametrize("size, profile, upscale", [(32, "small", Image.BOX), (224, "imagenet", Image.NEAREST)])
@@ -124,7 +125,8 @@ def test_gaussian_filter_blurs_each_map_alone_as_scikit_images_gaussian_does():
     """scikit-image's `gaussian`, which the reference blurs the liquid with, is scipy's with these settings."""
     maps = torch.rand(3, 30, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64).numpy()
     for dtype, sigma in ((np.float64, 0.8), (np.float32, 3.0)):
-        expected = np.stack([ndimage.gaussian_filter(m, sigma, mode="nearest", truncate=4.0) for m in maps.astype(dtype)])
+        expected = np.stack([ndimage.gaussian_filter(m, sigma, mode="nearest", truncate=4.0)
+                             for m in maps.astype(dtype)])
         assert np.array_equal(gaussian_filter(maps.astype(dtype), sigma), expected)
 
 

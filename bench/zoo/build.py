@@ -78,7 +78,8 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu", pretrained_
     torch.manual_seed(recipe.seed)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    splits = {task: {split: decode_split(load_split(task, split, recipe.data), preprocess) for split in ("train", "test")}
+    splits = {task: {split: decode_split(load_split(task, split, recipe.data), preprocess)
+                     for split in ("train", "test")}
               for task in recipe.tasks}
     if source is None:
         pretrain_vectors, head_vectors = class_vectors(recipe)
@@ -145,8 +146,9 @@ def reusable_pretraining(recipe: ZooRecipe, zoo: Path) -> dict:
     theirs, ours = _dotted(manifest["recipe"]), _dotted(json.loads(json.dumps(recipe.to_dict())))
     for key in sorted(theirs.keys() | ours.keys()):
         if not key.startswith("finetune.") and theirs.get(key) != ours.get(key):
-            raise BenchError(f"{zoo / MANIFEST}: recipe {key} is {theirs.get(key)!r}, this build's is {ours.get(key)!r}: "
-                             f"only the fine-tuning schedule may differ from the zoo whose pretrained model is reused")
+            raise BenchError(f"{zoo / MANIFEST}: recipe {key} is {theirs.get(key)!r}, this build's is "
+                             f"{ours.get(key)!r}: only the fine-tuning schedule may differ from the zoo whose "
+                             f"pretrained model is reused")
     if manifest["data_fingerprint"] != recipe.data.fingerprint():
         raise BenchError(f"{zoo / MANIFEST}: built on other task data (fingerprint {manifest['data_fingerprint']}, now "
                          f"{recipe.data.fingerprint()}): the task generators changed since")

@@ -47,7 +47,7 @@ class ZooRecipe:
         """The hash of a recipe as a manifest stores it (JSON), equal to `digest()` of the recipe it came from."""
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
-    def with_finetune(self, overrides: Mapping[str, str]) -> "ZooRecipe":
+    def with_finetune(self, overrides: Mapping[str, str]) -> ZooRecipe:
         """This recipe with fields of its experts' fine-tuning schedule set from `key=value` strings, each
         parsed by its field's type: the knob of studies of how fine-tuning shapes the task vectors."""
         types = typing.get_type_hints(Schedule)
@@ -65,7 +65,7 @@ class ZooRecipe:
         return replace(self, finetune=replace(self.finetune, **values))
 
     @classmethod
-    def tiny(cls) -> "ZooRecipe":
+    def tiny(cls) -> ZooRecipe:
         """Seconds on a CPU: the same code path, for tests."""
         return replace(
             cls(),
