@@ -18,6 +18,7 @@ from tqdm import tqdm
 from bench.atomic import publish_folder
 from bench.errors import BenchError
 from bench.evaluation import accuracy
+from bench.machine import cpu_name
 from bench.models import ClassificationHead, build_encoder
 from bench.zoo.manifest import MANIFEST, verify_zoo, write_manifest
 from bench.zoo.recipe import ZooRecipe
@@ -123,7 +124,7 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu", pretrained_
                  100 * accuracies["expert"][task])
     timings["total_s"] = time.perf_counter() - started
 
-    machine = {"platform": platform.platform(), "cpu": _cpu_name(), "device": device,
+    machine = {"platform": platform.platform(), "cpu": cpu_name(), "device": device,
                "threads": torch.get_num_threads(), "torch": torch.__version__}
 
     def write(staging: Path) -> dict:
@@ -174,12 +175,3 @@ def _advance(bar: tqdm) -> Callable[[int, float], None]:
             bar.set_postfix(loss=f"{loss:.3f}")
     return update
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
