@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.setting_values import parse_setting
 from bench.versions import check_version
 
 if typing.TYPE_CHECKING:
@@ -251,19 +252,10 @@ def _check(method: str, key: str, hint: Any, value: Any, bounds: Bounds | None) 
 
 
 def _parse(cls: type, key: str, hint: Any, text: str) -> Any:
-    choices = {str(c): c for c in typing.get_args(hint)} if typing.get_origin(hint) is typing.Literal else {}
-    if choices:
-        if text not in choices:
-            raise BenchError(f"{cls.name}: {key}={text!r} is not one of {', '.join(choices)}")
-        return choices[text]
     try:
-        if hint is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        return hint(text)
-    except (TypeError, ValueError):
-        raise BenchError(f"{cls.name}: {key}={text!r} is not a valid {getattr(hint, '__name__', hint)}") from None
+        return parse_setting(hint, text)
+    except ValueError as error:
+        raise BenchError(f"{cls.name}: {key}={text!r} is {error}") from None
 
 
 def get_method(name: str) -> type[MergeMethod]:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 
 from bench.errors import BenchError
 from bench.models import EncoderConfig
+from bench.setting_values import parse_setting
 from bench.zoo.training import Schedule
 from tasks.mini import MiniData
 from tasks.registry import mini_families
@@ -56,9 +57,9 @@ class ZooRecipe:
             if key not in types:
                 raise BenchError(f"--finetune {key}={text}: unknown key; valid: {', '.join(types)}")
             try:
-                values[key] = types[key](text)
-            except ValueError:
-                raise BenchError(f"--finetune {key}={text}: not a valid {types[key].__name__}") from None
+                values[key] = parse_setting(types[key], text)
+            except ValueError as error:
+                raise BenchError(f"--finetune {key}={text}: {error}") from None
             positive = key in ("steps", "batch_size", "lr")
             if values[key] <= 0 if positive else values[key] < 0:
                 raise BenchError(f"--finetune {key}={text}: must be {'> 0' if positive else '>= 0'}")
