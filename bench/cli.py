@@ -396,7 +396,8 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
         check_device("--device", args.device)
         recipe = dataclasses.replace(ZooRecipe.tiny() if args.tiny else ZooRecipe(), seed=args.seed)
         if args.finetune and args.out is None:
-            raise BenchError(f"--finetune changes the recipe: give --out (the default, {SHIPPED_ZOO}, is the shipped zoo)")
+            raise BenchError(f"--finetune changes the recipe: give --out (the default, {SHIPPED_ZOO}, is the shipped "
+                             f"zoo)")
         overrides = {}
         for item in args.finetune:
             key, sep, value = item.partition("=")
@@ -426,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     settle_offline_mode(reads_hub(getattr(args, "suite", None), getattr(args, "zoo", None)))
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped like Ctrl-C: workers ended, work kept
     try:
-        {"run": _cmd_run, "report": _cmd_report, "perf": _cmd_perf, "list": _cmd_list, "zoo": _cmd_zoo}[args.command](args)
+        commands = {"run": _cmd_run, "report": _cmd_report, "perf": _cmd_perf, "list": _cmd_list, "zoo": _cmd_zoo}
+        commands[args.command](args)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ class PeakMemory:
         self.peak_mb, self.peak_anonymous_mb = max(self.peak_mb, resident), max(self.peak_anonymous_mb, anonymous)
 
     @contextmanager
-    def watch(self) -> Iterator["PeakMemory"]:
+    def watch(self) -> Iterator[PeakMemory]:
         stop = threading.Event()
         self.peak_mb, self.start_anonymous_mb = self._sample()
         self.peak_anonymous_mb = self.start_anonymous_mb

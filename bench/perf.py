@@ -172,12 +172,16 @@ def static_merge_figures(config: EncoderConfig = VIT_B_32, experts: int = 8, pro
             runs = [in_fresh_process(measure_merge, merge, Path(folder), config, experts) for _ in range(processes)]
             first, repeated, extra = min(r[0] for r in runs), min(r[2] for r in runs), max(r[1] for r in runs)
             bound = (models_read + 1) * model_bytes / bandwidth
-            figures.append(Figure(f"{title}, {size}: time / bandwidth bound, first merge of a process", first / bound, limit))
+            figures.append(Figure(f"{title}, {size}: time / bandwidth bound, first merge of a process", first / bound,
+                                  limit))
             figures.append(Figure(f"{title}, {size}: time / bandwidth bound, repeated merge", repeated / bound, limit))
             if title == TiesMerging.title:
-                figures.append(Figure(f"{title} (global top-20% trim), {size}: seconds, first merge of a process", first, 10))
-                figures.append(Figure(f"{title}, {size}: peak memory beyond the checkpoints (GiB)", extra / 2**30, 1.5))
-            figures.append(Figure(f"{title}, {size}: peak memory beyond the checkpoints (models)", extra / model_bytes, 2))
+                figures.append(Figure(f"{title} (global top-20% trim), {size}: seconds, first merge of a process",
+                                      first, 10))
+                figures.append(Figure(f"{title}, {size}: peak memory beyond the checkpoints (GiB)", extra / 2**30,
+                                      1.5))
+            figures.append(Figure(f"{title}, {size}: peak memory beyond the checkpoints (models)",
+                                  extra / model_bytes, 2))
     return figures
 
 
@@ -224,7 +228,8 @@ def evaluation_figures(suite_factory: Callable[[], Suite]) -> list[Figure]:
     return [Figure(f"Evaluation: harness images/s / bare encoder forward ({images} images)", bare / harness, 0.85,
                    higher_is_better=True),
             Figure("Evaluation: harness images/s, splits decoded", images / harness),
-            Figure("Evaluation: harness images/s, first evaluation of a fresh suite (decoding included)", images / first)]
+            Figure("Evaluation: harness images/s, first evaluation of a fresh suite (decoding included)",
+                   images / first)]
 
 
 def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int | None = None) -> list[Figure]:
@@ -244,7 +249,8 @@ def end_to_end_figures(suite_factory: Callable[[], Suite], jobs: int | None = No
             build_reports(results, reports)
     wall = time.perf_counter() - start
     processes = f", {times.processes} processes" if times.processes > 1 else ""
-    name = f"End to end: run --all ({len(scenarios)} scenarios, {len(REGISTRY)} methods{processes}) into empty results (s)"
+    name = (f"End to end: run --all ({len(scenarios)} scenarios, {len(REGISTRY)} methods{processes}) into empty "
+            f"results (s)")
     summed = ", summed" if times.processes > 1 else ""
     return [Figure(name, wall, 900)] + [Figure(f"End to end: stage {stage} (s{summed})", seconds)
                                         for stage, seconds in times.seconds.items()]

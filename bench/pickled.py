@@ -29,7 +29,7 @@ import torch
 from bench.errors import BenchError
 
 
-def _rebuild_from_type(func, new_type, args, state):  # noqa: ANN001, ANN202  (pickle's calling convention)
+def _rebuild_from_type(func, new_type, args, state):
     """torch's `_rebuild_from_type_v2` without the cast to the pickled (here inert) tensor subclass."""
     return func(*args)
 

@@ -32,7 +32,7 @@ def load_plugin(path: Path) -> None:
         spec.loader.exec_module(module)
     except BenchError:
         raise
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001  (whatever a plugin raises becomes one line naming its file)
         raise BenchError(f"--plugin {path}: {type(error).__name__}: {error}") from None
 
 
@@ -41,8 +41,9 @@ def load_entry_points() -> None:
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             entry_point.load()
-        except Exception as error:
-            raise BenchError(f"entry point {entry_point.name} ({entry_point.value}): {type(error).__name__}: {error}") from None
+        except Exception as error:  # noqa: BLE001  (whatever a plugin raises becomes one line naming it)
+            raise BenchError(f"entry point {entry_point.name} ({entry_point.value}): {type(error).__name__}: "
+                             f"{error}") from None
         log.debug("loaded methods from entry point %s", entry_point.name)
 
 

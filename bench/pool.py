@@ -72,7 +72,7 @@ class ModelPool:
         """The tasks that have an expert in this pool, in suite order."""
         return list(self._expert_paths)
 
-    def subset(self, tasks: Iterable[str], test_splits: Mapping[str, str] | None = None) -> "ModelPool":
+    def subset(self, tasks: Iterable[str], test_splits: Mapping[str, str] | None = None) -> ModelPool:
         """The same pool restricted to some experts (e.g. the seen tasks of a generalization split).
 
         `test_splits` names, per task, the split the scenario tests on (a corrupted copy, say): the one

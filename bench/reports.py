@@ -23,9 +23,8 @@ from bench import tables
 from bench.atomic import publish_folder
 from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
-from bench.results import PERF_FILE, ResultStore, load_perf
-from bench.selection import GRID, VALIDATION
-from tasks.corruptions import parse_split, split_title
+from bench.results import GRID, PERF_FILE, VALIDATION, ResultStore, load_perf
+from tasks.splits import parse_split, split_title
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,8 @@ def beside_published(table: pd.DataFrame, caption: str, rows: pd.DataFrame, scen
 
 def write_tables(out: Path, name: str, title: str, blocks: list[tuple[str, str, pd.DataFrame]]) -> list[Path]:
     """`name`.md and `name`.tex holding the tables of `blocks` ((heading, caption, table)) in order."""
-    markdown = [f"# {title}\n"] + [f"## {heading}\n\n{caption}\n\n{tables.to_markdown(table)}\n" for heading, caption, table in blocks]
+    markdown = [f"# {title}\n"] + [f"## {heading}\n\n{caption}\n\n{tables.to_markdown(table)}\n"
+                                   for heading, caption, table in blocks]
     latex = [tables.to_latex(table, caption) for _, caption, table in blocks]
     (out / f"{name}.md").write_text("\n".join(markdown))
     (out / f"{name}.tex").write_text("\n".join(latex))
@@ -91,7 +91,8 @@ def multitask_section(rows: pd.DataFrame, out: Path) -> Section | None:
     section, blocks = Section("Multi-task model merging"), []
     for suite, family, group in zoos(rows):
         table = tables.multitask_table(group)
-        caption = f"Multi-task performance when merging {group['task'].nunique()} experts, suite {suite} ({family}); accuracy (%)."
+        caption = (f"Multi-task performance when merging {group['task'].nunique()} experts, suite {suite} ({family}); "
+                   f"accuracy (%).")
         blocks.append((f"Suite `{suite}` ({family})", *beside_published(table, caption, group, "multitask")))
         figure = average_bars(table["Avg."], f"suite {suite} ({family}): multi-task average",
                               out / f"multitask-average-{slug(suite, family)}.png")
@@ -144,7 +145,8 @@ def corrupted_sets(rows: pd.DataFrame) -> str:
     made_here = splits["split"].str.contains("/")
     parts = []
     if made_here.any():
-        severities = ", ".join(str(s) for s in sorted({parse_split(split)[2] for split in splits.loc[made_here, "split"]}))
+        severities = ", ".join(str(s) for s in sorted({parse_split(split)[2]
+                                                        for split in splits.loc[made_here, "split"]}))
         parts.append(f"{'the others ' if not made_here.all() else ''}corrupted here from the clean test sets "
                      f"(severity {severities})")
     if not made_here.all():
@@ -162,11 +164,13 @@ def robustness_section(rows: pd.DataFrame, out: Path) -> Section | None:
         average = tables.robustness_table(group)
         caption = (f"Merging the {counterparts} experts; accuracy (%) averaged over those "
                    f"tasks on their clean and corrupted test sets, suite {suite} ({family}). {corrupted_sets(group)}")
-        blocks.append((f"Suite `{suite}` ({family}): average over tasks", *beside_published(average, caption, group, "robustness")))
+        blocks.append((f"Suite `{suite}` ({family}): average over tasks",
+                       *beside_published(average, caption, group, "robustness")))
         for task, title in tables.task_titles(group).items():
             blocks.append((f"Suite `{suite}` ({family}): {title}", f"As above, on {title} alone.",
                            tables.robustness_table(group[group["task"] == task])))
-        figure = heat_map(average[tables.value_columns(average)], f"suite {suite} ({family}): accuracy on clean and corrupted test sets",
+        figure = heat_map(average[tables.value_columns(average)],
+                          f"suite {suite} ({family}): accuracy on clean and corrupted test sets",
                           out / f"robustness-{slug(suite, family)}.png")
         section.figures.append((f"Robustness heat map, suite {suite} ({family})", figure))
     section.files = write_tables(out, "robustness", section.title, blocks)
@@ -235,8 +239,8 @@ def perf_section(results: Path, out: Path) -> Section | None:
     figures = load_perf(results)
     if figures.empty:
         return None
-    markdown = ["# Performance\n", f"Figures of `python -m bench perf` (stored in `{results.name}/{PERF_FILE}`); see `bench/perf.py` "
-                "for what each measures and why its goal.\n"]
+    markdown = ["# Performance\n", (f"Figures of `python -m bench perf` (stored in `{results.name}/{PERF_FILE}`); see "
+                                     "`bench/perf.py` for what each measures and why its goal.\n")]
     for machine, group in figures.groupby("machine", sort=False):  # each figure dated: a run may replace only some
         body = [[r.figure, f"{r.value:.2f}", r.goal, r.verdict, r.measured_at] for r in group.itertuples()]
         markdown.append(f"## {machine}\n\n" + tabulate(body, headers=["Figure", "Value", "Goal", "", "Measured"],

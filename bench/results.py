@@ -25,6 +25,9 @@ from bench.versions import INITIAL_VERSIONS, key_suffix, unversioned, versions_t
 
 log = logging.getLogger(__name__)
 
+GRID = "grid"  # the `selection` of rows scoring one point of a search space (validation or sweep test scores)
+VALIDATION = "validation"  # the split settings are chosen on
+
 COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset", "params", "seed", "task",
            "counterpart", "merged", "split", "metric", "value", "step", "merge_s", "eval_s", "peak_rss_mb",
            "stored_models", "inference_cost", "precision", "code_version", "versions", "selection"]

@@ -176,8 +176,8 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     rows: list[dict] = []
     memory = PeakMemory()
     with memory.watch():
-        for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method, pool,
-                                                        eval_every, times):
+        for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method,
+                                                        pool, eval_every, times):
             with times.stage("evaluation"):  # the merged model run on probes: evaluation's time, not the row's eval_s
                 check_merged(method.name, merged, pool, probes)
             start = time.perf_counter()

@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
 from bench.merge_checks import timed
+from bench.results import GRID, VALIDATION
 from methods.base import MergeMethod
 from tasks.base import Suite
 from tasks.scenarios import Scenario
 
-SELECTIONS = ("fixed", "validation")  # how a row's setting was chosen: the method's own, or on validation data
-GRID = "grid"  # the `selection` of rows scoring one point of a search space (validation or sweep test scores)
-VALIDATION = "validation"  # the split settings are chosen on
 SWEPT_ON_TEST = ("multitask",)  # the scenarios whose grid points may also be tested: the λ-sweep figure's
 # The methods `run` sweeps on test by default: the λ sweeps that the task-arithmetic and TIES papers plot.
 DEFAULT_SWEEP = ("task_arithmetic", "ties_merging")

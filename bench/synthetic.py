@@ -79,7 +79,8 @@ def measure_merge(prepare: PreparedMerge, folder: Path, config: EncoderConfig, e
         start = time.perf_counter()
         merge()
         first = time.perf_counter() - start
-    return first, (memory.peak_anonymous_mb - memory.start_anonymous_mb) * 2**20, best_time(merge, repeats, warm_up=False)
+    extra_bytes = (memory.peak_anonymous_mb - memory.start_anonymous_mb) * 2**20
+    return first, extra_bytes, best_time(merge, repeats, warm_up=False)
 
 
 def merge_memory(pool: Callable[[], ModelPool], method: MergeMethod) -> tuple[float, float]:

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from tasks.corruptions import CORRUPTIONS, split_title
+from tasks.splits import CORRUPTION_TITLES, split_title
 
 # Rows as the papers' tables group them: references, static merges, test-time adaptive ones, then those that need
 # the task of each input (one model per task); methods not listed (plugins) follow, by name.
 METHOD_ORDER = ["pretrained", "individual", "weight_averaging", "fisher_merging", "regmean", "task_arithmetic",
-                "ties_merging", "pcb", "dare_task_arithmetic", "dare_ties", "consensus", "tsv_merge", "iso_c", "iso_cts",
-                "cart", "adamerging_taskwise", "adamerging_plus_taskwise", "adamerging_layerwise",
+                "ties_merging", "pcb", "dare_task_arithmetic", "dare_ties", "consensus", "tsv_merge", "iso_c",
+                "iso_cts", "cart", "adamerging_taskwise", "adamerging_plus_taskwise", "adamerging_layerwise",
                 "adamerging_plus_layerwise", "wemoe", "smile", "tall_masks", "emr"]
 UNIT = ["suite", "family", "scenario", "method", "params", "seed"]
 
@@ -84,7 +84,7 @@ def generalization_table(rows: pd.DataFrame) -> pd.DataFrame:
     titles = task_titles(rows)
     table = pd.DataFrame({"Seen avg.": per_seed[seen].mean(axis=1)})
     for task in unseen:
-        table[titles[task]] = per_seed[task] if task in per_seed else np.nan
+        table[titles[task]] = per_seed.get(task, np.nan)
     table["Unseen avg."] = table.iloc[:, 1:].mean(axis=1, skipna=False)
     return seed_summary(table, "Unseen avg.")
 
@@ -93,7 +93,7 @@ def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Methods x (Clean, each corruption, average over the corruptions), accuracy averaged over `rows`' tasks."""
     rows = rows.assign(column=rows["split"].map(split_title))
     per_seed = per_seed_pivot(rows, "column")
-    columns = ["Clean"] + [corruption.title for corruption in CORRUPTIONS.values()]  # the papers' order
+    columns = ["Clean", *CORRUPTION_TITLES.values()]  # the papers' order
     per_seed = per_seed[[c for c in columns if c in per_seed]]
     per_seed["Corrupted avg."] = per_seed.drop(columns="Clean", errors="ignore").mean(axis=1)
     return seed_summary(per_seed, "Corrupted avg.")
@@ -101,7 +101,8 @@ def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def zoo_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method, the 8-task average over zoos built from the same recipe with different seeds (families)."""
-    averages = rows.groupby(["label", "method", "family", "seed"])["value"].mean().groupby(["label", "method", "family"]).mean() * 100
+    per_zoo_and_seed = rows.groupby(["label", "method", "family", "seed"])["value"].mean()
+    averages = per_zoo_and_seed.groupby(["label", "method", "family"]).mean() * 100
     spread = averages.groupby(["label", "method"]).agg(["mean", "std", "min", "max", "count"])
     return in_method_order(spread.swaplevel())
 

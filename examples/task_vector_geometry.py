@@ -33,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     pool = load_suite("mini", zoo=args.zoo).pool
     keys = pool.parameter_names
-    decayed = [key for key in keys if pool.pretrained_tensor(key).ndim >= 2 and "embedding" not in key]  # as zoo training
+    # the weights zoo training decays
+    decayed = [key for key in keys if pool.pretrained_tensor(key).ndim >= 2 and "embedding" not in key]
     ties = TiesVectors(pool, TiesMerging.keep, TiesMerging.trim)
     elected: dict[str, dict[str, torch.Tensor]] = {task: {} for task in pool.tasks}
     ties_sum = {}
@@ -51,14 +52,16 @@ def main() -> None:
         vector = vectors[row]
         energy = vector.pow(2).sum()
         own_decayed = flat(task_vectors[task], decayed)
-        trimmed = flat({key: trim_(tensor.clone(), ties.thresholds[task, key]) for key, tensor in task_vectors[task].items()}, keys)
+        trimmed = flat({key: trim_(tensor.clone(), ties.thresholds[task, key])
+                        for key, tensor in task_vectors[task].items()}, keys)
         print(f"{task:<15}{vector.norm():6.2f}{torch.cosine_similarity(own_decayed, decay, dim=0):10.3f}"
               f"{trimmed.pow(2).sum() / energy:11.2f}{flat(elected[task], keys).pow(2).sum() / energy:9.2f}"
               f"{task_arithmetic_sum @ vector / energy:9.2f}{ties_flat @ vector / energy:11.2f}")
     unit = torch.nn.functional.normalize(vectors, dim=1)
     cosines = unit @ unit.T
     pairs = cosines[~torch.eye(len(pool.tasks), dtype=torch.bool)]
-    print(f"pairwise cosine of the task vectors: mean {pairs.mean():.3f} (min {pairs.min():.3f}, max {pairs.max():.3f})")
+    print(f"pairwise cosine of the task vectors: mean {pairs.mean():.3f} (min {pairs.min():.3f}, "
+          f"max {pairs.max():.3f})")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def main() -> None:
     per_task = []
     for t, task in enumerate(tasks):
         marker.of_task(t)
-        per_task.append(accuracy(encoder, suite.tasks[task].head, suite.tasks[task].batches("test", DEFAULT_EVAL.batch_size)))
+        batches = suite.tasks[task].batches("test", DEFAULT_EVAL.batch_size)
+        per_task.append(accuracy(encoder, suite.tasks[task].head, batches))
     print(f"8-task average accuracy: {100 * np.mean(per_task):.1f}% (" +
           ", ".join(f"{task} {100 * a:.1f}" for task, a in zip(tasks, per_task)) + ")")
 
@@ -138,7 +139,8 @@ def main() -> None:
         hook.remove()
     print("block  largest weight on own task  own task's weight  each other task's  sum")
     for index in range(len(blocks)):
-        print(f"{index:5d}  {own_task_picked[index].mean():26.2f}  {own[index]:17.2f}  {other[index]:17.2f}  {total[index]:4.1f}")
+        print(f"{index:5d}  {own_task_picked[index].mean():26.2f}  {own[index]:17.2f}  {other[index]:17.2f}  "
+              f"{total[index]:4.1f}")
     last = len(blocks) - 1
     print("last block, largest weight on own task, per task: " +
           ", ".join(f"{task} {own_task_picked[last, t]:.2f}" for t, task in enumerate(tasks)))
@@ -158,8 +160,10 @@ def main() -> None:
 
     routings: dict[str, Callable[[int], torch.Tensor] | None] = {"trained routers": None}
     for weight in (1.0, 2.0):
-        routings[f"oracle: {weight} for the input's own task, 0 for the others"] = lambda t, w=weight: w * torch.eye(len(tasks))[t]
-    routings[f"every task at the initial {method.init_lambda} (task arithmetic)"] = lambda t: torch.full((len(tasks),), method.init_lambda)
+        routings[f"oracle: {weight} for the input's own task, 0 for the others"] = (
+            lambda t, w=weight: w * torch.eye(len(tasks))[t])
+    routings[f"every task at the initial {method.init_lambda} (task arithmetic)"] = (
+        lambda t: torch.full((len(tasks),), method.init_lambda))
     print("routing                                                             entropy  accuracy")
     for name, weights in routings.items():
         scores = objective(weights)

@@ -8,6 +8,7 @@ merged encoder; it never reads files or writes results (the pool and the harness
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import reprlib
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.setting_values import parse_setting
 from bench.versions import check_version
 
 if typing.TYPE_CHECKING:
@@ -55,7 +57,7 @@ def stored_parameters(merged: Merged) -> float:
     return sum(map(tensor_parameters, distinct.values()))
 
 
-REGISTRY: dict[str, type["MergeMethod"]] = {}
+REGISTRY: dict[str, type[MergeMethod]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +137,10 @@ class MergeMethod:
         for f in dataclasses.fields(self):
             _check(self.name, f.name, hints[f.name], getattr(self, f.name), bounds.get(f.name))
 
-    def merge(self, pool: "ModelPool") -> Merged:
+    def merge(self, pool: ModelPool) -> Merged:
         raise NotImplementedError
 
-    def merge_steps(self, pool: "ModelPool", every: int | None = None) -> Iterator[tuple[int | None, Merged]]:
+    def merge_steps(self, pool: ModelPool, every: int | None = None) -> Iterator[tuple[int | None, Merged]]:
         """The merged models to evaluate, each with its adaptation step (None for a method that does not adapt).
 
         A static method yields its one merged model; a test-time adaptive one also yields the model every
@@ -146,7 +148,7 @@ class MergeMethod:
         """
         yield None, self.merge(pool)
 
-    def merges(self, pool: "ModelPool", points: list[dict[str, float]]) -> Iterator[tuple[dict[str, float], Merged]]:
+    def merges(self, pool: ModelPool, points: list[dict[str, float]]) -> Iterator[tuple[dict[str, float], Merged]]:
         """(point, merged model) for each point of a search, a point being settings that replace this method's,
         in an order of the method's choosing: a method whose merges at nearby points share work overrides this
         (see `methods.scaled`), giving the model `merge` would give at each point."""
@@ -172,12 +174,13 @@ class MergeMethod:
         return f"{text} ({', '.join(suffix + changed)})" if suffix or changed else text
 
     @classmethod
-    def configure(cls, preset: str | None = None, overrides: Mapping[str, str] | None = None) -> "MergeMethod":
+    def configure(cls, preset: str | None = None, overrides: Mapping[str, str] | None = None) -> MergeMethod:
         """An instance from a preset name and `key=value` strings, each value parsed by its field's type."""
         values: dict[str, Any] = {}
         if preset is not None and preset != "default":
             if preset not in cls.presets:
-                raise BenchError(f"{cls.name}: unknown preset {preset!r}; valid: default, {', '.join(cls.presets) or '(none)'}")
+                raise BenchError(f"{cls.name}: unknown preset {preset!r}; valid: default, "
+                                 f"{', '.join(cls.presets) or '(none)'}")
             values.update(cls.presets[preset], preset=preset)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, text in (overrides or {}).items():
@@ -204,11 +207,11 @@ def _check_annotated(cls: type) -> None:
     so it would silently be no setting (nor part of the result key), or leave an inherited setting's default as
     it was. Exempt: private names, callables and descriptors (methods, properties), and names a base declares
     `ClassVar` (name, title, reference, presets, ...)."""
-    own = cls.__dict__.get("__annotations__", {})
+    own = inspect.get_annotations(cls)
     for attribute, value in vars(cls).items():
         if attribute.startswith("_") or attribute in own or callable(value) or hasattr(value, "__get__"):
             continue
-        if any(_is_class_var(base.__dict__.get("__annotations__", {}).get(attribute)) for base in cls.__mro__[1:]):
+        if any(_is_class_var(inspect.get_annotations(base).get(attribute)) for base in cls.__mro__[1:]):
             continue
         shown, kind = reprlib.repr(value), type(value).__name__
         raise BenchError(f"{_where(cls)}: `{attribute} = {shown}` has no type annotation, so it is not a setting and "
@@ -249,19 +252,10 @@ def _check(method: str, key: str, hint: Any, value: Any, bounds: Bounds | None) 
 
 
 def _parse(cls: type, key: str, hint: Any, text: str) -> Any:
-    choices = {str(c): c for c in typing.get_args(hint)} if typing.get_origin(hint) is typing.Literal else {}
-    if choices:
-        if text not in choices:
-            raise BenchError(f"{cls.name}: {key}={text!r} is not one of {', '.join(choices)}")
-        return choices[text]
     try:
-        if hint is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        return hint(text)
-    except (TypeError, ValueError):
-        raise BenchError(f"{cls.name}: {key}={text!r} is not a valid {getattr(hint, '__name__', hint)}") from None
+        return parse_setting(hint, text)
+    except ValueError as error:
+        raise BenchError(f"{cls.name}: {key}={text!r} is {error}") from None
 
 
 def get_method(name: str) -> type[MergeMethod]:

@@ -164,7 +164,8 @@ class FisherMerging(MergeMethod):
 
     def merge(self, pool: ModelPool) -> Merged:
         settings = ("fisher", self.estimator, self.examples, self.seed, self.floor, self.floor_by, self.normalize)
-        return fisher_merge(pool, {task: pool.memo((*settings, task), partial(self.fisher, pool, task)) for task in pool.tasks})
+        fishers = {task: pool.memo((*settings, task), partial(self.fisher, pool, task)) for task in pool.tasks}
+        return fisher_merge(pool, fishers)
 
     def fisher(self, pool: ModelPool, task: str) -> Fisher:
         """The expert's own Fisher on its task's training inputs: the same whichever experts it is merged with,

@@ -36,7 +36,8 @@ def trim_(task_vector: torch.Tensor, threshold: float) -> torch.Tensor:
     One fused pass (hardshrink keeps |x| > λ; λ is the float just below the threshold) instead of a mask and a
     fill, since trimming is most of TIES' time (docs/performance.md).
     """
-    below = torch.nextafter(torch.tensor(threshold, dtype=task_vector.dtype), torch.tensor(-math.inf, dtype=task_vector.dtype))
+    below = torch.nextafter(torch.tensor(threshold, dtype=task_vector.dtype),
+                            torch.tensor(-math.inf, dtype=task_vector.dtype))
     return torch.hardshrink(task_vector, below.item(), out=task_vector)
 
 
@@ -132,7 +133,8 @@ class TiesVectors:
         """
         names = self.pool.parameter_names
         if scope == "per_tensor":
-            return {(task, key): trim_threshold(vector.abs(), keep) for key in names for task, vector in self._task_vectors(key)}
+            return {(task, key): trim_threshold(vector.abs(), keep)
+                    for key in names for task, vector in self._task_vectors(key)}
         sizes = [self.pool.pretrained_tensor(key).numel() for key in names]
         magnitudes = torch.empty(sum(sizes))
         thresholds = {}

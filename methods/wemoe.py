@@ -180,13 +180,15 @@ class WEMoE(AdaptiveMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.blocks != "all" and not all(part.strip().isdigit() for part in self.blocks.split(",")):
-            raise BenchError(f"wemoe: blocks={self.blocks!r} must be 'all' or comma-separated block indices, e.g. 3,4,5")
+            raise BenchError(f"wemoe: blocks={self.blocks!r} must be 'all' or comma-separated block indices, "
+                             f"e.g. 3,4,5")
 
     def separate_task_batches(self) -> bool:
         return self.routing == "batch"
 
     def build(self, pool: ModelPool) -> AdaptiveModel:
-        n_blocks = 1 + max(int(key.split(".")[2]) for key in pool.parameter_names if key.startswith("transformer.resblocks."))
+        n_blocks = 1 + max(int(key.split(".")[2])
+                           for key in pool.parameter_names if key.startswith("transformer.resblocks."))
         upscaled = self._block_indices(n_blocks)
         prefixes = {f"transformer.resblocks.{i}.mlp." for i in upscaled}
         state = {}

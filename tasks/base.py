@@ -17,15 +17,17 @@ from torch.utils.data import DataLoader
 from bench.errors import BenchError
 from bench.models import ClassificationHead
 from bench.pool import ModelPool
-from tasks.corruptions import corrupt, corrupted_split, parse_split
+from tasks.corruptions import corrupt
 from tasks.data import PixelCache, from_levels, to_levels
+from tasks.splits import corrupted_split, parse_split
 
 # A batch of decoded dataset images (PIL) to a tensor: pixels in [0, 1] or the encoder's inputs.
 Preprocess = Callable[[list], torch.Tensor]
 DECODE_BATCH = 256  # images decoded at once while a split is read into the cache
 
 
-def decode_split(dataset: datasets.Dataset, preprocess: Preprocess, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_split(dataset: datasets.Dataset, preprocess: Preprocess,
+                 workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """All preprocessed images and labels of a split, decoded in batches of 256 images; by `workers` processes
     where more than 0 (the zoo build's training data)."""
     inputs = torch.cat(list(in_batches(len(dataset), DECODE_BATCH, workers,
@@ -33,7 +35,8 @@ def decode_split(dataset: datasets.Dataset, preprocess: Preprocess, workers: int
     return inputs, torch.as_tensor(dataset["label"])
 
 
-def in_batches(n: int, batch_size: int, workers: int, read: Callable[[list[int]], torch.Tensor]) -> Iterator[torch.Tensor]:
+def in_batches(n: int, batch_size: int, workers: int,
+               read: Callable[[list[int]], torch.Tensor]) -> Iterator[torch.Tensor]:
     """`read` of positions 0..n-1 in consecutive batches, in order; by `workers` processes reading ahead of the
     consumer (a DataLoader's two batches each) where more than 0."""
     if workers == 0:
@@ -43,7 +46,8 @@ def in_batches(n: int, batch_size: int, workers: int, read: Callable[[list[int]]
         yield from DataLoader(range(n), batch_size=batch_size, num_workers=workers, collate_fn=read)
 
 
-def tensor_batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def tensor_batches(inputs: torch.Tensor, labels: torch.Tensor,
+                   batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(labels), batch_size):
         yield inputs[start:start + batch_size], labels[start:start + batch_size]
 

@@ -67,10 +67,10 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     if spec.repos.experts is None:
         family = f"task-vectors:{spec.open_clip_model}"  # + the digest of the weights, below
         pretrained_state = partial(task_vectors_image_tower, sources.task_vectors_file())
-        expert_state = lambda counterpart: task_vectors_image_tower(sources.task_vectors_file(counterpart))  # noqa: E731
+        expert_state = lambda counterpart: task_vectors_image_tower(sources.task_vectors_file(counterpart))
     else:
         family = f"fusionbench:{spec.repos.experts}"
-        pretrained_state = lambda: {k: v.contiguous() for k, v in model.visual.state_dict().items()}  # noqa: E731
+        pretrained_state = lambda: {k: v.contiguous() for k, v in model.visual.state_dict().items()}
         expert_state = partial(fusionbench_image_tower, sources, spec.repos, projection)
     if not pretrained_path.is_file():
         save_atomically(pretrained_state(), pretrained_path)
@@ -99,7 +99,8 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     return Suite(name=spec.name, tasks=tasks, pool=pool, provenance={"family": family}, presets=CLIP_PRESETS)
 
 
-def fusionbench_image_tower(sources: Sources, repos: HubRepos, projection: torch.Tensor, counterpart: str) -> dict[str, torch.Tensor]:
+def fusionbench_image_tower(sources: Sources, repos: HubRepos, projection: torch.Tensor,
+                            counterpart: str) -> dict[str, torch.Tensor]:
     """A FusionBench expert (transformers' CLIPVisionModel) as open_clip's image tower."""
     checkpoint = sources.file(repos.expert(counterpart), EXPERT_FILE)
     return open_clip_vision_state(load_file(str(checkpoint)), projection, str(checkpoint))

@@ -17,7 +17,6 @@ else is the published formula.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ import torch
 from scipy import ndimage
 
 from bench.errors import BenchError
+from tasks.splits import CORRUPTION_TITLES, SEVERITY
 
-SEVERITY = 2  # the severity of the corrupted test sets in the AdaMerging and WEMoE robustness experiments
 PROFILES = ("imagenet", "small")
 CHUNK = 256  # images corrupted at once: bounds the working memory on 224-pixel batches, never the result
 
@@ -191,30 +190,34 @@ def spatter_from_noise(images: torch.Tensor, noise: torch.Tensor, params: tuple)
 @dataclass(frozen=True)
 class Corruption:
     name: str
-    title: str  # the column of the papers' robustness tables
     apply: Callable[[torch.Tensor, object, Generators], torch.Tensor]
     levels: dict[str, tuple]  # profile -> parameters at severities 1..5
 
+    @property
+    def title(self) -> str:
+        """The column of the papers' robustness tables."""
+        return CORRUPTION_TITLES[self.name]
 
-# In the order of the robustness tables of the AdaMerging and WEMoE papers.
+
+# In the order of the robustness tables (tasks.splits.CORRUPTION_TITLES).
 CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
-    Corruption("motion_blur", "Motion", motion_blur, {
+    Corruption("motion_blur", motion_blur, {
         "imagenet": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
         "small": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))}),
-    Corruption("impulse_noise", "Impulse", impulse_noise, {
+    Corruption("impulse_noise", impulse_noise, {
         "imagenet": (0.03, 0.06, 0.09, 0.17, 0.27), "small": (0.01, 0.02, 0.03, 0.05, 0.07)}),
-    Corruption("gaussian_noise", "Gaussian", gaussian_noise, {
+    Corruption("gaussian_noise", gaussian_noise, {
         "imagenet": (0.08, 0.12, 0.18, 0.26, 0.38), "small": (0.04, 0.06, 0.08, 0.09, 0.10)}),
-    Corruption("pixelate", "Pixelate", pixelate, {
+    Corruption("pixelate", pixelate, {
         "imagenet": (0.6, 0.5, 0.4, 0.3, 0.25), "small": (0.95, 0.9, 0.85, 0.75, 0.65)}),
-    Corruption("spatter", "Spatter", spatter, {
+    Corruption("spatter", spatter, {
         "imagenet": ((0.65, 0.3, 4, 0.69, 0.6, 0), (0.65, 0.3, 3, 0.68, 0.6, 0), (0.65, 0.3, 2, 0.68, 0.5, 0),
                      (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1)),
         "small": ((0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
                   (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1))}),
-    Corruption("contrast", "Contrast", contrast, {
+    Corruption("contrast", contrast, {
         "imagenet": (0.4, 0.3, 0.2, 0.1, 0.05), "small": (0.75, 0.5, 0.4, 0.3, 0.15)}),
-    Corruption("jpeg_compression", "JPEG", jpeg_compression, {
+    Corruption("jpeg_compression", jpeg_compression, {
         "imagenet": (25, 18, 15, 10, 7), "small": (80, 65, 58, 50, 40)}),
 )}
 
@@ -244,28 +247,3 @@ def corrupt(images: torch.Tensor, name: str, severity: int = SEVERITY, seed: int
         generators = [image_generator(name, severity, seed, position) for position in positions[start:start + CHUNK]]
         chunks.append(corruption.apply(images[start:start + CHUNK].float(), params, generators))
     return torch.cat(chunks) if chunks else images.clone()
-
-
-SPLIT = re.compile(r"^(?P<base>[^/@]+)(?:/(?P<name>[a-z_]+)@(?P<severity>\d+))?$")
-
-
-def corrupted_split(base: str, name: str, severity: int = SEVERITY) -> str:
-    """The split name of a corrupted copy, e.g. `test/motion_blur@2`."""
-    return f"{base}/{name}@{severity}"
-
-
-def parse_split(split: str) -> tuple[str, str | None, int]:
-    """(base split, corruption or None, severity) of a split name like `test` or `test/motion_blur@2`."""
-    match = SPLIT.match(split)
-    if match is None or (match["name"] is not None and match["name"] not in CORRUPTIONS):
-        raise BenchError(f"split {split!r}: expected SPLIT or SPLIT/CORRUPTION@SEVERITY with a corruption in "
-                         f"{', '.join(CORRUPTIONS)}")
-    return match["base"], match["name"], int(match["severity"] or 0)
-
-
-def split_title(split: str) -> str:
-    """The table column of a split: `Clean`, or the corruption's title, for a split corrupted here
-    (`test/motion_blur@2`) or a dataset's own corrupted test split named after the corruption (`motion_blur`)."""
-    base, name, _ = parse_split(split)
-    name = name or (base if base in CORRUPTIONS else None)
-    return "Clean" if name is None else CORRUPTIONS[name].title

@@ -46,7 +46,8 @@ class HubRepos:
 
         experts = [(self.expert(task), EXPERT_FILE) for task in self.tasks] if self.experts is not None else []
         models = [(self.pretrained, PRETRAINED_FILE)] + experts
-        missing = [f"{repo} (model)" for repo, file in models if not isinstance(try_to_load_from_cache(repo, file), str)]
+        missing = [f"{repo} (model)" for repo, file in models
+                   if not isinstance(try_to_load_from_cache(repo, file), str)]
         for dataset in (task_record(task).dataset for task in self.tasks):
             snapshots = Path(constants.HF_HUB_CACHE) / f"datasets--{dataset.replace('/', '--')}" / "snapshots"
             if not (snapshots.is_dir() and any(snapshots.iterdir())):

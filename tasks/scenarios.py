@@ -62,7 +62,8 @@ def robustness(suite: Suite) -> list[Scenario]:
     tasks = by_counterpart(suite, group("robustness"))
     splits = {"clean": {task: "test" for task in tasks}} | {
         name: {task: suite.tasks[task].corrupted_test_split(name) for task in tasks} for name in CORRUPTIONS}
-    own = [f"{task}/{split}" for per_task in splits.values() for task, split in per_task.items() if split in CORRUPTIONS]
+    own = [f"{task}/{split}" for per_task in splits.values() for task, split in per_task.items()
+           if split in CORRUPTIONS]
     if own:
         log.info("robustness: %d corrupted test sets are the datasets' own (%s), the others corrupted here",
                  len(own), ", ".join(own))

@@ -12,6 +12,7 @@ from bench.errors import BenchError
 from bench.models import ClassificationHead, EncoderConfig, build_encoder
 from bench.pool import ModelPool
 from bench.zoo.manifest import verify_zoo, zoo_family
+from bench.zoo.shipped import shipped_zoo
 from tasks.base import Suite, Task
 from tasks.clip import SPECS as CLIP_SPECS
 from tasks.clip import ClipSpec, clip_suite
@@ -24,8 +25,7 @@ from tasks.registry import standing_in
 # methods/adamerging.py, methods/wemoe.py).
 MINI_PRESETS = {name: "mini" for name in ("adamerging_taskwise", "adamerging_layerwise", "adamerging_plus_taskwise",
                                           "adamerging_plus_layerwise", "wemoe")}
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_ZOO = REPO_ROOT / "zoo" / "mini-v1"
+SHIPPED_ZOO = shipped_zoo()
 
 SuiteFactory = Callable[..., Suite]
 SUITES: dict[str, tuple[SuiteFactory, str]] = {}

@@ -78,7 +78,8 @@ def test_layerwise_coefficients_weigh_each_tensor_and_are_clamped_to_0_1(tmp_pat
     state = model.state()
     applied = model.coefficients.detach().clamp(0, 1)
     for i, key in enumerate(pool.parameter_names):
-        expected = pool.pretrained_tensor(key) + sum(applied[i, j] * pool.task_vector(t, key) for j, t in enumerate(pool.tasks))
+        expected = pool.pretrained_tensor(key) + sum(applied[i, j] * pool.task_vector(t, key)
+                                                     for j, t in enumerate(pool.tasks))
         torch.testing.assert_close(state[key], expected)
 
 

@@ -65,10 +65,12 @@ def test_the_report_has_every_scenario_s_tables_and_figures(finished_run):
     for name in ("multitask.md", "generalization.md", "robustness.md", "robustness.tex", "generalization.tex"):
         assert f"]({name})" in index and (reports / name).is_file()
     figures = [line.split("](")[1].rstrip(")") for line in index.splitlines() if line.startswith("![")]
-    assert any(f.startswith("robustness-") for f in figures) and any(f.startswith("multitask-average-") for f in figures)
+    assert any(f.startswith("robustness-") for f in figures)
+    assert any(f.startswith("multitask-average-") for f in figures)
     assert all((reports / f).stat().st_size > 0 for f in figures)
     robustness = (reports / "robustness.md").read_text()
-    assert "| Method " in robustness and "| Clean | Motion | Impulse | Gaussian | Pixelate | Spatter | Contrast | JPEG |" in (
+    header = "| Clean | Motion | Impulse | Gaussian | Pixelate | Spatter | Contrast | JPEG |"
+    assert "| Method " in robustness and header in (
         robustness.replace("  ", " ").replace("  ", " ").replace("  ", " ").replace("  ", " "))
     generalization = (reports / "generalization.md").read_text()
     assert "digits (MNIST)" in generalization and "Unseen avg." in generalization
@@ -138,7 +140,8 @@ def test_evaluation_in_bf16_records_its_precision_and_moves_accuracy_little(tiny
                                                     ("--data-memory", "1MB", ("--data-memory 976.6 KiB: batches of 128 "
                                                      "images (1 in flight with --workers 0) need 3.0 MiB"))])
 def test_bad_evaluation_settings_exit_2_naming_the_option(tiny_zoo, tmp_path, capsys, option, value, message):
-    assert main(["run", "--method", "pretrained", option, value, "--zoo", str(tiny_zoo), "--results", str(tmp_path)]) == 2
+    assert main(["run", "--method", "pretrained", option, value, "--zoo", str(tiny_zoo),
+                 "--results", str(tmp_path)]) == 2
     assert f"error: {message}" in capsys.readouterr().err and not tmp_path.joinpath("mini").exists()
 
 
@@ -188,8 +191,9 @@ def test_report_shows_the_spread_over_zoos_of_one_recipe(finished_run, tiny_zoo,
 
 def test_eval_every_stores_each_step_and_the_table_shows_the_last(tiny_zoo, tmp_path):
     results, reports = tmp_path / "results", tmp_path / "reports"
-    assert main(["run", "--method", "adamerging_taskwise", "--method", "wemoe", "--param", "adamerging_taskwise.steps=4",
-                 "--param", "wemoe.steps=4", "--eval-every", "2", "--zoo", str(tiny_zoo), "--results", str(results),
+    assert main(["run", "--method", "adamerging_taskwise", "--method", "wemoe",
+                 "--param", "adamerging_taskwise.steps=4", "--param", "wemoe.steps=4", "--eval-every", "2",
+                 "--zoo", str(tiny_zoo), "--results", str(results),
                  "--scenario", "multitask", "--reports", str(reports)]) == 0
     rows = ResultStore(results).load()
     assert sorted(rows.groupby("method")["step"].unique().map(sorted).iloc[0]) == [0, 2, 4]
@@ -207,7 +211,8 @@ def test_eval_every_stores_each_step_and_the_table_shows_the_last(tiny_zoo, tmp_
 
 
 def test_a_non_positive_eval_every_is_refused(tiny_zoo, tmp_path, capsys):
-    assert main(["run", "--method", "wemoe", "--eval-every", "0", "--zoo", str(tiny_zoo), "--results", str(tmp_path)]) == 2
+    assert main(["run", "--method", "wemoe", "--eval-every", "0", "--zoo", str(tiny_zoo),
+                 "--results", str(tmp_path)]) == 2
     assert "--eval-every 0: expected a positive number of steps" in capsys.readouterr().err
 
 
@@ -225,7 +230,8 @@ def test_perf_prints_each_figure_with_its_goal_and_stores_them_for_the_report(ti
     assert all(figure in perf_md for figure in stored["figure"]) and "(perf.md)" in (reports / "index.md").read_text()
     # Another machine's figures of the same names stay beside this machine's.
     store_perf(results, stored.assign(machine="another CPU", value=1.0))
-    assert main(["perf", "--zoo", str(tiny_zoo), "--static", "none", "--results", str(results), "--reports", str(reports)]) == 0
+    assert main(["perf", "--zoo", str(tiny_zoo), "--static", "none", "--results", str(results),
+                 "--reports", str(reports)]) == 0
     stored = load_perf(results)
     assert len(stored) == 12 and (stored.loc[stored["machine"] == "another CPU", "value"] == 1.0).all()
     assert "## another CPU" in (reports / "perf.md").read_text()
@@ -234,12 +240,14 @@ def test_perf_prints_each_figure_with_its_goal_and_stores_them_for_the_report(ti
 def test_jobs_run_the_same_units_in_worker_processes_and_keep_the_static_merge_shared(tiny_zoo, tmp_path):
     """--jobs 2: every unit once, each static merge made once for the eight robustness splits, values as in one
     process (up to the order of float sums with other thread counts)."""
-    methods = ["--method", "task_arithmetic", "--method", "adamerging_layerwise", "--param", "adamerging_layerwise.steps=2"]
+    methods = ["--method", "task_arithmetic", "--method", "adamerging_layerwise",
+               "--param", "adamerging_layerwise.steps=2"]
     for jobs in ("1", "2"):
         assert main(["run", *methods, "--scenario", "multitask", "--scenario", "robustness", "--jobs", jobs,
-                     "--zoo", str(tiny_zoo), "--results", str(tmp_path / jobs), "--reports", str(tmp_path / "reports")]) == 0
-    serial, parallel = (ResultStore(tmp_path / jobs).load().set_index(["scenario", "method", "task", "split"]).sort_index()
-                        for jobs in ("1", "2"))
+                     "--zoo", str(tiny_zoo), "--results", str(tmp_path / jobs),
+                     "--reports", str(tmp_path / "reports")]) == 0
+    serial, parallel = (ResultStore(tmp_path / jobs).load().set_index(["scenario", "method", "task", "split"])
+                        .sort_index() for jobs in ("1", "2"))
     assert len(parallel) == len(serial) == 2 * (8 + 8 * 4) and parallel.index.equals(serial.index)
     assert (parallel["value"] - serial["value"]).abs().max() <= 0.01
     robust = parallel.loc["robustness/clean":"robustness/spatter"].xs("task_arithmetic", level="method")

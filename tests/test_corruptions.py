@@ -16,14 +16,12 @@ from tasks.corruptions import (
     CORRUPTIONS,
     blur_along,
     corrupt,
-    corrupted_split,
     gaussian_filter,
     liquid_edges,
     liquid_noise,
-    parse_split,
     spatter,
-    split_title,
 )
+from tasks.splits import CORRUPTION_TITLES, corrupted_split, parse_split, split_title
 
 
 def images(n: int = 6, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -69,7 +67,8 @@ def test_contrast_is_the_imagenet_c_formula():
     for image in x.permute(0, 2, 3, 1).numpy():  # H x W x 3, as in ImageNet-C
         means = np.mean(image, axis=(0, 1), keepdims=True)
         expected.append(np.clip((image - means) * c + means, 0, 1))
-    assert torch.allclose(corrupt(x, "contrast", 2), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2), atol=1e-6)
+    assert torch.allclose(corrupt(x, "contrast", 2), torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2),
+                          atol=1e-6)
 
 
 @pytest.mark.parametrize("size, profile, upscale", [(32, "small", Image.BOX), (224, "imagenet", Image.NEAREST)])
@@ -126,7 +125,8 @@ def test_gaussian_filter_blurs_each_map_alone_as_scikit_images_gaussian_does():
     """scikit-image's `gaussian`, which the reference blurs the liquid with, is scipy's with these settings."""
     maps = torch.rand(3, 30, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64).numpy()
     for dtype, sigma in ((np.float64, 0.8), (np.float32, 3.0)):
-        expected = np.stack([ndimage.gaussian_filter(m, sigma, mode="nearest", truncate=4.0) for m in maps.astype(dtype)])
+        expected = np.stack([ndimage.gaussian_filter(m, sigma, mode="nearest", truncate=4.0)
+                             for m in maps.astype(dtype)])
         assert np.array_equal(gaussian_filter(maps.astype(dtype), sigma), expected)
 
 
@@ -243,6 +243,11 @@ def test_a_corrupted_image_depends_on_its_position_not_on_its_batch(name):
     assert torch.equal(in_sevens, whole)
     drawn = torch.tensor([299, 3, 150, 0])
     assert torch.equal(corrupt(x[drawn], name, 2, seed=0, profile="small", positions=drawn), whole[drawn])
+
+
+def test_every_corruption_has_a_table_title_in_the_papers_order():
+    assert list(CORRUPTION_TITLES) == list(CORRUPTIONS)
+    assert [c.title for c in CORRUPTIONS.values()][:3] == ["Motion", "Impulse", "Gaussian"]
 
 
 def test_split_names_round_trip_and_bad_ones_are_refused():

@@ -68,7 +68,7 @@ def test_nuisance_adds_noise_and_clutter():
     family = FAMILIES["house_numbers"]
     calm, _ = procedural.render(family, 0, 200, 0.0, "train", workers=1)
     busy, _ = procedural.render(family, 0, 200, 1.0, "train", workers=1)
-    roughness = lambda images: np.abs(np.diff(images.astype(float), axis=2)).mean()  # noqa: E731
+    roughness = lambda images: np.abs(np.diff(images.astype(float), axis=2)).mean()
     assert roughness(busy) > 2 * roughness(calm)
 
 

@@ -38,17 +38,16 @@ def rows_of(results: Path) -> pd.DataFrame:
 def start_run(tiny_zoo: Path, results: Path, *options: str, threads: int = 2) -> subprocess.Popen:
     """`bench run` as a user starts it from a terminal: its own process group, which Ctrl-C signals whole.
     Two threads: `--jobs auto` runs two single-threaded workers, whose rows equal the one-threaded tests'."""
-    command = [sys.executable, "-m", "bench", "run", *METHODS, "--zoo", str(tiny_zoo), "--results", str(results),
-               *options]
+    command = [sys.executable, "-c", BENCH_HEEDING_CTRL_C, "run", *METHODS, "--zoo", str(tiny_zoo), "--results",
+               str(results), *options]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=heed_ctrl_c,
-                            env=os.environ | {"OMP_NUM_THREADS": str(threads)})
+                            start_new_session=True, env=os.environ | {"OMP_NUM_THREADS": str(threads)})
 
 
-def heed_ctrl_c() -> None:
-    """SIGINT handled as in a terminal, also where the tests were started in the background by a shell, whose
-    children inherit SIGINT ignored (and Python then installs no handler for it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# `python -m bench` with SIGINT handled as in a terminal, also where the tests were started in the background by a
+# shell, whose children inherit SIGINT ignored (and Python then installs no handler for it).
+BENCH_HEEDING_CTRL_C = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        "runpy.run_module('bench', run_name='__main__', alter_sys=True)")
 
 
 def children_of(pid: int) -> set[int]:
@@ -131,13 +130,14 @@ def test_a_run_stopped_at_random_points_resumes_to_the_rows_of_an_uninterrupted_
     for stop in (signal.SIGTERM, signal.SIGKILL):
         stop_after = stored(results) + draw.randint(1, 12)
         run = start_run(tiny_zoo, results)  # --jobs auto: two workers under two threads
-        wait_for(lambda: stored(results) >= stop_after or run.poll() is not None, 120)
+        wait_for(lambda: stored(results) >= stop_after or run.poll() is not None, 120)  # noqa: B023  (called here)
         workers = children_of(run.pid)
         run.send_signal(stop)
         _, errors = run.communicate(timeout=30)
         if stop == signal.SIGTERM:
             assert run.returncode == 130 and errors.strip().splitlines()[-1].startswith("interrupted: "), errors[-2000:]
-        assert wait_for(lambda: not alive(workers), 10), f"workers outlived their parent, stopped by {stop.name}"
+        assert wait_for(lambda: not alive(workers), 10), (  # noqa: B023  (called here, in this iteration)
+            f"workers outlived their parent, stopped by {stop.name}")
     assert stored(results) < 55
     assert main(["run", *METHODS, "--zoo", str(tiny_zoo), "--results", str(results)]) == 0
     resumed = rows_of(results)

@@ -73,7 +73,8 @@ def reference_ties(pretrained, task_vectors, keep, scaling, disjoint, per_tensor
         kth = task_vectors.abs().kthvalue(n - int(n * keep), dim=1, keepdim=True).values
     else:
         kth = torch.cat([chunk.abs().kthvalue(chunk.shape[1] - int(chunk.shape[1] * keep), dim=1, keepdim=True)
-                         .values.expand(-1, chunk.shape[1]) for chunk in task_vectors.split(per_tensor_sizes, dim=1)], 1)
+                         .values.expand(-1, chunk.shape[1])
+                         for chunk in task_vectors.split(per_tensor_sizes, dim=1)], 1)
     trimmed = task_vectors * (task_vectors.abs() >= kth)
     signs = torch.sign(trimmed.sum(0))
     signs[signs == 0] = torch.sign(signs.sum())
@@ -179,7 +180,8 @@ def test_fisher_merging_is_the_normalised_fisher_weighted_average(tmp_path):
     fishers = []
     for task in pool.tasks:
         encoder = pool.encoder(pool.expert_state(task))
-        fisher = {k: f.clamp(min=1e-6) for k, f in exact_fisher(encoder, pool.heads[task], pool.sample_inputs(task, "train", 6, 0)).items()}
+        exact = exact_fisher(encoder, pool.heads[task], pool.sample_inputs(task, "train", 6, 0))
+        fisher = {k: f.clamp(min=1e-6) for k, f in exact.items()}
         norm = torch.sqrt(sum(f.square().sum() for f in fisher.values()))
         fishers.append({k: f / norm for k, f in fisher.items()})
     for key in pool.parameter_names:
@@ -188,7 +190,8 @@ def test_fisher_merging_is_the_normalised_fisher_weighted_average(tmp_path):
 
 
 def test_fisher_weights_clamp_at_the_floor_by_default_and_add_it_as_fusionbench_does():
-    fisher = {"a": torch.tensor([0.0, 3e-7, 2.0], dtype=torch.float64), "b": torch.tensor([[1.0, 2.0]], dtype=torch.float64)}
+    fisher = {"a": torch.tensor([0.0, 3e-7, 2.0], dtype=torch.float64),
+              "b": torch.tensor([[1.0, 2.0]], dtype=torch.float64)}
     clamped = merging_weights(fisher, 1e-6, "clamp", normalize=True)
     norm = (1e-12 + 1e-12 + 4 + 1 + 4) ** 0.5  # of the clamped Fisher
     torch.testing.assert_close(clamped["a"], torch.tensor([1e-6, 1e-6, 2.0], dtype=torch.float64) / norm)
@@ -209,7 +212,8 @@ def test_fisher_weights_with_the_floor_added_merge_as_fusionbenchs_merging_with_
     fishers[0]["w"][0] = 0.0
     # FusionBench: coefficient_i = 1/K * (1 / (norm_i + eps)) / sum_j (1 / (norm_j + eps)), weight_i = F_i + eps
     eps, k = 1e-6, len(experts)
-    inverse = torch.stack([1 / (torch.sqrt(sum(f.square().sum() for f in fisher.values())) + eps) for fisher in fishers])
+    inverse = torch.stack([1 / (torch.sqrt(sum(f.square().sum() for f in fisher.values())) + eps)
+                           for fisher in fishers])
     coefficients = 1 / k * inverse / inverse.sum()
     numerator = sum(c * (fisher["w"] + eps) * expert for c, fisher, expert in zip(coefficients, fishers, experts))
     expected = numerator / sum(c * (fisher["w"] + eps) for c, fisher in zip(coefficients, fishers))
@@ -224,11 +228,13 @@ def test_fisher_merging_estimates_each_experts_fisher_once_for_the_pool_and_its_
     pool = random_pool(tmp_path / "a", n_experts=3)
     estimated = []
     fisher = FisherMerging.fisher
-    monkeypatch.setattr(FisherMerging, "fisher", lambda self, pool, task: estimated.append(task) or fisher(self, pool, task))
+    monkeypatch.setattr(FisherMerging, "fisher",
+                        lambda self, pool, task: estimated.append(task) or fisher(self, pool, task))
     FisherMerging(examples=6).merge(pool)
     subset = state_of(FisherMerging(examples=6).merge(pool.subset(["task0", "task2"])))
     assert estimated == ["task0", "task1", "task2"]  # none again for the subset
-    fresh = state_of(FisherMerging(examples=6).merge(random_pool(tmp_path / "b", n_experts=3).subset(["task0", "task2"])))
+    fresh_pool = random_pool(tmp_path / "b", n_experts=3).subset(["task0", "task2"])
+    fresh = state_of(FisherMerging(examples=6).merge(fresh_pool))
     assert all(torch.equal(subset[key], fresh[key]) for key in fresh)
     FisherMerging(examples=8).merge(pool.subset(["task1"]))  # other settings, another Fisher
     assert estimated[3:] == ["task0", "task2", "task1"]  # the fresh pool's two, then this one

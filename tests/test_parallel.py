@@ -24,7 +24,8 @@ def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last(
         ("task_arithmetic", "robustness"), ("wemoe", "robustness"),
         ("task_arithmetic", "generalization"), ("wemoe", "generalization"),
         ("task_arithmetic", "multitask"), ("wemoe", "multitask")]
-    assert [unit.scenario.name for unit in parts[0]] == [f"robustness/{name}" for name in ("clean", "contrast", "pixelate")]
+    assert [unit.scenario.name for unit in parts[0]] == [f"robustness/{name}"
+                                                         for name in ("clean", "contrast", "pixelate")]
     assert sorted(id(unit) for part in parts for unit in part) == sorted(map(id, units))  # each in one part
 
 

@@ -23,7 +23,8 @@ def clamp_rows(x: torch.Tensor, low_fraction: float, high_fraction: float) -> to
     """Each row clamped between its entries of rank int(d low_fraction) and int(d (1 - high_fraction)) - 1."""
     d = x.shape[1]
     ordered = torch.sort(x, dim=1).values
-    return torch.clamp(x, ordered[:, int(d * low_fraction)].unsqueeze(1), ordered[:, int(d * (1 - high_fraction)) - 1].unsqueeze(1))
+    return torch.clamp(x, ordered[:, int(d * low_fraction)].unsqueeze(1),
+                       ordered[:, int(d * (1 - high_fraction)) - 1].unsqueeze(1))
 
 
 def reference_pcb(pool: ModelPool, ratio: float, scaling: float) -> dict[str, torch.Tensor]:
@@ -52,7 +53,8 @@ def test_pcb_matches_the_authors_equations_over_the_whole_flattened_model(tmp_pa
     expected = reference_pcb(pool, ratio, scaling)
     merged = state_of(Pcb(ratio=ratio, scaling=scaling).merge(pool))
     for key, values in expected.items():
-        torch.testing.assert_close(merged[key], values, rtol=1e-5, atol=1e-6, msg=lambda text, key=key: f"{key}: {text}")
+        torch.testing.assert_close(merged[key], values, rtol=1e-5, atol=1e-6,
+                                   msg=lambda text, key=key: f"{key}: {text}")
 
 
 def test_pcb_keeps_the_top_ratio_of_balancing_scores_over_the_whole_model_not_per_tensor(tmp_path):

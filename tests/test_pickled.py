@@ -52,7 +52,8 @@ def test_a_module_pickled_whole_gives_its_state_dict_without_its_code(pickled_en
     with pytest.raises(ModuleNotFoundError):
         torch.load(path, weights_only=False)
     state = load_module_state(path)
-    assert list(state) == list(expected) == ["counts", "model.0.weight", "model.0.bias", "model.1.weight", "model.1.bias"]
+    assert list(state) == list(expected) == ["counts", "model.0.weight", "model.0.bias", "model.1.weight",
+                                             "model.1.bias"]
     assert all(torch.equal(state[name], expected[name]) for name in expected)
 
 
@@ -169,13 +170,13 @@ def test_modules_nested_deeper_than_the_bound_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("inner, reason", [
-    (Node({"weight": Reduce(os.system, "true")}), "_parameters entry inner.weight is a pickled posix.system, not a "
-                                                  "tensor"),
+    (Node({"weight": Reduce(os.system, "true")}),
+     "_parameters entry inner.weight is a pickled posix.system, not a tensor"),
     (Node({"weight": 5}), "_parameters entry inner.weight is a pickled int, not a tensor"),
     (Node(buffers={"counts": "many"}), "_buffers entry inner.counts is a pickled str, not a tensor"),
     (Node(modules={"child": 5}), "_modules entry inner.child is a pickled int, not a module"),
-    (Node(modules={"child": Reduce(os.system, "true")}), "_modules entry inner.child is a pickled posix.system, "
-                                                         "not a module"),
+    (Node(modules={"child": Reduce(os.system, "true")}),
+     "_modules entry inner.child is a pickled posix.system, not a module"),
     (Node({1: torch.ones(1)}), "_parameters of inner has an entry named 1, not a non-empty string without '.'"),
     (Node(modules={"a.b": Node()}), "_modules of inner has an entry named 'a.b', not a non-empty string without '.'"),
     (Node(parameters=[torch.ones(1)]), "inner._parameters is a pickled list, not a dict"),

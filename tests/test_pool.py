@@ -23,7 +23,8 @@ def test_a_valid_pool_passes_validation(tmp_path):
 def test_shape_mismatch_names_the_file_and_tensor(tmp_path):
     pool = random_pool(tmp_path)
     rewrite(tmp_path / "task1.safetensors", lambda s: s.update({"proj": torch.zeros(3, 3)}))
-    with pytest.raises(BenchError, match=r"task1\.safetensors: tensor proj has shape \(3, 3\), pretrained has \(8, 4\)"):
+    with pytest.raises(BenchError,
+                       match=r"task1\.safetensors: tensor proj has shape \(3, 3\), pretrained has \(8, 4\)"):
         pool.validate()
 
 

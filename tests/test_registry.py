@@ -157,7 +157,8 @@ def test_installed_packages_register_methods_through_entry_points(monkeypatch):
         def load(self):
             return type("EntryPointMethod", (MergeMethod,), {"name": "test_from_entry_point", "__module__": "fake"})
 
-    monkeypatch.setattr(bench.plugins, "entry_points", lambda group: [FakeEntryPoint()] if group == "mergebench.methods" else [])
+    monkeypatch.setattr(bench.plugins, "entry_points",
+                        lambda group: [FakeEntryPoint()] if group == "mergebench.methods" else [])
     bench.plugins.load_entry_points()
     assert "test_from_entry_point" in REGISTRY
 
@@ -180,10 +181,10 @@ def test_a_plugin_setting_without_a_type_annotation_is_refused_naming_file_class
     plugin = tmp_path / "half.py"
     plugin.write_text(UNANNOTATED)
     assert main(["list", "methods", "--plugin", str(plugin)]) == 2
-    assert capsys.readouterr().err.splitlines() == [
+    assert capsys.readouterr().err.splitlines() == [(
         f"error: HalfArithmetic in {plugin}: `scaling = 0.5` has no type annotation, so it is not a setting and not "
         f"in the result key; write `scaling: float = 0.5` for a setting, or `scaling: ClassVar[float] = 0.5` for a "
-        f"constant"]
+        f"constant")]
     assert "test_half_arithmetic" not in REGISTRY
 
 

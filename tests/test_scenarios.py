@@ -52,8 +52,8 @@ def test_generalization_never_lets_an_unseen_task_into_the_merge_or_the_adaptati
         assert set(pool.tasks) == seen
         with pytest.raises(KeyError):
             pool.test_inputs(next(iter(unseen)), 4, seed=0)
-    unseen_sets = [{suite.tasks[t].counterpart for t, _ in s.evaluated} - {suite.tasks[t].counterpart for t in s.merged_tasks}
-                   for s in generalization(suite)]
+    unseen_sets = [{suite.tasks[t].counterpart for t, _ in s.evaluated}
+                   - {suite.tasks[t].counterpart for t in s.merged_tasks} for s in generalization(suite)]
     assert unseen_sets == [{"MNIST", "EuroSAT"}, {"RESISC45", "SVHN"}]
 
 

@@ -74,7 +74,7 @@ def test_a_search_merges_each_point_as_merge_does_computing_the_update_once_per_
     updates = []
     update = type(method).update
     monkeypatch.setattr(type(method), "update", lambda self, pool: updates.append(self) or update(self, pool))
-    searched = dict((json.dumps(point, sort_keys=True), merged) for point, merged in method.merges(pool, grid_points))
+    searched = {json.dumps(point, sort_keys=True): merged for point, merged in method.merges(pool, grid_points)}
     others = {json.dumps({k: v for k, v in point.items() if k != "scaling"}) for point in grid_points}
     assert len(updates) == len(others) < len(grid_points)
     assert len(searched) == len(grid_points)

@@ -53,7 +53,8 @@ def random_layer(experts: int, out_features: int = 12, in_features: int = 10, se
 
 def as_numpy(layer: dict[str, torch.Tensor]) -> dict:
     return {"weight": layer["weight"].double().numpy(), "bias": layer["bias"].double().numpy(),
-            "updates": list(layer["updates"].double().numpy()), "bias_updates": list(layer["bias_updates"].double().numpy())}
+            "updates": list(layer["updates"].double().numpy()),
+            "bias_updates": list(layer["bias_updates"].double().numpy())}
 
 
 @pytest.mark.parametrize(("experts", "rank", "gate_rank", "top_k"), [(4, 3, 2, 1), (4, 5, 1, 2), (3, 10, 4, 3)])

@@ -66,9 +66,9 @@ def test_list_tasks_shows_each_record_with_its_stand_in_classes_groups_and_sourc
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["task", "mini", "stand-in", "classes", "splits", "hub", "dataset,", "experts,",
                                 "prompts", "groups"]
-    assert lines[2].split() == ["Cars", "vehicles", "196", "(8", "mini)", "train,", "validation,", "test", "tanganke/stanford_cars,",
-                                "*_stanford-cars,", "8", "prompts", "8-task,", "robustness,", "generalization-1-seen,",
-                                "generalization-2-seen"]
+    assert lines[2].split() == ["Cars", "vehicles", "196", "(8", "mini)", "train,", "validation,", "test",
+                                "tanganke/stanford_cars,", "*_stanford-cars,", "8", "prompts", "8-task,", "robustness,",
+                                "generalization-1-seen,", "generalization-2-seen"]
     assert len(lines) == 1 + len(RECORDS)
 
 
@@ -103,5 +103,5 @@ def test_a_task_added_by_one_record_is_built_run_and_listed_end_to_end(stripes_t
     capsys.readouterr()
     assert main(["list", "tasks"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split() == [
-        "Stripes", "stripes", "2", "(2", "mini)", "train,", "validation,", "test", "someone/stripes,", "*_stripes,", "1", "prompt",
-        "robustness"]
+        "Stripes", "stripes", "2", "(2", "mini)", "train,", "validation,", "test", "someone/stripes,", "*_stripes,",
+        "1", "prompt", "robustness"]

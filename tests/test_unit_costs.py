@@ -48,7 +48,8 @@ def test_unit_costs_measures_every_figure_of_a_backbone_without_open_clip_or_dat
         return float(chosen["value"].iloc[0])
 
     for method, batch in (("encoder", 8), ("wemoe", 4)):
-        assert {*rows[(rows["method"] == method) & (rows["figure"] == "eval_throughput")]["precision"]} >= {"fp32", "bf16"}
+        throughput = rows[(rows["method"] == method) & (rows["figure"] == "eval_throughput")]
+        assert {*throughput["precision"]} >= {"fp32", "bf16"}
         assert value(method, "eval_throughput", precision="fp32", batch=batch) > 0
     model_gib = value("encoder", "model_size") / 2**10
     assert value("adamerging_layerwise", "peak_memory") > model_gib

@@ -122,7 +122,8 @@ def test_another_fine_tuning_schedule_on_a_reused_pretrained_model_changes_only_
 def test_a_pretrained_model_of_another_recipe_is_refused_naming_the_difference(tiny_zoo, tmp_path, capsys):
     from bench.cli import main
 
-    assert main(["zoo", "build", "--tiny", "--seed", "1", "--out", str(tmp_path / "z"), "--pretrained-from", str(tiny_zoo)]) == 2
+    assert main(["zoo", "build", "--tiny", "--seed", "1", "--out", str(tmp_path / "z"),
+                 "--pretrained-from", str(tiny_zoo)]) == 2
     assert "manifest.json: recipe seed is 0, this build's is 1" in capsys.readouterr().err
     assert not (tmp_path / "z").exists()
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from bench.atomic import publish_folder
 from bench.errors import BenchError
 from bench.evaluation import accuracy
+from bench.machine import cpu_name
 from bench.models import ClassificationHead, build_encoder
 from bench.zoo.manifest import MANIFEST, verify_zoo, write_manifest
 from bench.zoo.recipe import ZooRecipe
@@ -78,7 +79,8 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu", pretrained_
     torch.manual_seed(recipe.seed)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    splits = {task: {split: decode_split(load_split(task, split, recipe.data), preprocess) for split in ("train", "test")}
+    splits = {task: {split: decode_split(load_split(task, split, recipe.data), preprocess)
+                     for split in ("train", "test")}
               for task in recipe.tasks}
     if source is None:
         pretrain_vectors, head_vectors = class_vectors(recipe)
@@ -122,7 +124,7 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu", pretrained_
                  100 * accuracies["expert"][task])
     timings["total_s"] = time.perf_counter() - started
 
-    machine = {"platform": platform.platform(), "cpu": _cpu_name(), "device": device,
+    machine = {"platform": platform.platform(), "cpu": cpu_name(), "device": device,
                "threads": torch.get_num_threads(), "torch": torch.__version__}
 
     def write(staging: Path) -> dict:
@@ -145,8 +147,9 @@ def reusable_pretraining(recipe: ZooRecipe, zoo: Path) -> dict:
     theirs, ours = _dotted(manifest["recipe"]), _dotted(json.loads(json.dumps(recipe.to_dict())))
     for key in sorted(theirs.keys() | ours.keys()):
         if not key.startswith("finetune.") and theirs.get(key) != ours.get(key):
-            raise BenchError(f"{zoo / MANIFEST}: recipe {key} is {theirs.get(key)!r}, this build's is {ours.get(key)!r}: "
-                             f"only the fine-tuning schedule may differ from the zoo whose pretrained model is reused")
+            raise BenchError(f"{zoo / MANIFEST}: recipe {key} is {theirs.get(key)!r}, this build's is "
+                             f"{ours.get(key)!r}: only the fine-tuning schedule may differ from the zoo whose "
+                             f"pretrained model is reused")
     if manifest["data_fingerprint"] != recipe.data.fingerprint():
         raise BenchError(f"{zoo / MANIFEST}: built on other task data (fingerprint {manifest['data_fingerprint']}, now "
                          f"{recipe.data.fingerprint()}): the task generators changed since")
@@ -172,12 +175,3 @@ def _advance(bar: tqdm) -> Callable[[int, float], None]:
             bar.set_postfix(loss=f"{loss:.3f}")
     return update
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()

@@ -25,7 +25,8 @@ def write_manifest(zoo_dir: Path, recipe: ZooRecipe, accuracies: dict[str, dict[
         "recipe_hash": recipe.digest(),
         "data_fingerprint": recipe.data.fingerprint(),
         "files": {str(p.relative_to(zoo_dir)): sha256_file(p) for p in files},
-        "accuracy": {kind: {task: round(acc, 4) for task, acc in per_task.items()} | {"mean": round(sum(per_task.values()) / len(per_task), 4)}
+        "accuracy": {kind: {task: round(acc, 4) for task, acc in per_task.items()}
+                     | {"mean": round(sum(per_task.values()) / len(per_task), 4)}
                      for kind, per_task in accuracies.items()},
         "pretrain_final_loss": round(pretrain_loss, 4),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 
 from bench.errors import BenchError
 from bench.models import EncoderConfig
+from bench.setting_values import parse_setting
 from bench.zoo.training import Schedule
 from tasks.mini import MiniData
 from tasks.registry import mini_families
@@ -47,7 +48,7 @@ class ZooRecipe:
         """The hash of a recipe as a manifest stores it (JSON), equal to `digest()` of the recipe it came from."""
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
-    def with_finetune(self, overrides: Mapping[str, str]) -> "ZooRecipe":
+    def with_finetune(self, overrides: Mapping[str, str]) -> ZooRecipe:
         """This recipe with fields of its experts' fine-tuning schedule set from `key=value` strings, each
         parsed by its field's type: the knob of studies of how fine-tuning shapes the task vectors."""
         types = typing.get_type_hints(Schedule)
@@ -56,16 +57,16 @@ class ZooRecipe:
             if key not in types:
                 raise BenchError(f"--finetune {key}={text}: unknown key; valid: {', '.join(types)}")
             try:
-                values[key] = types[key](text)
-            except ValueError:
-                raise BenchError(f"--finetune {key}={text}: not a valid {types[key].__name__}") from None
+                values[key] = parse_setting(types[key], text)
+            except ValueError as error:
+                raise BenchError(f"--finetune {key}={text}: {error}") from None
             positive = key in ("steps", "batch_size", "lr")
             if values[key] <= 0 if positive else values[key] < 0:
                 raise BenchError(f"--finetune {key}={text}: must be {'> 0' if positive else '>= 0'}")
         return replace(self, finetune=replace(self.finetune, **values))
 
     @classmethod
-    def tiny(cls) -> "ZooRecipe":
+    def tiny(cls) -> ZooRecipe:
         """Seconds on a CPU: the same code path, for tests."""
         return replace(
             cls(),

@@ -95,7 +95,8 @@ def test_wemoe_throughput_is_at_least_0_3_of_the_dense_model(benchmark, suite):
 def test_evaluation_harness_runs_at_0_85_of_the_bare_forward(benchmark, suite):
     pairs = [(task, "test") for task in suite.tasks]
     merged = TaskArithmetic().merge(suite.pool)
-    benchmark.pedantic(evaluate, args=(merged, suite.tasks, pairs, EvalSettings(batch_size=EVAL_BATCH)), rounds=2, warmup_rounds=1)
+    benchmark.pedantic(evaluate, args=(merged, suite.tasks, pairs, EvalSettings(batch_size=EVAL_BATCH)), rounds=2,
+                       warmup_rounds=1)
 
     ready = [inputs for task, split in pairs for inputs, _ in suite.tasks[task].batches(split, EVAL_BATCH)]
 
