@@ -65,8 +65,9 @@ def headline_table(accuracy: pd.DataFrame, published: pd.DataFrame) -> str:
         sources += [numbers.loc[label, "source"] for label in matched if label in numbers.index]
     table = table.astype({column: float for column in PUBLISHED.values()})
     suite, family = accuracy["suite"].iloc[0], accuracy["family"].iloc[0]
+    published_sources = "; ".join(dict.fromkeys(sources))
     note = (f"Accuracy (%), average over the {accuracy['task'].nunique()} tasks; measured: `results/`, suite "
-            f"`{suite}` ({family}), per task in `reports/multitask.md`; published: {'; '.join(dict.fromkeys(sources))}.")
+            f"`{suite}` ({family}), per task in `reports/multitask.md`; published: {published_sources}.")
     return f"{tables.to_markdown(table)}\n\n{note}"
 
 

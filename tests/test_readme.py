@@ -23,7 +23,8 @@ def unit_rows(family: str, method: str, label: str, preset: str, accuracy: float
               "label": label, "preset": preset, "params": json.dumps({"preset": preset}), "seed": 0, "merged": True,
               "split": "test", "metric": "accuracy", "step": None, "merge_s": 0.0, "eval_s": 0.0, "peak_rss_mb": 0.0,
               "code_version": "test", "selection": "fixed"}
-    return [{**common, "task": task, "counterpart": counterpart, "value": accuracy} for task, counterpart in TASKS.items()]
+    return [{**common, "task": task, "counterpart": counterpart, "value": accuracy}
+            for task, counterpart in TASKS.items()]
 
 
 @pytest.fixture
