@@ -250,7 +250,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     ray = _ray_settings(args)
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
-    check_device("--device", args.device)
+    if ray is None:  # else the parts' workers check it: the driver plans on the CPU and may have no GPU
+        check_device("--device", args.device)
     if not args.dry_run:
         _check_outputs(args.results, args.reports, "--reports")
 
@@ -270,7 +271,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     data_memory = None if args.data_memory is None else parse_size(args.data_memory, "--data-memory")
     batch_size = default_batch_size(args.device) if args.batch_size is None else args.batch_size
     settings = EvalSettings(batch_size, args.precision, args.workers, data_memory)
-    suite_factory = partial(load_suite, args.suite, zoo=args.zoo, device=args.device)
+    suite_factory = partial(load_suite, args.suite, zoo=args.zoo, device="cpu" if ray else args.device)
     command_setup = {"setup": time.perf_counter() - start}  # imports (open_clip's among them), plugins, methods
     if args.dry_run:
         _dry_run(suite_factory, args, specs, command_setup)
@@ -301,7 +302,7 @@ def _ray_settings(args: argparse.Namespace):
     if args.jobs is not None:
         raise BenchError("--jobs counts processes of this machine: with --executor ray, give --cpus-per-part")
     settings = RaySettings(args.ray_address, 1 if args.cpus_per_part is None else args.cpus_per_part,
-                           args.gpus_per_part or 0)
+                           args.gpus_per_part or 0, args.device)
     for option, value in (("--cpus-per-part", settings.cpus_per_part), ("--gpus-per-part", settings.gpus_per_part)):
         if value < 0 or (option == "--cpus-per-part" and value == 0):
             raise BenchError(f"{option} {value:g}: expected a positive number")

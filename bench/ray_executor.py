@@ -12,6 +12,7 @@ Ray is imported only here, and this module only on `--executor ray`: `import ben
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -19,6 +20,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from bench.errors import BenchError
 from bench.parallel import Job, Part, part_of, worker_suite
 from bench.plugins import PluginSource, load_methods, load_plugin_source
+from bench.preflight import check_device
 from bench.results import ResultStore
 from bench.runner import StageTimes, log_unit, unit_rows
 
@@ -44,6 +47,7 @@ class RaySettings:
     address: str | None = None  # a running cluster (`ray start`), or None: Ray started on this machine's CPUs
     cpus_per_part: float = 1
     gpus_per_part: float = 0
+    device: str = "cpu"  # where the parts merge and evaluate; the driver plans on the CPU (it may have no GPU)
 
 
 def part_name(part: Part) -> str:
@@ -67,7 +71,8 @@ def run_on_ray(job: Job, parts: list[Part], plugins: list[Path], settings: RaySe
                                              max_retries=MAX_RETRIES, num_returns="streaming")
         sources = [PluginSource.of(Path(path)) for path in plugins]
         threads = max(1, int(settings.cpus_per_part))
-        streams = {task.remote(job, sources, pickle.dumps(part), threads): part for part in parts}
+        job = dataclasses.replace(job, suite_factory=partial(job.suite_factory, device=settings.device))
+        streams = {task.remote(job, sources, pickle.dumps(part), threads, settings.device): part for part in parts}
         try:
             return _collect(ray, streams, store)
         except BaseException:
@@ -130,7 +135,8 @@ def _reported(name: str, error: Exception) -> BaseException:
 
 
 def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
+    """The first line of the exception the part raised (Ray's own error begins with where it ran)."""
+    lines = str(getattr(error, "cause", None) or error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 
 
@@ -153,9 +159,10 @@ def _imported_ray() -> Any:
     return ray
 
 
-def _run_part(job: Job, plugins: list[PluginSource], part: bytes, threads: int) -> Iterator[tuple]:
+def _run_part(job: Job, plugins: list[PluginSource], part: bytes, threads: int, device: str) -> Iterator[tuple]:
     """A Ray task: run one part's planned units, yielding (UNIT, key, rows) for each, then (DONE, seconds by
     stage, where it ran). The units are unpickled only once the plugins' classes they may hold are defined."""
+    check_device("--device", device)
     load_methods([])
     for plugin in plugins:
         if plugin.module not in sys.modules:
