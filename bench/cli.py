@@ -247,9 +247,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     if args.eval_every is not None and args.eval_every < 1:
         raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
-    ray = _ray_settings(args)
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
+    ray = _ray_settings(args)
     if ray is None:  # else the parts' workers check it: the driver plans on the CPU and may have no GPU
         check_device("--device", args.device)
     if not args.dry_run:
@@ -290,8 +290,6 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 def _ray_settings(args: argparse.Namespace):
     """`--executor ray`'s settings (None: the local executor), the Ray options checked against the executor."""
-    from bench.ray_executor import RaySettings
-
     ray_options = {"--ray-address": args.ray_address, "--cpus-per-part": args.cpus_per_part,
                    "--gpus-per-part": args.gpus_per_part}
     if args.executor == "local":
@@ -299,6 +297,8 @@ def _ray_settings(args: argparse.Namespace):
             if value is not None:
                 raise BenchError(f"{option} needs --executor ray")
         return None
+    from bench.ray_executor import RaySettings
+
     if args.jobs is not None:
         raise BenchError("--jobs counts processes of this machine: with --executor ray, give --cpus-per-part")
     settings = RaySettings(args.ray_address, 1 if args.cpus_per_part is None else args.cpus_per_part,

@@ -47,7 +47,7 @@ class RaySettings:
     address: str | None = None  # a running cluster (`ray start`), or None: Ray started on this machine's CPUs
     cpus_per_part: float = 1
     gpus_per_part: float = 0
-    device: str = "cpu"  # where the parts merge and evaluate; the driver plans on the CPU (it may have no GPU)
+    device: str = "cpu"  # the parts' (given to the suite factory as `device=`); the driver plans on the CPU, GPU or not
 
 
 def part_name(part: Part) -> str:
