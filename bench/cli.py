@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto", help="processes running units side by "
                      "side, each with its share of the torch threads; worth it where a model is too small to keep the "
                      "cores busy (default: auto, one per thread on the mini suite on CPU, else 1)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local", help="where the parts (method, seed, "
+                     "scenario family) run: local (this machine, --jobs processes) or ray (each part a Ray task, on a "
+                     "cluster or, without --ray-address, on Ray started on this machine; see docs/ray.md)")
+    run.add_argument("--ray-address", metavar="ADDRESS", help="with --executor ray: the cluster's head, e.g. "
+                     "10.0.0.1:6379 or auto (default: start Ray on this machine)")
+    run.add_argument("--cpus-per-part", type=float, metavar="N", help="with --executor ray: CPUs a part's task "
+                     "holds, and its torch threads (default: 1)")
+    run.add_argument("--gpus-per-part", type=float, metavar="N", help="with --executor ray: GPUs a part's task "
+                     "holds, with --device cuda (default: 0)")
     run.add_argument("--workers", type=int, default=0, help="processes decoding the test images (224-pixel datasets "
                      "of the CLIP suites; default: 0, in this process)")
     run.add_argument("--data-memory", metavar="SIZE", help="bytes of image data a process holds, e.g. 8GB: splits "
@@ -241,7 +250,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise BenchError(f"--eval-every {args.eval_every}: expected a positive number of steps")
     if args.suite in CLIP_REPOS:  # before importing any model code: offline, what is missing fails at once
         check_available(args.suite, CLIP_REPOS[args.suite], Sources.for_suite(args.suite, args.zoo))
-    check_device("--device", args.device)
+    ray = _ray_settings(args)
+    if ray is None:  # else the parts' workers check it: the driver plans on the CPU and may have no GPU
+        check_device("--device", args.device)
     if not args.dry_run:
         _check_outputs(args.results, args.reports, "--reports")
 
@@ -261,13 +272,13 @@ def _cmd_run(args: argparse.Namespace) -> None:
     data_memory = None if args.data_memory is None else parse_size(args.data_memory, "--data-memory")
     batch_size = default_batch_size(args.device) if args.batch_size is None else args.batch_size
     settings = EvalSettings(batch_size, args.precision, args.workers, data_memory)
-    suite_factory = partial(load_suite, args.suite, zoo=args.zoo, device=args.device)
+    suite_factory = partial(load_suite, args.suite, zoo=args.zoo, device="cpu" if ray else args.device)
     command_setup = {"setup": time.perf_counter() - start}  # imports (open_clip's among them), plugins, methods
     if args.dry_run:
         _dry_run(suite_factory, args, specs, command_setup)
         return
     times, done = run_jobs(suite_factory, args.scenario, specs, args.seeds, args.results, args.eval_every, settings,
-                           args.jobs, args.plugin)
+                           args.jobs, args.plugin, ray)
     times.add(command_setup)
     log.info("%d unit(s) run; results in %s/", done, args.results)
     with times.stage("report"):
@@ -277,6 +288,30 @@ def _cmd_run(args: argparse.Namespace) -> None:
         print((args.reports / "multitask.md").read_text())
     log.info("report: %s (links %d files)", written[0], len(written) - 1)
     log.info("time: %.0f s; %s", time.perf_counter() - start, times.summary())
+
+
+def _ray_settings(args: argparse.Namespace):
+    """`--executor ray`'s settings (None: the local executor), the Ray options checked against the executor."""
+    ray_options = {"--ray-address": args.ray_address, "--cpus-per-part": args.cpus_per_part,
+                   "--gpus-per-part": args.gpus_per_part}
+    if args.executor == "local":
+        for option, value in ray_options.items():
+            if value is not None:
+                raise BenchError(f"{option} needs --executor ray")
+        return None
+    from bench.ray_executor import RaySettings
+
+    if args.jobs is not None:
+        raise BenchError("--jobs counts processes of this machine: with --executor ray, give --cpus-per-part")
+    settings = RaySettings(args.ray_address, 1 if args.cpus_per_part is None else args.cpus_per_part,
+                           args.gpus_per_part or 0, args.device)
+    for option, value in (("--cpus-per-part", settings.cpus_per_part), ("--gpus-per-part", settings.gpus_per_part)):
+        if value < 0 or (option == "--cpus-per-part" and value == 0):
+            raise BenchError(f"{option} {value:g}: expected a positive number")
+    if settings.gpus_per_part and args.device == "cpu":
+        raise BenchError(f"--gpus-per-part {settings.gpus_per_part:g} with --device cpu: the GPUs would idle "
+                         "(add --device cuda)")
+    return settings
 
 
 def _dry_run(suite_factory: Callable, args: argparse.Namespace, specs: list, command_setup: dict[str, float]) -> None:

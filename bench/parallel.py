@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
@@ -38,6 +39,9 @@ from bench.results import ResultStore
 from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, not_stored, requested, run_units
 from tasks.base import Suite
 from tasks.scenarios import scenarios_to_run
+
+if TYPE_CHECKING:
+    from bench.ray_executor import RaySettings
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +113,20 @@ def _environment_of_spawned_processes(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _run_part(job: Job, units: list[Unit]) -> dict[str, float]:
-    """Run a part's units, as planned by the parent (no planning, no check of the experts here)."""
+def worker_suite(job: Job, times: StageTimes) -> Suite:
+    """This worker process's suite, built (timed as setup) for its first part and kept for the next."""
     global _suite
-    times = StageTimes()
     if _suite is None:
         with times.stage("setup"):
             _suite = job.suite_factory()
-    run_units(_suite, units, ResultStore(job.results), job.eval_every, times, job.settings, job.run_id)
+    return _suite
+
+
+def _run_part(job: Job, units: list[Unit]) -> dict[str, float]:
+    """Run a part's units, as planned by the parent (no planning, no check of the experts here)."""
+    times = StageTimes()
+    run_units(worker_suite(job, times), units, ResultStore(job.results), job.eval_every, times, job.settings,
+              job.run_id)
     return times.seconds
 
 
@@ -211,22 +221,30 @@ def prepare(suite_factory: Callable[[], Suite], scenario_names: list[str] | None
 
 def run_jobs(suite_factory: Callable[[], Suite], scenario_names: list[str] | None, specs: list[MethodSpec],
              seeds: list[int], results: Path, eval_every: int | None = None, settings: EvalSettings = DEFAULT_EVAL,
-             jobs: int | None = None, plugins: list[Path] | None = None) -> tuple[StageTimes, int]:
-    """Every missing unit of the run, in this process (jobs=1) or in `jobs` worker processes (None: `auto_jobs`);
-    returns the seconds by stage (summed over the processes, this one's setup included) and the number of units
-    run. Bad settings fail before any work."""
+             jobs: int | None = None, plugins: list[Path] | None = None,
+             ray: RaySettings | None = None) -> tuple[StageTimes, int]:
+    """Every missing unit of the run, in this process (jobs=1), in `jobs` worker processes (None: `auto_jobs`) or,
+    with `ray`, as Ray tasks (see bench.ray_executor); returns the seconds by stage (summed over the processes,
+    this one's setup included) and the number of units run. Bad settings fail before any work."""
     planned = prepare(suite_factory, scenario_names, specs, seeds, results, jobs)
     times, todo, store = planned.times, planned.todo, planned.store
-    if planned.processes == 1:  # one part or none: this process, with every thread (run_units checks the budget)
+    if not todo or (ray is None and planned.processes == 1):  # this process, every thread (run_units checks the budget)
         with _stored_when_interrupted(store, todo):
             return times, run_units(planned.suite, todo, store, eval_every, times, settings)
     # a data budget too small for one batch fails here, once, not in each worker process
     reserve_batches(planned.suite.tasks, [pair for unit in todo for pair in unit.scenario.evaluated], settings)
-    log.info("%d units in %d parts (method, seed, scenario family), run by %d processes", len(todo), len(planned.parts),
-             planned.processes)
     job = Job(suite_factory, results, eval_every, settings, new_run_id())
     with _stored_when_interrupted(store, todo):
-        workers = run_in_processes(job, planned.parts, planned.processes, plugins or [])
+        if ray is None:
+            log.info("%d units in %d parts (method, seed, scenario family), run by %d processes", len(todo),
+                     len(planned.parts), planned.processes)
+            workers = run_in_processes(job, planned.parts, planned.processes, plugins or [])
+        else:
+            from bench.ray_executor import run_on_ray  # imports ray
+
+            log.info("%d units in %d parts (method, seed, scenario family), run as Ray tasks", len(todo),
+                     len(planned.parts))
+            workers = run_on_ray(job, planned.parts, plugins or [], ray, store)
     workers.add(times.seconds)
     return workers, len(todo)
 

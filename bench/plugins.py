@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import sys
+import types
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -20,20 +21,37 @@ def load_plugin(path: Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"--plugin {path}: no such file")
-    # Named after the file's stem and its full path: loading one file again replaces its own classes, while a
-    # file of the same name elsewhere defining a method name already taken is refused as a second definition.
-    module_name = f"mergebench_plugin_{path.stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise BenchError(f"--plugin {path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    load_plugin_source(PluginSource.of(path))
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """A plugin file's text and the module name it is loaded as, so that a process without the file (a Ray worker
+    on another node) defines the same classes under the same module: the methods pickled here unpickle there."""
+
+    path: str  # as given, for messages and tracebacks
+    module: str
+    source: bytes
+
+    @classmethod
+    def of(cls, path: Path) -> PluginSource:
+        # Named after the file's stem and its full path: loading one file again replaces its own classes, while a
+        # file of the same name elsewhere defining a method name already taken is refused as a second definition.
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        return cls(str(path), f"mergebench_plugin_{path.stem}_{digest}", path.read_bytes())
+
+
+def load_plugin_source(plugin: PluginSource) -> None:
+    """Execute a plugin's text as its module (see `PluginSource`)."""
+    module = types.ModuleType(plugin.module)
+    module.__file__ = plugin.path
+    sys.modules[plugin.module] = module  # before executing it: dataclasses look their module up
     try:
-        spec.loader.exec_module(module)
+        exec(compile(plugin.source, plugin.path, "exec"), module.__dict__)  # noqa: S102  (running the plugin is its loading)
     except BenchError:
         raise
     except Exception as error:  # noqa: BLE001  (whatever a plugin raises becomes one line naming its file)
-        raise BenchError(f"--plugin {path}: {type(error).__name__}: {error}") from None
+        raise BenchError(f"--plugin {plugin.path}: {type(error).__name__}: {error}") from None
 
 
 def load_entry_points() -> None:

@@ -299,20 +299,32 @@ def run(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec], seeds:
 
 def run_units(suite: Suite, todo: list[Unit], store: ResultStore, eval_every: int | None = None,
               times: StageTimes | None = None, settings: EvalSettings = DEFAULT_EVAL, run_id: str | None = None) -> int:
-    """Run the planned units `todo` (see `run`)."""
+    """Run the planned units `todo` (see `run`), storing each as it finishes."""
     times = times or StageTimes()
+    for unit, rows in unit_rows(suite, todo, eval_every, times, settings, run_id):
+        with times.stage("report"):
+            store.write(unit.key, rows)
+        log_unit(unit, rows)
+    return len(todo)
+
+
+def unit_rows(suite: Suite, todo: list[Unit], eval_every: int | None, times: StageTimes,
+              settings: EvalSettings = DEFAULT_EVAL, run_id: str | None = None) -> Iterator[tuple[Unit, list[dict]]]:
+    """Run the planned units `todo`, yielding each with its rows as it finishes: the caller stores them (a Ray
+    worker sends them to the driver, which stores every unit)."""
     run_id, version = run_id or new_run_id(), code_version()
     with times.stage("data"):
         load_data(suite, list(dict.fromkeys(unit.scenario for unit in todo)), settings, any(unit.grid for unit in todo))
     shared = SharedMerge()
     for unit in tqdm(todo, desc="units", unit="unit"):
-        rows = run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times,
-                        settings, unit.grid, unit.swept)
-        with times.stage("report"):
-            store.write(unit.key, rows)
-        tested = [r for r in rows if r["selection"] != GRID]
-        final = [r for r in tested if r["step"] == tested[-1]["step"]]
-        mean = sum(r["value"] for r in final) / len(final)
-        log.info("%s / %s seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", unit.scenario.name,
-                 final[0]["label"], unit.seed, 100 * mean, final[0]["merge_s"], final[0]["eval_s"])
-    return len(todo)
+        yield unit, run_unit(suite, unit.scenario, unit.method, unit.seed, run_id, version, eval_every, shared, times,
+                             settings, unit.grid, unit.swept)
+
+
+def log_unit(unit: Unit, rows: list[dict]) -> None:
+    """One line for a stored unit: its final mean test accuracy and times."""
+    tested = [r for r in rows if r["selection"] != GRID]
+    final = [r for r in tested if r["step"] == tested[-1]["step"]]
+    mean = sum(r["value"] for r in final) / len(final)
+    log.info("%s / %s seed %d: mean accuracy %.1f%%, merge %.1f s, eval %.1f s", unit.scenario.name,
+             final[0]["label"], unit.seed, 100 * mean, final[0]["merge_s"], final[0]["eval_s"])

@@ -193,3 +193,17 @@ def test_repeated_methods_scenarios_and_seeds_run_each_unit_once(tiny_zoo, tmp_p
     assert len(list(results.rglob("*.parquet"))) == 2
     assert "14 unit(s) asked for more than once: each runs once" in caplog.messages
     assert any(message.startswith("2 unit(s) run") for message in caplog.messages)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--ray-address", "10.0.0.1:6379"], "--ray-address needs --executor ray"),
+    (["--gpus-per-part", "1"], "--gpus-per-part needs --executor ray"),
+    (["--executor", "ray", "--jobs", "2"], ("--jobs counts processes of this machine: with --executor ray, give "
+                                            "--cpus-per-part")),
+    (["--executor", "ray", "--cpus-per-part", "0"], "--cpus-per-part 0: expected a positive number"),
+    (["--executor", "ray", "--gpus-per-part", "1"], ("--gpus-per-part 1 with --device cpu: the GPUs would idle "
+                                                     "(add --device cuda)")),
+])
+def test_ray_options_that_do_not_fit_the_executor_exit_2_naming_the_option(
+        arguments, message, stored, tiny_zoo, tmp_path, capsys):
+    assert refused(["--method", "task_arithmetic", *arguments], stored, tiny_zoo, tmp_path, capsys) == message
