@@ -75,5 +75,5 @@ def test_routing_diagnostics_report_each_site_s_share_of_inputs_routed_most_to_t
     assert sites == (["router"] if method == "twin_merging" else [f"block {i}" for i in range(2)] + ["projection"])
     for line in out[2:-1]:
         share, own, other, total = (float(value) for value in line.split()[-4:])
-        assert 0 <= share <= 1 and total == 1.0
+        assert 0 <= share <= 1 and total == 1.0 and own + 7 * other == pytest.approx(1.0, abs=0.05)
     assert len(out[-1].split(": ")[1].split(", ")) == 8
