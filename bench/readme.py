@@ -16,8 +16,7 @@ from bench import tables
 from bench.atomic import write_atomically
 from bench.errors import BenchError
 from bench.reports import published_numbers
-from bench.results import ResultStore
-from bench.selection import GRID
+from bench.results import GRID, ResultStore
 
 log = logging.getLogger(__name__)
 

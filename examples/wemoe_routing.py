@@ -2,7 +2,8 @@
 input to its own expert. docs/findings/wemoe-routing.md quotes this run.
 
 It prints, for WEMoE as `run --all` trains it (preset mini, multitask):
-- per block, whether the largest routing weight is the input's own task, and how large the weights grow;
+- per block, whether the largest routing weight is the input's own task, and how large the weights grow
+  (bench.routing, as examples/routing_diagnostics.py prints it for SMILE and Twin-Merging);
 - the adaptation objective (mean entropy of the heads' predictions) and accuracy under the trained routing,
   under routing fixed to each input's own expert alone at weight 1 or 2 (oracles), and under every task at the
   initial weight: whether the objective itself prefers the oracles;
@@ -33,8 +34,9 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from bench.evaluation import DEFAULT_EVAL, accuracy
+from bench.routing import own_task_routing, routing_table
 from methods.adaptation import AdaptiveMethod, entropy
-from methods.wemoe import RoutedMLP, Router, WEMoE
+from methods.wemoe import Router, WEMoE
 from tasks.suites import load_suite
 
 
@@ -114,36 +116,19 @@ def main() -> None:
           ", ".join(f"{task} {100 * a:.1f}" for task, a in zip(tasks, per_task)) + ")")
 
     blocks = [block.mlp for block in encoder.transformer.resblocks]
-    routing: dict[int, torch.Tensor] = {}  # block -> (inputs, tasks) routing weights applied in the last forward
     router_inputs: dict[int, list[torch.Tensor]] = {index: [] for index in range(len(blocks))}
-
-    def record(index: int, mlp: RoutedMLP, x: torch.Tensor) -> None:
-        """A block's router input, averaged over tokens, and the routing weights its MLP applies to each input
-        (the batch's mean under batch routing), as the MLP computes them."""
-        router_inputs[index].append(x.mean(1))
-        routing[index] = mlp.coefficients(x)[:, 1:].expand(len(x), -1)
-
-    hooks = [mlp.register_forward_hook(lambda module, args, out, index=index: record(index, module, args[0]))
-             for index, mlp in enumerate(blocks)]
-    own_task_picked = torch.zeros(len(blocks), len(tasks))
-    own, other, total = (torch.zeros(len(blocks)) for _ in range(3))
-    with torch.no_grad():
-        for t, task in enumerate(tasks):
-            encode(t, inputs[task][0][:args.inputs])
-            for index, weights in routing.items():
-                own_task_picked[index, t] = (weights.argmax(-1) == t).float().mean()
-                own[index] += weights[:, t].mean() / len(tasks)
-                other[index] += torch.cat([weights[:, :t], weights[:, t + 1:]], 1).mean() / len(tasks)
-                total[index] += weights.sum(-1).mean() / len(tasks)
+    # a block's router input, averaged over tokens as its weights are
+    hooks = [mlp.register_forward_hook(
+        lambda module, args, out, index=index: router_inputs[index].append(args[0].mean(1)))
+        for index, mlp in enumerate(blocks)]
+    routing = own_task_routing(encoder, [inputs[task][0][:args.inputs] for task in tasks], batch_size=None,
+                               forward=encode)
     for hook in hooks:
         hook.remove()
-    print("block  largest weight on own task  own task's weight  each other task's  sum")
-    for index in range(len(blocks)):
-        print(f"{index:5d}  {own_task_picked[index].mean():26.2f}  {own[index]:17.2f}  {other[index]:17.2f}  "
-              f"{total[index]:4.1f}")
-    last = len(blocks) - 1
+    print(routing_table(routing))
+    last = list(routing)[-1]
     print("last block, largest weight on own task, per task: " +
-          ", ".join(f"{task} {own_task_picked[last, t]:.2f}" for t, task in enumerate(tasks)))
+          ", ".join(f"{task} {share:.2f}" for task, share in zip(tasks, routing[last].own_largest.tolist())))
 
     def objective(weights: Callable[[int], torch.Tensor] | None) -> tuple[float, float]:
         """Mean over tasks of the heads' mean entropy and of accuracy, on the inputs read above, with the routing

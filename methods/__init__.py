@@ -15,6 +15,7 @@ from methods import (  # noqa: F401  (registration by definition)
     tall_masks,
     ties,
     tsv,
+    twin_merging,
     wemoe,
 )
 from methods.base import REGISTRY, Merged, MergeMethod, get_method

@@ -49,6 +49,26 @@ def smile_models(pool) -> float:
     return (pool.parameter_count + TASKS * per_task) / pool.parameter_count
 
 
+def twin_merging_models(pool, rank_fraction: float = 0.1) -> float:
+    """The shared encoder, plus per task every vector whole and every matrix's rank-r factors U (out x r) and S Vᵀ
+    (r x in), r = int(rank_fraction x its smaller side), the packed q, k, v as three matrices and the patch kernel
+    as one (out, in x k x k); plus the router: Linear(d, 2d), BatchNorm(2d), Linear(2d, 2d), BatchNorm(2d),
+    Linear(2d, T), each BatchNorm with its running mean and variance and an int64 step count (two float32's)."""
+    per_task = 0
+    for key, shape in pool.parameter_shapes.items():
+        if len(shape) == 1:
+            per_task += shape[0]
+            continue
+        blocks = 3 if key.endswith("in_proj_weight") else 1
+        rows, columns = shape[0] // blocks, shape[1:].numel()
+        per_task += blocks * int(rank_fraction * min(rows, columns)) * (rows + columns)
+    width = pool.parameter_shapes["class_embedding"][0]
+    hidden = 2 * width
+    norm = 4 * hidden + 2
+    router = (width * hidden + hidden) + norm + (hidden * hidden + hidden) + norm + (hidden * TASKS + TASKS)
+    return (pool.parameter_count + TASKS * per_task + router) / pool.parameter_count
+
+
 # Per method that stores more than one merged model, its size in models with T tasks; every other method (static
 # merges, test-time adaptation of merge coefficients, and any method added without saying otherwise) stores one.
 STORED_MODELS = {
@@ -59,6 +79,7 @@ STORED_MODELS = {
     "emr": lambda pool: 2 + TASKS / 32 + TASKS / pool.parameter_count,
     "wemoe": wemoe_models,
     "smile": smile_models,
+    "twin_merging": twin_merging_models,
 }
 
 
@@ -73,6 +94,13 @@ def test_each_method_stores_what_it_needs_to_serve_every_task_in_models(tmp_path
     pool = random_pool(tmp_path, n_experts=TASKS)
     expected = STORED_MODELS.get(name, lambda pool: 1.0)(pool)
     assert stored_models(quick(name).merge(pool), pool) == pytest.approx(expected, rel=1e-12)
+
+
+def test_twin_merging_stores_each_task_s_rank_compressed_matrices_and_whole_vectors(tmp_path):
+    """At half rank, where the tiny encoder's matrices keep singular triplets (a tenth of 8 columns keeps none)."""
+    pool = random_pool(tmp_path, n_experts=TASKS)
+    merged = REGISTRY["twin_merging"](rank_fraction=0.5, epochs=1).merge(pool)
+    assert stored_models(merged, pool) == pytest.approx(twin_merging_models(pool, 0.5), rel=1e-12)
 
 
 def test_tall_masks_with_eight_tasks_store_two_models_and_a_quarter():

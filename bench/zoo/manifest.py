@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.digest import sha256_file, weights_digest
 from bench.errors import BenchError
-from bench.zoo.recipe import ZooRecipe
+
+if TYPE_CHECKING:  # the recipe module imports the model code (torch); reading a manifest needs none of it
+    from bench.zoo.recipe import ZooRecipe
 
 MANIFEST = "manifest.json"
 # What every manifest holds, with its type: checked before any key is used.
@@ -57,6 +60,8 @@ def read_manifest(zoo_dir: Path) -> dict:
 def verify_zoo(zoo_dir: Path) -> dict:
     """The manifest, once every weight file in the folder is one it lists with a matching sha256 and its recipe
     is the one its hash names; a missing, edited or unlisted file, or an edited recipe, is named."""
+    from bench.zoo.recipe import ZooRecipe
+
     manifest = read_manifest(zoo_dir)
     if ZooRecipe.digest_of(manifest["recipe"]) != manifest["recipe_hash"]:
         raise BenchError(f"{zoo_dir / MANIFEST}: the recipe does not match its recipe_hash (edited after the build); "
