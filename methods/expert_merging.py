@@ -22,8 +22,8 @@ the middle block's output, the paper's example (the code's default aligns none);
 coefficients, as layer-wise AdaMerging's do (the authors' LLM code keeps norms, biases and embeddings at the
 base model's values); calibration inputs come from the training split, so the validation split stays unseen;
 Expert Merging++'s budget of one chunk coefficient per tensor and task (the paper reports 0.9-1.2) and kappa 1
-(importance-proportional), the paper's values being in an appendix we could not read; its rule is the paper's
-section 3.3 as summarised in the ICLR 2026 paper notes, the code taking the chunk counts as input.
+(importance-proportional), the paper's values being in an appendix we could not read; the importance and chunk
+rule are the paper's as the ICLR 2026 paper notes (papernotes) write them out, the code taking chunk counts as input.
 No test input is read: the merge is static.
 """
 

@@ -237,7 +237,8 @@ def test_each_experts_calibration_outputs_are_computed_once_per_pool(tmp_path, m
     pool = calibration_pool(tmp_path)
     calls = []
     original = ExpertMerging.expert_outputs
-    monkeypatch.setattr(ExpertMerging, "expert_outputs", lambda self, *args: calls.append(args[1]) or original(self, *args))
+    monkeypatch.setattr(ExpertMerging, "expert_outputs",
+                        lambda self, *args: calls.append(args[1]) or original(self, *args))
     ExpertMerging().merge(pool)
     ExpertMergingPlus().merge(pool)
     ExpertMerging(lr=0.1).merge(pool.subset(["task0", "task2"]))
