@@ -6,6 +6,7 @@ from methods import (  # noqa: F401  (registration by definition)
     cart,
     dare,
     emr,
+    expert_merging,
     fisher,
     isotropic,
     pcb,
