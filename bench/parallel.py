@@ -133,12 +133,14 @@ def _run_part(job: Job, units: list[Unit]) -> dict[str, float]:
 Part = list[Unit]  # the planned units of one method, seed and scenario family, in the order they run
 
 
-def part_of(unit: Unit) -> tuple[int, int, str]:
-    """The part a unit is run in: its method's index among the specs, its seed and scenario family."""
-    return unit.spec, unit.seed, unit.scenario.name.split("/")[0]
+def part_of(unit: Unit) -> tuple[str, int, str]:
+    """The part a unit is run in: its method, seed and scenario family. A method's fixed-setting and
+    validation-selected units share the part, so that where validation chooses the fixed setting the model is
+    merged and tested once (see `bench.runner.SharedMerge`)."""
+    return unit.method.name, unit.seed, unit.scenario.name.split("/")[0]
 
 
-def dealt(units: list[Unit]) -> list[tuple[int, int, str]]:
+def dealt(units: list[Unit]) -> list[tuple[str, int, str]]:
     """The parts that hold these units (see `part_of`), those with more units first (in the units' order among
     equals): the processes take parts as they free up, so the long ones (the eight robustness splits) must not
     be the last to start, leaving one process to run them while the others idle."""

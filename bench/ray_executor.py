@@ -52,9 +52,9 @@ class RaySettings:
 
 def part_name(part: Part) -> str:
     """A part as the user knows it: method (and how its settings are chosen), seed, scenario family."""
-    unit = part[0]
-    selection = " (validation)" if unit.grid else ""
-    return f"{unit.method.name}{selection} seed {unit.seed} {part_of(unit)[2]}"
+    method, seed, family = part_of(part[0])
+    selections = ", ".join(dict.fromkeys("validation" if unit.grid else "fixed" for unit in part))
+    return f"{method} ({selections}) seed {seed} {family}"
 
 
 def run_on_ray(job: Job, parts: list[Part], plugins: list[Path], settings: RaySettings,

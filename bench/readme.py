@@ -50,23 +50,21 @@ def headline_rows(frame: pd.DataFrame, suite: str, family: str) -> pd.DataFrame:
 
 def headline_table(accuracy: pd.DataFrame, published: pd.DataFrame) -> str:
     """Markdown: one row per method row of the multi-task table of `accuracy` (`headline_rows`), its average over
-    the tasks and the published averages of the same method; then a line naming the sources."""
+    the tasks and the published averages of the same method; then a line saying where each comes from."""
     measured = tables.multitask_table(accuracy)
     table = measured[["Avg.", "Avg. std", "seeds"]].rename(columns={"Avg.": MEASURED, "Avg. std": f"{MEASURED} std"})
     presets = dict(zip(accuracy["label"], accuracy["preset"]))
     matched = [unpreset_label(label, presets[label]) for label in table.index]
-    sources = []
     for (published_suite, published_family), column in PUBLISHED.items():
         numbers = published[(published["suite"] == published_suite) & (published["family"] == published_family)
                             & (published["scenario"] == "multitask") & (published["column"] == "Avg.")]
         numbers = numbers.set_index("label")
         table[column] = [numbers["value"].get(label) for label in matched]
-        sources += [numbers.loc[label, "source"] for label in matched if label in numbers.index]
     table = table.astype({column: float for column in PUBLISHED.values()})
     suite, family = accuracy["suite"].iloc[0], accuracy["family"].iloc[0]
-    published_sources = "; ".join(dict.fromkeys(sources))
-    note = (f"Accuracy (%), average over the {accuracy['task'].nunique()} tasks; measured: `results/`, suite "
-            f"`{suite}` ({family}), per task in `reports/multitask.md`; published: {published_sources}.")
+    note = (f"Accuracy (%), average over the {accuracy['task'].nunique()} tasks. Measured: `results/`, suite "
+            f"`{suite}` ({family}), per task in `reports/multitask.md`. Published: each number's source (paper, "
+            f"table or file) is its row in `bench/published.csv`.")
     return f"{tables.to_markdown(table)}\n\n{note}"
 
 

@@ -123,11 +123,13 @@ class StageTimes:
 class SharedMerge:
     """The last merge that did not read test inputs, kept for the next unit merging the same experts with the
     same settings: static methods merge once for all scenarios (e.g. the eight robustness splits). So are its
-    serving costs (see `bench.costs`), measured once for it."""
+    serving costs (see `bench.costs`), measured once for it, and its accuracies on each set of (task, split)
+    pairs: a validation-selected unit whose chosen setting is the fixed one tests that model once."""
 
     key: tuple | None = None
     steps: list[tuple[int | None, Merged, float]] = field(default_factory=list)
     costs: dict[str, float] = field(default_factory=dict)
+    scores: dict[tuple, tuple[dict[tuple[str, str], float], float]] = field(default_factory=dict)  # pairs -> acc, s
 
     def timed_steps(self, key: tuple, method: MergeMethod, pool: ModelPool, eval_every: int | None,
                     times: StageTimes | None = None) -> Iterator[tuple[int | None, Merged, float]]:
@@ -136,7 +138,7 @@ class SharedMerge:
         if key == self.key:
             yield from self.steps
             return
-        self.key, self.steps, self.costs, times = None, [], {}, times or StageTimes()
+        self.key, self.steps, self.costs, self.scores, times = None, [], {}, {}, times or StageTimes()
         merge_s, produced = 0.0, 0
         for (step, merged), seconds in timed(method.merge_steps(pool, eval_every), method):
             merge_s += seconds
@@ -155,8 +157,9 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     grid lines through the chosen point are tested too.
 
     merge_s is the time spent inside the method up to the step (evaluations excluded; for a merge shared with
-    an earlier unit, the time it took there); eval_s that step's evaluation; stored_models and inference_cost
-    those of the final model (see `bench.costs`).
+    an earlier unit, the time it took there); eval_s that step's evaluation (for a model tested on the same pairs
+    by an earlier unit, the time it took there); stored_models and inference_cost those of the final model (see
+    `bench.costs`).
     """
     times = times or StageTimes()
     common = {"run_id": run_id, "suite": suite.name, "family": suite.provenance["family"], "scenario": scenario.name,
@@ -176,18 +179,23 @@ def run_unit(suite: Suite, scenario: Scenario, method: MergeMethod, seed: int, r
     rows: list[dict] = []
     memory = PeakMemory()
     with memory.watch():
-        for step, merged, merge_s in shared.timed_steps((method.name, params, seed, scenario.merged_tasks), method,
-                                                        pool, eval_every, times):
-            with times.stage("evaluation"):  # the merged model run on probes: evaluation's time, not the row's eval_s
-                check_merged(method.name, merged, pool, probes)
-            start = time.perf_counter()
-            accuracies = evaluate(merged, suite.tasks, scenario.evaluated, settings)
-            eval_s = time.perf_counter() - start
-            times.seconds["evaluation"] += eval_s
+        merge_key = (method.name, params, seed, scenario.merged_tasks)
+        for step, merged, merge_s in shared.timed_steps(merge_key, method, pool, eval_every, times):
+            if shared.key == merge_key and scenario.evaluated in shared.scores:  # this model, tested on these pairs
+                accuracies, eval_s = shared.scores[scenario.evaluated]
+            else:
+                with times.stage("evaluation"):  # the model run on probes: evaluation's time, not the row's eval_s
+                    check_merged(method.name, merged, pool, probes)
+                start = time.perf_counter()
+                accuracies = evaluate(merged, suite.tasks, scenario.evaluated, settings)
+                eval_s = time.perf_counter() - start
+                times.seconds["evaluation"] += eval_s
             rows += [common | {"task": task, "counterpart": suite.tasks[task].counterpart,
                                "merged": task in scenario.merged_tasks, "split": split, "value": value,
                                "step": step, "merge_s": merge_s, "eval_s": eval_s}
                      for (task, split), value in accuracies.items()]
+    if shared.key == merge_key:  # a static merge, kept: so are its scores
+        shared.scores.setdefault(scenario.evaluated, (accuracies, eval_s))
     with times.stage("evaluation"):  # the final model's costs (not each grid point's), once per shared merge
         shared.costs = shared.costs or serving_costs(merged, pool, suite, scenario)
     peak = {"peak_rss_mb": memory.peak_mb}

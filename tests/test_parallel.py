@@ -17,10 +17,10 @@ def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last(
     specs = [MethodSpec("task_arithmetic"), MethodSpec("wemoe")]
     scenarios = ["multitask", *(f"robustness/{split}" for split in ("clean", "contrast", "pixelate")),
                  "generalization/a", "generalization/b"]
-    units = [SimpleNamespace(spec=spec, seed=0, scenario=SimpleNamespace(name=name))
-             for spec in range(len(specs)) for name in scenarios]
+    units = [SimpleNamespace(method=SimpleNamespace(name=spec.name), seed=0, scenario=SimpleNamespace(name=name))
+             for spec in specs for name in scenarios]
     parts = parts_of(units)
-    assert [(specs[part[0].spec].name, part[0].scenario.name.split("/")[0]) for part in parts] == [
+    assert [(part[0].method.name, part[0].scenario.name.split("/")[0]) for part in parts] == [
         ("task_arithmetic", "robustness"), ("wemoe", "robustness"),
         ("task_arithmetic", "generalization"), ("wemoe", "generalization"),
         ("task_arithmetic", "multitask"), ("wemoe", "multitask")]

@@ -8,13 +8,14 @@ import json
 import pytest
 import torch
 
+import bench.runner
 from bench.cli import main
 from bench.errors import BenchError
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
 from bench.selection import GRID, points, scores
 from methods.averaging import SCALING_GRID, TaskArithmetic
-from methods.base import get_method, setting
+from methods.base import REGISTRY, get_method, setting
 from methods.ties import TiesMerging
 from tasks.scenarios import multitask, scenarios_for
 from tasks.suites import load_suite
@@ -159,3 +160,34 @@ def test_an_adaptive_method_scored_on_validation_adapts_on_validation_inputs(tin
     tasks = tuple(suite.tasks)[:2]
     scores(suite, tasks, TaskwiseAdaMerging(steps=1), [{}], tuple((task, "validation") for task in tasks))
     assert drawn and set(drawn) == {"validation"}
+
+
+def test_a_validation_choice_equal_to_the_fixed_setting_tests_that_model_once_per_scenario(tiny_zoo, tmp_path,
+                                                                                           monkeypatch):
+    """A one-point grid at the default: the validation-selected unit gets the fixed unit's model and accuracies
+    (the same rows but for label and selection) without merging or testing it again."""
+    saved = dict(REGISTRY)
+
+    class OnePoint(TaskArithmetic):
+        name = "test_one_point"
+        scaling: float = setting(0.3, low=0.0, grid=(0.3,))
+
+    tested = []
+    evaluate = bench.runner.evaluate
+    monkeypatch.setattr(bench.runner, "evaluate", lambda *args, **kwargs: tested.append(args[2]) or evaluate(
+        *args, **kwargs))
+    try:
+        suite = load_suite("mini", zoo=tiny_zoo)
+        scenarios = scenarios_for("robustness", suite)[:3]
+        specs = [MethodSpec("test_one_point"), MethodSpec("test_one_point", selection="validation")]
+        assert run(suite, scenarios, specs, [0], ResultStore(tmp_path)) == 6
+    finally:
+        REGISTRY.clear()
+        REGISTRY.update(saved)
+    assert sorted(tested) == sorted(scenario.evaluated for scenario in scenarios)  # each once, not twice
+    rows = ResultStore(tmp_path).load()
+    tested_rows = rows[rows["selection"] != GRID].sort_values(["scenario", "task"])
+    fixed, chosen = (tested_rows[tested_rows["selection"] == kind].reset_index(drop=True)
+                     for kind in ("fixed", "validation"))
+    columns = ["scenario", "task", "split", "value", "merge_s", "eval_s", "params"]
+    assert len(fixed) == 3 * 4 and fixed[columns].equals(chosen[columns])
