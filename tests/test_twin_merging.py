@@ -63,14 +63,18 @@ def test_each_input_runs_through_the_shared_model_plus_its_routed_compressed_exc
         torch.testing.assert_close(routed[index], expected, rtol=1e-4, atol=1e-5)
 
 
+def shared_encoder(pool: ModelPool) -> torch.nn.Module:
+    """The reference shared model: task arithmetic at the default 0.29, no exclusive part routed."""
+    return pool.encoder({key: torch.from_numpy(value).float()
+                         for key, value in reference_parameters(pool, 0.29, 0.1, [0, 0, 0]).items()})
+
+
 def test_without_routing_weights_the_encoder_is_the_shared_task_arithmetic_model(tmp_path):
     pool = random_pool(tmp_path, n_experts=3)
     twin = quick_twin(pool)
     images = pool.sample_inputs("task0", "test", 6)
-    shared = {key: torch.from_numpy(value).float()
-              for key, value in reference_parameters(pool, 0.29, 0.1, [0, 0, 0]).items()}
     with torch.no_grad():
-        torch.testing.assert_close(twin.embedding(images, None), pool.encoder(shared)(images), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(twin.embedding(images, None), shared_encoder(pool)(images), rtol=1e-5, atol=1e-5)
 
 
 def test_one_expert_at_full_rank_and_weight_1_is_that_expert(tmp_path):
@@ -101,9 +105,7 @@ def test_the_router_reads_the_shared_encoder_s_last_hidden_states_averaged_over_
     pool = random_pool(tmp_path, n_experts=3)
     twin = quick_twin(pool)
     images = pool.sample_inputs("task0", "test", 5)
-    shared = {key: torch.from_numpy(value).float()
-              for key, value in reference_parameters(pool, 0.29, 0.1, [0, 0, 0]).items()}
-    encoder, seen = pool.encoder(shared), []
+    encoder, seen = shared_encoder(pool), []
     encoder.transformer.register_forward_hook(lambda module, args, output: seen.append(output))
     with torch.no_grad():
         encoder(images)
