@@ -2,8 +2,8 @@
 (`full_size.py`): the merges' memory goals and the evaluation harness's throughput (not in the default test run).
 
 The SVHN test split holds `MERGEBENCH_FULL_SIZE_IMAGES` random 224-pixel images (default 10,000, as the issue's
-check asks; the other splits 32). The evaluation tests run them through the model three times, so at the default
-they take most of an hour on 2 cores; the memory tests take about 15 minutes.
+check asks; the other splits 32). Each evaluation test runs them through the model once and 2,000 of them again
+without the harness, about 12 minutes on 2 cores at the default; the memory tests take about 15 minutes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 from full_size import write_full_size_clip_folder
 
-from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
+from bench.evaluation import EvalSettings, evaluate
 from bench.memory import PeakMemory
 from bench.perf import in_fresh_process
 from bench.pool import ModelPool
@@ -73,47 +73,46 @@ def test_an_adaptation_step_at_the_papers_batch_sizes_peaks_within_12_gib(zoo, m
     assert peak <= 12 * GIB
 
 
-def evaluation_seconds(suite: Suite, merged: torch.nn.Module, pair: tuple[str, str]) -> tuple[float, float]:
-    """Seconds of the harness evaluating one (task, split), and of the bare encoder's forward alone on the same
-    batches (each made beforehand, untimed), the better of two runs each, interleaved: the machine's load drifts
-    over minutes, so each ratio's two sides are measured close together."""
-    harness, bare = [], []
-    for _ in range(2):
+def bare_forward_images_per_second(suite: Suite, merged: torch.nn.Module, task: str, split: str,
+                                   batch_size: int, images: int) -> float:
+    """Images per second of the encoder's forward alone on the split's first `images` inputs (batches made
+    beforehand, untimed). A forward's cost depends on the batch's shape only, so a part of the split measures it."""
+    seconds, counted = 0.0, 0
+    for inputs, _ in suite.tasks[task].batches(split, batch_size):
         start = time.perf_counter()
-        evaluate(merged, suite.tasks, [pair], DEFAULT_EVAL)
-        harness.append(time.perf_counter() - start)
-        bare.append(0.0)
-        for inputs, _ in suite.tasks[pair[0]].batches(pair[1], DEFAULT_EVAL.batch_size):
-            start = time.perf_counter()
-            merged(inputs)
-            bare[-1] += time.perf_counter() - start
-    return min(harness), min(bare)
+        merged(inputs)
+        seconds += time.perf_counter() - start
+        counted += len(inputs)
+        if counted >= images:
+            break
+    return counted / seconds
 
 
 @torch.no_grad()
-def test_multitask_evaluation_runs_at_0_85_of_the_bare_forward(suite):
-    """Images per second of the harness (inputs made from the cached pixels, encoder, head, accuracy) over the
-    encoder's alone on the same batches, in this process."""
+@pytest.mark.parametrize("bound", [GIB // 2, 4 * GIB], ids=["streamed", "cached"])
+def test_a_multitask_evaluation_stays_within_its_data_bound_at_0_85_of_the_bare_forward(zoo, bound):
+    """One multitask evaluation of a fresh suite (no split decoded yet) with `--data-memory` set to `bound`:
+    below the test splits' size (SVHN's alone: 1.5 GB as 8-bit pixels at the default), so SVHN is decoded from
+    its dataset at each read, or above it, so it is read into the cache first. The process grows by at most the
+    bound plus what one forward pass of a batch needs (measured first), and the harness (reading, decoding,
+    encoder, head, accuracy) runs at 0.85 of the bare forward's images per second or better."""
+    suite = load_suite(SUITE, zoo=zoo)
     [scenario] = multitask(suite)
     merged = TaskArithmetic().merge(suite.pool)
-    load_data(suite, [scenario])
-    harness, bare = map(sum, zip(*(evaluation_seconds(suite, merged, pair) for pair in scenario.evaluated)))
-    assert bare / harness >= 0.85
-
-
-@torch.no_grad()
-def test_a_multitask_evaluation_holds_no_more_image_data_than_the_bound_set(zoo):
-    """With `--data-memory` below the test splits' size (SVHN's alone: 1.5 GB as 8-bit pixels at the default),
-    the process grows by at most the bound plus what one forward pass of a batch needs, measured first."""
-    suite = load_suite(SUITE, zoo=zoo)  # a fresh suite: no split decoded yet
-    [scenario] = multitask(suite)
-    merged = TaskArithmetic().merge(suite.pool)
-    bound = GIB // 2
     settings = EvalSettings(batch_size=250, data_memory=bound)  # small batches: a tight bound on the forward's share
     with PeakMemory().watch() as forward:
         merged(torch.randn(settings.batch_size, 3, 224, 224))
     forward_mb = forward.peak_anonymous_mb - forward.start_anonymous_mb
     with PeakMemory().watch() as run:
+        start = time.perf_counter()
         load_data(suite, [scenario], settings)
         evaluate(merged, suite.tasks, scenario.evaluated, settings)
-    assert run.peak_anonymous_mb - run.start_anonymous_mb <= bound / 2**20 + forward_mb
+        harness = sum(len(suite.tasks[task].labels(split)) for task, split in scenario.evaluated) / (
+            time.perf_counter() - start)
+    grown_mb = run.peak_anonymous_mb - run.start_anonymous_mb
+    largest = max(scenario.evaluated, key=lambda pair: len(suite.tasks[pair[0]].labels(pair[1])))
+    bare = bare_forward_images_per_second(suite, merged, *largest, settings.batch_size, images=2000)
+    print(f"\n{bound / GIB:.1f} GiB bound: grew {grown_mb:.0f} MiB (forward {forward_mb:.0f} MiB); "
+          f"harness {harness:.2f} images/s, bare forward {bare:.2f} images/s, ratio {harness / bare:.3f}")
+    assert grown_mb <= bound / 2**20 + forward_mb
+    assert harness / bare >= 0.85
