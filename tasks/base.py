@@ -19,7 +19,7 @@ from bench.models import ClassificationHead
 from bench.pool import ModelPool
 from tasks.corruptions import corrupt
 from tasks.data import PixelCache, from_levels, to_levels
-from tasks.splits import corrupted_split, parse_split
+from tasks.splits import corrupted_split, parse_slice, parse_split
 
 # A batch of decoded dataset images (PIL) to a tensor: pixels in [0, 1] or the encoder's inputs.
 Preprocess = Callable[[list], torch.Tensor]
@@ -72,11 +72,14 @@ class Task:
     _labels: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def split(self, name: str) -> datasets.Dataset:
-        if name not in self.splits and name not in self.shipped_splits:
+        """The dataset split `name`, or the first N images of one for `name[:N]` (all where it holds fewer)."""
+        source, stop = parse_slice(name)
+        if source not in self.splits and source not in self.shipped_splits:
             valid = ", ".join(sorted({*self.splits, *self.shipped_splits}))
-            raise BenchError(f"task {self.name}: no split {name!r}; valid: {valid}")
+            raise BenchError(f"task {self.name}: no split {source!r}; valid: {valid}")
         if name not in self._datasets:
-            self._datasets[name] = self.load_split(name)
+            dataset = self.split(source) if stop is not None else self.load_split(source)
+            self._datasets[name] = dataset.select(range(min(stop, len(dataset)))) if stop is not None else dataset
         return self._datasets[name]
 
     def labels(self, split: str) -> torch.Tensor:
@@ -128,11 +131,11 @@ class Task:
         inputs, labels = zip(*self.batches(split, DECODE_BATCH))
         return torch.cat(inputs), torch.cat(labels)
 
-    def corrupted_test_split(self, corruption: str) -> str:
+    def corrupted_test_split(self, corruption: str, test: str = "test") -> str:
         """The dataset's own corrupted test split where it ships one named after the corruption (FusionBench's
-        hub datasets do), else the test split corrupted here at the benchmarks' severity. The split name in
+        hub datasets do), else the `test` split corrupted here at the benchmarks' severity. The split name in
         every result row tells the two apart (`motion_blur` vs `test/motion_blur@2`)."""
-        return corruption if corruption in self.shipped_splits else corrupted_split("test", corruption)
+        return corruption if corruption in self.shipped_splits else corrupted_split(test, corruption)
 
     def batches(self, split: str, batch_size: int, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(inputs, labels) of consecutive batches, made as they are read; by `workers` processes where more than
@@ -164,6 +167,9 @@ class Suite:
     # The preset each method runs with on this suite where the user names none (method name -> preset name);
     # a method not listed runs at its defaults. The row label names the preset.
     presets: dict[str, str] = field(default_factory=dict)
+    # The split the robustness scenario tests on, clean and corrupted at 7 corruptions: the test split, or its
+    # first images (`test[:N]`) where the whole of it would cost more than a run's budget (the mini suite's).
+    robustness_test: str = "test"
     cache: PixelCache = field(default_factory=PixelCache, repr=False)  # the pixels of all its tasks, one budget
 
     def __post_init__(self) -> None:

@@ -55,20 +55,25 @@ def multitask(suite: Suite) -> list[Scenario]:
     return [Scenario("multitask", tasks, tuple((task, "test") for task in tasks))]
 
 
+ROBUSTNESS_VERSION = 2  # 2: a suite may test on the first images of its test split (the mini suite does)
+
+
 def robustness(suite: Suite) -> list[Scenario]:
     """Merge the robustness group's experts (Cars, EuroSAT, RESISC45, GTSRB); test on clean and corrupted tests.
 
-    Each corrupted test set is the dataset's own where it ships one, else the test set corrupted here."""
-    tasks = by_counterpart(suite, group("robustness"))
-    splits = {"clean": {task: "test" for task in tasks}} | {
-        name: {task: suite.tasks[task].corrupted_test_split(name) for task in tasks} for name in CORRUPTIONS}
+    Each corrupted test set is the dataset's own where it ships one, else the suite's robustness test split (the
+    test split or its first images) corrupted here."""
+    tasks, test = by_counterpart(suite, group("robustness")), suite.robustness_test
+    splits = {"clean": {task: test for task in tasks}} | {
+        name: {task: suite.tasks[task].corrupted_test_split(name, test) for task in tasks} for name in CORRUPTIONS}
     own = [f"{task}/{split}" for per_task in splits.values() for task, split in per_task.items()
            if split in CORRUPTIONS]
     if own:
         log.info("robustness: %d corrupted test sets are the datasets' own (%s), the others corrupted here",
                  len(own), ", ".join(own))
     # One scenario per split, so that test-time adaptive methods adapt on the inputs they are tested on.
-    return [Scenario(f"robustness/{name}", tasks, tuple(per_task.items())) for name, per_task in splits.items()]
+    return [Scenario(f"robustness/{name}", tasks, tuple(per_task.items()), version=ROBUSTNESS_VERSION)
+            for name, per_task in splits.items()]
 
 
 # The (seen, unseen) task groups of the AdaMerging and WEMoE generalization experiments.

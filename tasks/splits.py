@@ -1,4 +1,5 @@
-"""Split names: `test`, or a corrupted copy such as `test/motion_blur@2`, and the table column each belongs to.
+"""Split names: `test`, its first images `test[:500]` (the datasets library's slice syntax), or a corrupted copy
+such as `test/motion_blur@2` or `test[:500]/motion_blur@2`, and the table column each belongs to.
 
 Torch-free, so that reports read results without loading the corruptions' code (`tasks.corruptions`).
 """
@@ -14,6 +15,7 @@ SEVERITY = 2  # the severity of the corrupted test sets in the AdaMerging and WE
 CORRUPTION_TITLES = {"motion_blur": "Motion", "impulse_noise": "Impulse", "gaussian_noise": "Gaussian",
                      "pixelate": "Pixelate", "spatter": "Spatter", "contrast": "Contrast", "jpeg_compression": "JPEG"}
 SPLIT = re.compile(r"^(?P<base>[^/@]+)(?:/(?P<name>[a-z_]+)@(?P<severity>\d+))?$")
+SLICE = re.compile(r"^(?P<name>[^/@\[\]]+)(?:\[:(?P<stop>[1-9]\d*)\])?$")
 
 
 def corrupted_split(base: str, name: str, severity: int = SEVERITY) -> str:
@@ -28,6 +30,14 @@ def parse_split(split: str) -> tuple[str, str | None, int]:
         raise BenchError(f"split {split!r}: expected SPLIT or SPLIT/CORRUPTION@SEVERITY with a corruption in "
                          f"{', '.join(CORRUPTION_TITLES)}")
     return match["base"], match["name"], int(match["severity"] or 0)
+
+
+def parse_slice(base: str) -> tuple[str, int | None]:
+    """(dataset split, number of its first images or None for all) of a base split like `test` or `test[:500]`."""
+    match = SLICE.match(base)
+    if match is None:
+        raise BenchError(f"split {base!r}: expected SPLIT or SPLIT[:N], N a positive number of images")
+    return match["name"], int(match["stop"]) if match["stop"] else None
 
 
 def split_title(split: str) -> str:

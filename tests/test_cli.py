@@ -10,6 +10,7 @@ import pytest
 from bench.cli import main
 from bench.results import ResultStore, load_perf, store_perf
 from bench.runner import MethodSpec, StageTimes, run
+from bench.zoo.recipe import ZooRecipe
 from tasks.scenarios import multitask
 from tasks.suites import load_suite
 
@@ -38,14 +39,18 @@ def test_run_writes_one_row_per_method_task_and_split_in_each_scenario(finished_
     assert {"merge_s", "eval_s", "peak_rss_mb", "code_version", "params", "family", "merged"} <= set(rows.columns)
     unseen = rows[~rows["merged"].astype(bool)]
     assert set(unseen["scenario"].str.split("/").str[0]) == {"generalization"} and len(unseen) == 5 * 2 * 2
-    assert set(rows.loc[rows["scenario"] == "robustness/motion_blur", "split"]) == {"test/motion_blur@2"}
+    half = ZooRecipe.tiny().data.test_per_task // 2  # the mini suite tests robustness on half: docs/mini-suite.md
+    assert set(rows.loc[rows["scenario"] == "robustness/motion_blur", "split"]) == {f"test[:{half}]/motion_blur@2"}
 
 
 def test_a_static_merge_is_shared_by_the_scenarios_that_merge_the_same_experts(finished_run):
     rows = ResultStore(finished_run / "results").load()
-    robust = rows[rows["scenario"].str.startswith("robustness/") & (rows["method"] == "ties_merging")]
-    assert robust["merge_s"].nunique() == 1  # merged once, timed once, evaluated on eight splits
-    assert robust.groupby("scenario")["value"].mean().nunique() > 1
+    robust = rows[rows["scenario"].str.startswith("robustness/") & (rows["method"] != "individual")]
+    by_method = robust.groupby("method")
+    assert (by_method["merge_s"].nunique() == 1).all()  # each merged once, timed once, evaluated on eight splits
+    # each split tested on its own (a tiny zoo's merge may guess one class on every split: not all can)
+    assert (by_method[["scenario", "value"]].apply(lambda r: r.groupby("scenario")["value"].apply(tuple).nunique())
+            > 1).any()
 
 
 def test_every_row_records_the_storage_and_inference_cost_of_the_model_it_tested(finished_run):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from helpers import random_pool
 
+from bench.errors import BenchError
 from bench.runner import SharedMerge
 from tasks.scenarios import SCENARIOS, Scenario, ScenarioUnavailable, generalization, robustness
 from tasks.suites import load_suite
@@ -22,8 +25,25 @@ def test_robustness_merges_the_four_experts_and_tests_each_split_in_its_own_scen
     counterparts = [suite.tasks[t].counterpart for t in scenarios[0].merged_tasks]
     assert counterparts == ["Cars", "EuroSAT", "RESISC45", "GTSRB"]
     assert all(s.merged_tasks == scenarios[0].merged_tasks for s in scenarios)
-    assert {split for s in scenarios for _, split in s.evaluated} == {"test"} | {
-        f"test/{s.name.split('/')[1]}@2" for s in scenarios[1:]}
+    half = f"test[:{len(suite.tasks['signs'].labels('test')) // 2}]"  # the mini suite's: docs/mini-suite.md
+    assert suite.robustness_test == half
+    assert {split for s in scenarios for _, split in s.evaluated} == {half} | {
+        f"{half}/{s.name.split('/')[1]}@2" for s in scenarios[1:]}
+
+
+def test_a_split_s_first_images_are_those_of_the_whole_split_clean_and_corrupted(suite):
+    task = suite.tasks["signs"]
+    for split in ("test", "test/motion_blur@2"):
+        whole, labels = task.tensors(split)
+        first, first_labels = task.tensors(split.replace("test", "test[:7]"))
+        assert len(first_labels) == 7 and torch.equal(first_labels, labels[:7]) and torch.equal(first, whole[:7])
+    assert len(task.labels("test[:100000]")) == len(task.labels("test"))  # a slice past the end: the whole split
+
+
+@pytest.mark.parametrize("split", ["test[:0]", "test[3:]", "test[:-2]", "test[:2]x"])
+def test_a_malformed_slice_is_refused_naming_the_split(suite, split):
+    with pytest.raises(BenchError, match=re.escape(f"split {split!r}")):
+        suite.tasks["signs"].labels(split)
 
 
 def test_adaptation_draws_its_unlabeled_inputs_from_the_corrupted_split(suite):
@@ -31,8 +51,9 @@ def test_adaptation_draws_its_unlabeled_inputs_from_the_corrupted_split(suite):
     pool = suite.pool.subset(scenario.merged_tasks, scenario.test_splits())
     task = scenario.merged_tasks[0]
     drawn = pool.test_inputs(task, 8, seed=3)
-    assert torch.equal(drawn, suite.tasks[task].sample("test/gaussian_noise@2", 8, 3))
-    assert not torch.equal(drawn, suite.tasks[task].sample("test", 8, 3))
+    assert dict(scenario.evaluated)[task] == f"{suite.robustness_test}/gaussian_noise@2"
+    assert torch.equal(drawn, suite.tasks[task].sample(f"{suite.robustness_test}/gaussian_noise@2", 8, 3))
+    assert not torch.equal(drawn, suite.tasks[task].sample(suite.robustness_test, 8, 3))
 
 
 def test_a_corrupted_split_is_its_clean_split_with_the_corruption_on_the_pixels(suite):
