@@ -44,6 +44,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.pool import ModelPool
+from bench.threads import one_thread
 from methods.base import Merged, MergeMethod, get_method, setting
 
 Base = Literal["weight_averaging", "task_arithmetic", "ties_merging", "adamerging_layerwise"]  # the paper's four
@@ -124,9 +125,7 @@ class Surgery(MergeMethod):
                                           up[t].detach().to(pool.device, copy=True))
                     for t, task in enumerate(pool.tasks)}
 
-        if every and self.steps:
-            yield 0, per_task()
-        for step in range(1, self.steps + 1):
+        def train_step() -> None:
             # Per task, `batch` of its cached inputs drawn without replacement (as from a shuffled test loader).
             drawn = torch.rand(n_tasks, n_inputs, generator=generator).masked_fill(padding, 2.0).argsort(1)[:, :batch]
             outputs = surgery(merged[rows, drawn], down, up)
@@ -134,9 +133,16 @@ class Surgery(MergeMethod):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if every and step % every == 0 and step < self.steps:
-                yield step, per_task()
-        yield self.steps, per_task()
+
+        if every and self.steps:
+            yield 0, per_task()
+        done = 0
+        for stop in [*(range(every, self.steps, every) if every else ()), self.steps]:
+            with one_thread():  # steps of tiny operations: threads would only wait for one another
+                for _ in range(done, stop):
+                    train_step()
+            done = stop
+            yield stop, per_task()
 
     @torch.no_grad()
     def representations(self, pool: ModelPool, encoder: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
