@@ -28,7 +28,9 @@ The base merge (`base`: weight averaging, task arithmetic, TIES or layer-wise Ad
 reports) is built through the method registry at its own settings, with its preset `base_preset` where the
 base declares one: surgery's `mini` preset (the mini suite's, tasks/suites.py) sets it to `mini`, so a layer-wise
 AdaMerging base runs the same compute settings as the suite's own layer-wise AdaMerging row, and a static base,
-which has no such preset, its defaults. Surgery's own steps are the paper's on every suite.
+which has no such preset, its defaults. The `mini` preset also caches 128 test inputs per task, the suite's budget
+(what `run --all` affords: caching costs two forwards per input, of the merged encoder and the expert, in each
+task of each scenario), not a choice made on data; surgery's steps, rank and learning rate stay the paper's.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class Surgery(MergeMethod):
     name = "surgery"
     title = "Surgery"
     reference = "https://arxiv.org/abs/2402.02705"
-    presets = {"mini": {"base_preset": "mini"}}  # the base's suite compute preset (docstring above)
+    presets = {"mini": {"base_preset": "mini", "inputs": 128}}  # the mini suite's compute settings (docstring above)
     base: Base = "task_arithmetic"
     base_preset: str = "default"
     rank: int = setting(16, low=1)
