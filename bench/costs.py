@@ -11,8 +11,7 @@ time) nor threads waiting for one another (they burn CPU time without work) ente
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from bench.evaluation import encoder_for
 from bench.pool import ModelPool
+from bench.threads import one_thread
 from bench.timing import best_times
 from methods.base import Merged, stored_parameters
 
@@ -50,7 +50,7 @@ def inference_cost(merged: Merged, pool: ModelPool, task: str, inputs: torch.Ten
     inputs = inputs.to(device)
     runs = [_forward(encoder, inputs), _forward(pretrained, inputs)]
     if device.type == "cpu":
-        with _one_thread():
+        with one_thread():
             merged_s, pretrained_s = best_times(runs, TIMING_REPEATS, clock=time.process_time)
     else:
         merged_s, pretrained_s = best_times(runs, TIMING_REPEATS)
@@ -73,12 +73,3 @@ def _forward(encoder: nn.Module, inputs: torch.Tensor) -> Callable[[], None]:
             torch.cuda.synchronize(inputs.device)
     return run
 
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

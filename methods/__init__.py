@@ -13,6 +13,7 @@ from methods import (  # noqa: F401  (registration by definition)
     references,
     regmean,
     smile,
+    surgery,
     tall_masks,
     ties,
     tsv,

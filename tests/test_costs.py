@@ -80,6 +80,8 @@ STORED_MODELS = {
     "wemoe": wemoe_models,
     "smile": smile_models,
     "twin_merging": twin_merging_models,
+    # the merged encoder, shared, and per task a surgery module: down (rank x d) and up (d x rank), rank 16
+    "surgery": lambda pool: 1 + TASKS * 2 * 16 * pool.parameter_shapes["proj"][1] / pool.parameter_count,
 }
 
 
