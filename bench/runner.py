@@ -82,7 +82,7 @@ def method_specs(requested: list[tuple[str, str | None]], overrides: Mapping[str
 
 def unit_versions(method: MergeMethod, scenario: Scenario) -> dict[str, int]:
     """The code versions a unit's numbers come from (see bench.versions)."""
-    return {"method": method.version, "scenario": scenario.version, "evaluation": EVALUATION_VERSION}
+    return {"method": method.numerics_version(), "scenario": scenario.version, "evaluation": EVALUATION_VERSION}
 
 
 STAGES = ("setup", "data", "selection", "merge", "adaptation", "evaluation", "report")

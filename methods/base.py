@@ -137,6 +137,11 @@ class MergeMethod:
         for f in dataclasses.fields(self):
             _check(self.name, f.name, hints[f.name], getattr(self, f.name), bounds.get(f.name))
 
+    def numerics_version(self) -> int:
+        """The version a unit of this method is stored under: its class's, and for a method built on another
+        method's merge (Surgery on its base), also the bumps of that one's, so a change to either recomputes it."""
+        return self.version
+
     def merge(self, pool: ModelPool) -> Merged:
         raise NotImplementedError
 

@@ -47,6 +47,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.pool import ModelPool
 from bench.threads import one_thread
+from bench.versions import INITIAL
 from methods.base import Merged, MergeMethod, get_method, setting
 
 Base = Literal["weight_averaging", "task_arithmetic", "ties_merging", "adamerging_layerwise"]  # the paper's four
@@ -101,6 +102,9 @@ class Surgery(MergeMethod):
         preset = self.base_preset if self.base_preset in cls.presets else None
         seeded = {"seed": str(self.seed)} if "seed" in {f.name for f in dataclasses.fields(cls)} else {}
         return cls.configure(preset, seeded)
+
+    def numerics_version(self) -> int:
+        return self.version + self.base_method().numerics_version() - INITIAL  # both only go up: any bump shows
 
     def merge(self, pool: ModelPool) -> Merged:
         *_, (_, merged) = self.merge_steps(pool)

@@ -13,8 +13,10 @@ from torch import nn
 from bench.cli import main
 from bench.errors import BenchError
 from bench.results import ResultStore
-from bench.runner import MethodSpec
+from bench.runner import MethodSpec, unit_versions
+from methods.averaging import TaskArithmetic
 from methods.surgery import Surgery, surgery
+from tasks.scenarios import Scenario
 from tasks.suites import MINI_PRESETS
 
 
@@ -136,3 +138,13 @@ def test_surgery_runs_on_the_tiny_zoo_with_one_model_per_merged_task(tiny_zoo, t
                  "--param", "surgery.base=ties_merging"]) == 0
     rows = ResultStore(results).load()
     assert len(rows) == 8 and rows["value"].between(0, 1).all()
+
+
+def test_a_bump_of_the_base_s_version_bumps_the_version_surgery_s_units_are_stored_under(monkeypatch):
+    scenario = Scenario("multitask", ("a",), (("a", "test"),))
+    before = unit_versions(Surgery(base="task_arithmetic"), scenario)["method"]
+    monkeypatch.setattr(TaskArithmetic, "version", TaskArithmetic.version + 1)
+    assert unit_versions(Surgery(base="task_arithmetic"), scenario)["method"] == before + 1
+    monkeypatch.setattr(Surgery, "version", Surgery.version + 1)
+    assert unit_versions(Surgery(base="task_arithmetic"), scenario)["method"] == before + 2
+    assert unit_versions(Surgery(base="weight_averaging"), scenario)["method"] == before + 1
