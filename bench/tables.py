@@ -18,8 +18,8 @@ from tasks.splits import CORRUPTION_TITLES, split_title
 METHOD_ORDER = ["pretrained", "individual", "weight_averaging", "fisher_merging", "regmean", "task_arithmetic",
                 "ties_merging", "pcb", "dare_task_arithmetic", "dare_ties", "consensus", "tsv_merge", "iso_c",
                 "iso_cts", "cart", "expert_merging", "expert_merging_plus", "adamerging_taskwise",
-                "adamerging_plus_taskwise", "adamerging_layerwise", "adamerging_plus_layerwise", "wemoe", "smile",
-                "twin_merging", "tall_masks", "emr"]
+                "adamerging_plus_taskwise", "adamerging_layerwise", "adamerging_plus_layerwise", "wemoe",
+                "wemoe_sparse", "smile", "twin_merging", "surgery", "tall_masks", "emr"]
 UNIT = ["suite", "family", "scenario", "method", "params", "seed"]
 
 

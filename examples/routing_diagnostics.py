@@ -1,7 +1,7 @@
-"""How a routed merge (WEMoE, SMILE, Twin-Merging) routes the mini suite's test inputs: per routing site (a block's
-routers, or the one router of Twin-Merging), how often an input's own task gets the largest routing weight, and how
-large the weights are (bench.routing). The merge is the one `run --all` makes (the suite's preset, multitask);
-the test inputs only describe it, nothing is chosen on them.
+"""How a routed merge (WEMoE, sparse WEMoE, SMILE, Twin-Merging) routes the mini suite's test inputs: per routing
+site (a block's routers, or the one router of Twin-Merging), how often an input's own task gets the largest routing
+weight, and how large the weights are (bench.routing). The merge is the one `run --all` makes (the suite's preset,
+multitask); the test inputs only describe it, nothing is chosen on them.
 
     python examples/routing_diagnostics.py smile
     python examples/routing_diagnostics.py twin_merging
@@ -22,7 +22,7 @@ from bench.routing import own_task_routing, routing_table
 from methods.base import get_method
 from tasks.suites import load_suite
 
-ROUTED = ("smile", "twin_merging", "wemoe")
+ROUTED = ("smile", "twin_merging", "wemoe", "wemoe_sparse")
 
 
 def main() -> None:

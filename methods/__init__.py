@@ -19,6 +19,7 @@ from methods import (  # noqa: F401  (registration by definition)
     tsv,
     twin_merging,
     wemoe,
+    wemoe_sparse,
 )
 from methods.base import REGISTRY, Merged, MergeMethod, get_method
 

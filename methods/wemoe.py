@@ -180,7 +180,7 @@ class WEMoE(AdaptiveMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.blocks != "all" and not all(part.strip().isdigit() for part in self.blocks.split(",")):
-            raise BenchError(f"wemoe: blocks={self.blocks!r} must be 'all' or comma-separated block indices, "
+            raise BenchError(f"{self.name}: blocks={self.blocks!r} must be 'all' or comma-separated block indices, "
                              f"e.g. 3,4,5")
 
     def separate_task_batches(self) -> bool:
@@ -199,21 +199,29 @@ class WEMoE(AdaptiveMethod):
             else:
                 state[key] = pretrained + self.init_lambda * sum(pool.task_vector(task, key) for task in pool.tasks)
         encoder = pool.encoder(state).requires_grad_(False)
-        generator = torch.Generator().manual_seed(self.seed)
+        width = encoder.transformer.resblocks[upscaled[0]].mlp.c_fc.in_features
+        routers = self.routers(upscaled, width, len(pool.tasks))
         for i in upscaled:
             block = encoder.transformer.resblocks[i]
             prefix = f"transformer.resblocks.{i}.mlp."
-            task_vectors = {name: torch.stack([pool.task_vector(task, prefix + name) for task in pool.tasks])
-                            for name in MLP_PARAMETERS}
+            task_vectors = {name: self.routed_task_vectors(pool, prefix + name) for name in MLP_PARAMETERS}
             pretrained = {name: pool.pretrained_tensor(prefix + name) for name in MLP_PARAMETERS}
-            router = Router(block.mlp.c_fc.in_features, len(pool.tasks), self.router_depth, self.init_lambda, generator)
-            block.mlp = RoutedMLP(pretrained, task_vectors, block.mlp.gelu, router, self.routing).to(pool.device)
+            block.mlp = RoutedMLP(pretrained, task_vectors, block.mlp.gelu, routers[i], self.routing).to(pool.device)
         return WEMoEModel(encoder)
+
+    def routers(self, blocks: list[int], width: int, n_tasks: int) -> dict[int, Router]:
+        """The router of each upscaled block: one per block, initialised in block order from the seed."""
+        generator = torch.Generator().manual_seed(self.seed)
+        return {i: Router(width, n_tasks, self.router_depth, self.init_lambda, generator) for i in blocks}
+
+    def routed_task_vectors(self, pool: ModelPool, key: str) -> torch.Tensor:
+        """The experts' task vectors of MLP parameter `key`, stacked along dim 0 in the pool's task order."""
+        return torch.stack([pool.task_vector(task, key) for task in pool.tasks])
 
     def _block_indices(self, n_blocks: int) -> list[int]:
         if self.blocks == "all":
             return list(range(n_blocks))
         indices = sorted({int(part) for part in self.blocks.split(",")})
         if indices[-1] >= n_blocks:
-            raise BenchError(f"wemoe: blocks={self.blocks!r}: this encoder has blocks 0..{n_blocks - 1}")
+            raise BenchError(f"{self.name}: blocks={self.blocks!r}: this encoder has blocks 0..{n_blocks - 1}")
         return indices

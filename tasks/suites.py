@@ -22,9 +22,9 @@ from tasks.procedural import FAMILIES
 from tasks.registry import standing_in
 
 # The CPU-sized suite's compute settings for the test-time adaptive methods (chosen on its validation split; see
-# methods/adamerging.py, methods/wemoe.py).
+# methods/adamerging.py, methods/wemoe.py, methods/wemoe_sparse.py).
 MINI_PRESETS = {name: "mini" for name in ("adamerging_taskwise", "adamerging_layerwise", "adamerging_plus_taskwise",
-                                          "adamerging_plus_layerwise", "wemoe", "surgery")}
+                                          "adamerging_plus_layerwise", "wemoe", "wemoe_sparse", "surgery")}
 SHIPPED_ZOO = shipped_zoo()
 
 SuiteFactory = Callable[..., Suite]

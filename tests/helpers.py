@@ -17,15 +17,16 @@ from methods.base import REGISTRY, MergeMethod
 TINY_ENCODER = EncoderConfig(image_size=8, patch_size=4, width=8, layers=1, heads=2, embed_dim=4)
 
 
-def random_pool(tmp_path: Path, n_experts: int = 3, seed: int = 0, spread: float = 0.1) -> ModelPool:
-    """A pretrained tiny ViT and experts = pretrained + Gaussian task vectors, stored as safetensors, with
-    random heads and inputs."""
+def random_pool(tmp_path: Path, n_experts: int = 3, seed: int = 0, spread: float = 0.1,
+                config: EncoderConfig = TINY_ENCODER) -> ModelPool:
+    """A pretrained tiny ViT (of `config`'s shape) and experts = pretrained + Gaussian task vectors, stored as
+    safetensors, with random heads and inputs."""
     torch.manual_seed(seed)  # the encoder's initialisation, the heads and the inputs
-    write_synthetic_zoo(tmp_path, TINY_ENCODER, n_experts, seed, spread)
+    write_synthetic_zoo(tmp_path, config, n_experts, seed, spread)
     experts = {f"task{i}": tmp_path / f"task{i}.safetensors" for i in range(n_experts)}
-    heads = {task: ClassificationHead(torch.randn(3, TINY_ENCODER.embed_dim), 20.0) for task in experts}
-    inputs = torch.randn(64, 3, 8, 8)
-    return ModelPool(partial(build_encoder, TINY_ENCODER), tmp_path / "pretrained.safetensors", experts, heads,
+    heads = {task: ClassificationHead(torch.randn(3, config.embed_dim), 20.0) for task in experts}
+    inputs = torch.randn(64, 3, config.image_size, config.image_size)
+    return ModelPool(partial(build_encoder, config), tmp_path / "pretrained.safetensors", experts, heads,
                      sample_inputs=lambda task, split, n, seed: inputs[:n])
 
 

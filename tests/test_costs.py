@@ -30,6 +30,21 @@ def wemoe_models(pool) -> float:
     return (pool.parameter_count + TASKS * mlp_parameters(pool) + blocks * router) / pool.parameter_count
 
 
+def wemoe_sparse_models(pool) -> float:
+    """As WEMoE, but one router shared by every block, and each task's MLP task vectors stored as their entries of
+    magnitude above the 0.9 quantile (float32) plus a bit per entry saying where they are."""
+    width = pool.parameter_shapes["transformer.resblocks.0.mlp.c_fc.weight"][1]
+    router = width * width + width + width * TASKS + TASKS
+    vectors = 0.0
+    for key in pool.parameter_names:
+        if ".mlp." in key:
+            for task in pool.tasks:
+                magnitudes = pool.task_vector(task, key).abs().flatten()
+                kept = int((magnitudes > magnitudes.quantile(0.9)).sum())
+                vectors += min(len(magnitudes), kept + len(magnitudes) / 32)
+    return (pool.parameter_count + vectors + router) / pool.parameter_count
+
+
 def smile_models(pool) -> float:
     """The pretrained encoder, plus for every linear map (each block's q, k and v, attention output, MLP fc1 and fc2,
     and the output projection) per task: its rank-k update as U (out x k) and S Vᵀ (k x in), a gate_k x in routing
@@ -78,6 +93,7 @@ STORED_MODELS = {
     # as TALL masks, plus one float32 rescaler per task
     "emr": lambda pool: 2 + TASKS / 32 + TASKS / pool.parameter_count,
     "wemoe": wemoe_models,
+    "wemoe_sparse": wemoe_sparse_models,
     "smile": smile_models,
     "twin_merging": twin_merging_models,
     # the merged encoder, shared, and per task a surgery module: down (rank x d) and up (d x rank), rank 16
