@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from bench.evaluation import encoder_for
-from bench.pool import ModelPool
 from bench.timing import best_times
+from core.pool import ModelPool
 from methods.base import Merged, stored_parameters
 
 if TYPE_CHECKING:

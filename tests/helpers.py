@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from bench.models import ClassificationHead, EncoderConfig, build_encoder
-from bench.pool import ModelPool
 from bench.synthetic import write_synthetic_zoo
+from core.models import ClassificationHead, EncoderConfig, build_encoder
+from core.pool import ModelPool
 from methods.base import REGISTRY, MergeMethod
 
 TINY_ENCODER = EncoderConfig(image_size=8, patch_size=4, width=8, layers=1, heads=2, embed_dim=4)

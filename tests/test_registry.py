@@ -10,8 +10,8 @@ import pytest
 from helpers import registry_restored
 
 from bench.cli import main
-from bench.errors import BenchError
 from bench.plugins import load_plugin
+from core.errors import BenchError
 from methods.adamerging import LayerwiseAdaMerging, TaskwiseAdaMergingPlus
 from methods.averaging import TaskArithmetic
 from methods.base import REGISTRY, MergeMethod, get_method, setting

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 import bench.runner
-from bench.errors import BenchError
 from bench.evaluation import EVALUATION_VERSION
 from bench.reports import build_reports
 from bench.results import ResultStore
 from bench.runner import MethodSpec, requested, run
+from core.errors import BenchError
 from methods.averaging import TaskArithmetic
 from methods.base import REGISTRY
 from tasks.scenarios import scenarios_to_run
