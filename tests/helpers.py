@@ -33,6 +33,16 @@ def state_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in module.state_dict().items()}
 
 
+def is_built_in(method: type[MergeMethod]) -> bool:
+    """Defined by the methods package: not a plugin's method nor a test's."""
+    return method.__module__.startswith("methods.")
+
+
+def built_in_methods() -> dict[str, type[MergeMethod]]:
+    """The registered built-in methods by name, in registration order."""
+    return {name: method for name, method in REGISTRY.items() if is_built_in(method)}
+
+
 @contextmanager
 def registry_restored(keep: Callable[[type[MergeMethod]], bool] = lambda method: True) -> Iterator[None]:
     """Within: the method registry less the classes `keep` refuses, plus whatever registers meanwhile; after:
