@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.errors import BenchError, Interrupted
+from core.errors import BenchError, Interrupted
 
 log = logging.getLogger("bench")
 
@@ -420,8 +420,8 @@ def _task_registry_table() -> list[str]:
 
 
 def _cmd_zoo(args: argparse.Namespace) -> None:
-    from bench.zoo.manifest import verify_zoo
     from tasks.suites import SHIPPED_ZOO
+    from tasks.zoo_manifest import verify_zoo
 
     if args.zoo_command == "build":
         from bench.preflight import check_device

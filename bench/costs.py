@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from bench.evaluation import encoder_for
-from bench.pool import ModelPool
-from bench.threads import one_thread
 from bench.timing import best_times
+from core.pool import ModelPool
+from core.threads import one_thread
 from methods.base import Merged, stored_parameters
 
 if TYPE_CHECKING:

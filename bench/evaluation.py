@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from bench.errors import BenchError
-from bench.models import ClassificationHead
+from core.errors import BenchError
+from core.models import ClassificationHead
 from methods.base import Merged
 
 if TYPE_CHECKING:
     from tasks.base import Task
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name -> autocast dtype
-EVALUATION_VERSION = 2  # of scoring and its inputs: bump it with any change that can move a result (bench/versions.py)
+EVALUATION_VERSION = 2  # of scoring and its inputs: bump it with any change that can move a result (core/versions.py)
 
 
 # Inputs per forward pass where none is given: on a CPU small batches keep the activations in the cache and run

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from bench.errors import BenchError
-from bench.pool import ModelPool
+from core.errors import BenchError
+from core.pool import ModelPool
 
 if TYPE_CHECKING:
     from methods.base import MergeMethod

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
-from bench.errors import BenchError, Interrupted
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, reserve_batches
 from bench.plugins import load_methods
 from bench.results import ResultStore
 from bench.runner import MethodSpec, StageTimes, Unit, new_run_id, not_stored, requested, run_units
+from core.errors import BenchError, Interrupted
 from tasks.base import Suite
 from tasks.scenarios import scenarios_to_run
 

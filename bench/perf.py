@@ -39,7 +39,6 @@ from typing import TypeVar
 import torch
 
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
-from bench.models import EncoderConfig
 from bench.parallel import run_jobs
 from bench.reports import build_reports
 from bench.runner import load_data, method_specs
@@ -55,6 +54,7 @@ from bench.synthetic import (
     write_synthetic_zoo,
 )
 from bench.timing import best_time
+from core.models import EncoderConfig
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import entropy
 from methods.averaging import TaskArithmetic, WeightAveraging

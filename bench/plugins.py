@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 ENTRY_POINT_GROUP = "mergebench.methods"
 log = logging.getLogger(__name__)

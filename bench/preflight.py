@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 
 def check_device(option: str, name: str) -> None:

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench.errors import BenchError
 from bench.parallel import Job, Part, part_of, worker_suite
 from bench.plugins import PluginSource, load_methods, load_plugin_source
 from bench.preflight import check_device
 from bench.results import ResultStore
 from bench.runner import StageTimes, log_unit, unit_rows
+from core.errors import BenchError
 
 log = logging.getLogger(__name__)
 

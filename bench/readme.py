@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench import tables
-from bench.atomic import write_atomically
-from bench.errors import BenchError
 from bench.reports import published_numbers
 from bench.results import GRID, ResultStore
+from core.atomic import write_atomically
+from core.errors import BenchError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ PUBLISHED = {("clip-vit-b-32-task-vectors", "task-vectors"): "CLIP ViT-B/32, tas
 
 def shipped_family(zoo: Path) -> str:
     """The weights family that the results of the zoo at `zoo` carry."""
-    from bench.zoo.manifest import read_manifest, zoo_family
+    from tasks.zoo_manifest import read_manifest, zoo_family
 
     return zoo_family(read_manifest(zoo))
 

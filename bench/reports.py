@@ -20,10 +20,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import tables
-from bench.atomic import publish_folder
-from bench.errors import BenchError
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
 from bench.results import GRID, PERF_FILE, VALIDATION, ResultStore, load_perf
+from core.atomic import publish_folder
+from core.errors import BenchError
 from tasks.splits import parse_split, split_title
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A unit's file is written to a temporary name and renamed, so a run killed at any point leaves only whole
 units; a restart skips them and loses nothing. A unit's key names the code versions that made it (see
-`bench.versions`); storing a unit removes the stored one it supersedes (the same unit at other versions).
+`core.versions`); storing a unit removes the stored one it supersedes (the same unit at other versions).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.atomic import write_atomically
-from bench.versions import INITIAL_VERSIONS, key_suffix, unversioned, versions_text
+from core.atomic import write_atomically
+from core.versions import INITIAL_VERSIONS, key_suffix, unversioned, versions_text
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset",
            "stored_models", "inference_cost", "precision", "code_version", "versions", "selection"]
 # merged: whether the task's expert entered the merge (False for the unseen tasks of `generalization`);
 # precision: the evaluation's autocast precision (fp32, bf16, fp16); code_version: package and commit that ran
-# the unit; versions: of its method, scenario and evaluation (JSON, see bench.versions);
+# the unit; versions: of its method, scenario and evaluation (JSON, see core.versions);
 # selection: how the row's settings were chosen: fixed (the method's own), validation (its grid's settings chosen on
 # validation data), or grid (the score of one grid point: validation accuracy, or test accuracy for the λ sweep);
 # stored_models: the parameters stored to serve every task, relative to one model; inference_cost: the forward

@@ -17,7 +17,6 @@ from bench.costs import serving_costs
 from bench.evaluation import DEFAULT_EVAL, EVALUATION_VERSION, EvalSettings, evaluate, reserve_batches
 from bench.memory import PeakMemory
 from bench.merge_checks import check_merged, timed
-from bench.pool import ModelPool
 from bench.results import ResultStore, unit_key
 from bench.selection import (
     GRID,
@@ -30,7 +29,8 @@ from bench.selection import (
     score_grid,
     sweep,
 )
-from bench.versions import code_version, versions_text
+from core.pool import ModelPool
+from core.versions import code_version, versions_text
 from methods.base import Merged, MergeMethod, declared_grids, get_method
 from tasks.base import Suite
 from tasks.scenarios import Scenario
@@ -81,7 +81,7 @@ def method_specs(requested: list[tuple[str, str | None]], overrides: Mapping[str
 
 
 def unit_versions(method: MergeMethod, scenario: Scenario) -> dict[str, int]:
-    """The code versions a unit's numbers come from (see bench.versions)."""
+    """The code versions a unit's numbers come from (see core.versions)."""
     return {"method": method.numerics_version(), "scenario": scenario.version, "evaluation": EVALUATION_VERSION}
 
 

@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bench.errors import BenchError
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
 from bench.merge_checks import timed
 from bench.results import GRID, VALIDATION
+from core.errors import BenchError
 from methods.base import MergeMethod
 from tasks.base import Suite
 from tasks.scenarios import Scenario

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import save_file
 
 from bench.memory import PeakMemory
-from bench.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
-from bench.pool import ModelPool
 from bench.timing import best_time
+from core.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
+from core.pool import ModelPool
 from methods.base import MergeMethod
 from methods.fisher import fisher_merge
 

@@ -37,17 +37,17 @@ import pandas as pd
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from bench.atomic import write_atomically
-from bench.errors import BenchError
 from bench.evaluation import ACCELERATOR_BATCH, PRECISIONS, accuracy
 from bench.machine import cpu_name
 from bench.memory import PeakMemory
-from bench.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
-from bench.pool import ModelPool
 from bench.preflight import check_device, check_writable_folder
 from bench.synthetic import synthetic_pool, write_synthetic_zoo
 from bench.timing import best_time
-from bench.versions import code_version
+from core.atomic import write_atomically
+from core.errors import BenchError
+from core.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
+from core.pool import ModelPool
+from core.versions import code_version
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import AdaptiveMethod
 from methods.averaging import TaskArithmetic

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bench.pool import ModelPool, StateDict
+from core.pool import ModelPool, StateDict
 from methods.adaptation import AdaptiveMethod, AdaptiveModel
 from methods.base import Merged, setting
 from methods.ties import TiesVectors

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.base import Merged, MergeMethod, setting
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.base import Merged, MergeMethod, setting
 from methods.scaled import ScaledUpdate, StateDict
 

@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.errors import BenchError
-from bench.setting_values import parse_setting
-from bench.versions import check_version
+from core.errors import BenchError
+from core.setting_values import parse_setting
+from core.versions import check_version
 
 if typing.TYPE_CHECKING:
-    from bench.pool import ModelPool
+    from core.pool import ModelPool
 
 # One encoder for every task, or (the `individual` reference) one per task.
 Merged = nn.Module | Mapping[str, nn.Module]
@@ -115,7 +115,7 @@ class MergeMethod:
     title: ClassVar[str] = ""  # the row label in tables, e.g. "Task Arithmetic"
     reference: ClassVar[str] = ""  # URL of the paper or code the defaults come from
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # named settings of other codebases
-    version: ClassVar[int] = 1  # of the numerics: bump it with any change that can move its results (bench/versions.py)
+    version: ClassVar[int] = 1  # of the numerics: bump it with any change that can move its results (core/versions.py)
     preset: str = "default"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.averaging import accumulate, average
 from methods.base import Merged, MergeMethod, setting
 from methods.lowrank import low_rank

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.averaging import accumulate
 from methods.base import Merged, MergeMethod, setting
 from methods.ties import TiesVectors, disjoint_merge

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.base import Merged, MergeMethod
 from methods.per_task import MaskedTaskModels
 

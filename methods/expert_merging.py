@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from bench.errors import BenchError
-from bench.pool import ModelPool, StateDict
+from core.errors import BenchError
+from core.pool import ModelPool, StateDict
 from methods.base import Merged, MergeMethod, setting
 
 # The authors' optimiser and schedule (parametric_task_vector_model.py, expert_merging_base.py): not settings.

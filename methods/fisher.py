@@ -12,8 +12,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from bench.models import ClassificationHead
-from bench.pool import ModelPool
+from core.models import ClassificationHead
+from core.pool import ModelPool
 from methods.averaging import accumulate
 from methods.base import Merged, MergeMethod, setting
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.averaging import average
 from methods.base import setting
 from methods.scaled import ScaledUpdate, StateDict

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.base import setting
 from methods.scaled import ScaledUpdate, StateDict
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import nn
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.base import tensor_parameters
 
 

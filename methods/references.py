@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.base import Merged, MergeMethod
 
 

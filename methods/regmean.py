@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
-from bench.pool import ModelPool
+from core.errors import BenchError
+from core.pool import ModelPool
 from methods.averaging import average
 from methods.base import Merged, MergeMethod, setting
 

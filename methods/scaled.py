@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.base import Merged, MergeMethod
 
 StateDict = dict[str, torch.Tensor]

@@ -44,10 +44,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.errors import BenchError
-from bench.pool import ModelPool
-from bench.threads import one_thread
-from bench.versions import INITIAL
+from core.errors import BenchError
+from core.pool import ModelPool
+from core.threads import one_thread
+from core.versions import INITIAL
 from methods.base import Merged, MergeMethod, get_method, setting
 
 Base = Literal["weight_averaging", "task_arithmetic", "ties_merging", "adamerging_layerwise"]  # the paper's four

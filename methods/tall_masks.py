@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.averaging import SCALING_GRID, accumulate
 from methods.base import Merged, MergeMethod, setting
 from methods.per_task import MaskedTaskModels

@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.averaging import SCALING_GRID, accumulate
 from methods.base import setting
 from methods.scaled import ScaledUpdate, StateDict

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models import VisionTransformer
-from bench.pool import ModelPool
+from core.models import VisionTransformer
+from core.pool import ModelPool
 from methods.averaging import TaskArithmetic
 from methods.base import Merged, MergeMethod, setting
 from methods.lowrank import truncated_svd
@@ -106,7 +106,7 @@ def module_key(parameter: str) -> str:
 class TwinEncoder(nn.Module):
     """The shared encoder's weights plus each task's exclusive parts, mixed per input by the router's softmax.
 
-    The forward is the encoder's (bench.models.VisionTransformer) written out so that every parameter can take a
+    The forward is the encoder's (core.models.VisionTransformer) written out so that every parameter can take a
     value of its own for each input; without routing weights (None) it is the shared encoder's."""
 
     def __init__(self, shared: VisionTransformer, exclusive: dict[str, nn.Module], router: TaskRouter) -> None:

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from bench.errors import BenchError
-from bench.pool import ModelPool
+from core.errors import BenchError
+from core.pool import ModelPool
 from methods.adaptation import AdaptiveMethod, AdaptiveModel
 from methods.base import Merged
 

@@ -35,7 +35,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.adaptation import AdaptiveModel
 from methods.base import Merged, setting, stored_parameters, tensor_parameters
 from methods.wemoe import RoutedMLP, Router, WEMoE, WEMoEModel

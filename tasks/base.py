@@ -14,9 +14,9 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 
-from bench.errors import BenchError
-from bench.models import ClassificationHead
-from bench.pool import ModelPool
+from core.errors import BenchError
+from core.models import ClassificationHead
+from core.pool import ModelPool
 from tasks.corruptions import corrupt
 from tasks.data import PixelCache, from_levels, to_levels
 from tasks.splits import corrupted_split, parse_slice, parse_split

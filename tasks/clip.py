@@ -2,7 +2,7 @@
 families, the 8 real datasets, zero-shot heads from the text tower.
 
 The families: FusionBench's experts (`tanganke/clip-vit-*`, transformers' layout), and the task-vectors ones the
-AdaMerging and WEMoE papers used (ImageEncoder modules pickled whole, read by `bench/pickled.py` without running
+AdaMerging and WEMoE papers used (ImageEncoder modules pickled whole, read by `tasks/pickled.py` without running
 their code; pretrained image tower from their `zeroshot.pt`). Everything else comes from the Hugging Face hub
 through its cache (HF_HOME, HF_HUB_OFFLINE), or from a local folder laid out like the hub's repositories;
 `tasks/hub.py` names the repositories. Experts are converted to open_clip's layout once and kept, with the
@@ -21,16 +21,16 @@ import open_clip
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.atomic import write_atomically
-from bench.convert import open_clip_vision_state
-from bench.digest import remembered_sha256, weights_digest
-from bench.errors import BenchError
-from bench.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
-from bench.pickled import load_module_state
-from bench.pool import ModelPool
+from core.atomic import write_atomically
+from core.digest import remembered_sha256, weights_digest
+from core.errors import BenchError
+from core.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_encoder
+from core.pool import ModelPool
 from tasks.base import Suite, Task
+from tasks.convert import open_clip_vision_state
 from tasks.hub import CLIP_REPOS, EXPERT_FILE, PRETRAINED_FILE, HubRepos, Sources, check_available
 from tasks.mini import cache_root
+from tasks.pickled import load_module_state
 from tasks.registry import task_record
 from tasks.zeroshot import zero_shot_head
 

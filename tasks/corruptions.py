@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from bench.errors import BenchError
+from core.errors import BenchError
 from tasks.splits import CORRUPTION_TITLES, SEVERITY
 
 PROFILES = ("imagenet", "small")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from bench.errors import BenchError
+from core.errors import BenchError
 from tasks.registry import GROUPS, task_record
 
 log = logging.getLogger(__name__)

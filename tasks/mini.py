@@ -13,7 +13,7 @@ import datasets
 import numpy as np
 import torch
 
-from bench.atomic import publish_folder
+from core.atomic import publish_folder
 from tasks import drawing, procedural
 from tasks.procedural import FAMILIES
 

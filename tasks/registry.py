@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 # Prompt templates of the task-vectors work (Ilharco et al., 2023; mlfoundations/task_vectors,
 # src/datasets/templates.py), with which the model-merging papers and FusionBench build their zero-shot heads.

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.errors import BenchError
+from core.errors import BenchError
 from tasks.base import Suite
 from tasks.corruptions import CORRUPTIONS
 from tasks.registry import group
@@ -28,7 +28,7 @@ class Scenario:
     name: str
     merged_tasks: tuple[str, ...]
     evaluated: tuple[tuple[str, str], ...]  # (task, split)
-    version: int = 1  # of what it merges and tests: bumped by a change that can move its results (bench/versions.py)
+    version: int = 1  # of what it merges and tests: bumped by a change that can move its results (core/versions.py)
 
     def test_splits(self) -> dict[str, str]:
         """Per merged task, the split it is tested on: where test-time adaptation draws its unlabeled inputs."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 SEVERITY = 2  # the severity of the corrupted test sets in the AdaMerging and WEMoE robustness experiments
 # Each corruption's column in the robustness tables of the AdaMerging and WEMoE papers, in their order.

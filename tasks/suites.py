@@ -8,11 +8,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from bench.errors import BenchError
-from bench.models import ClassificationHead, EncoderConfig, build_encoder
-from bench.pool import ModelPool
-from bench.zoo.manifest import verify_zoo, zoo_family
-from bench.zoo.shipped import shipped_zoo
+from core.errors import BenchError
+from core.models import ClassificationHead, EncoderConfig, build_encoder
+from core.pool import ModelPool
 from tasks.base import Suite, Task
 from tasks.clip import SPECS as CLIP_SPECS
 from tasks.clip import ClipSpec, clip_suite
@@ -20,6 +18,8 @@ from tasks.hub import Sources
 from tasks.mini import MiniData, load_split, normalize, to_pixels
 from tasks.procedural import FAMILIES
 from tasks.registry import standing_in
+from tasks.shipped_zoo import shipped_zoo
+from tasks.zoo_manifest import verify_zoo, zoo_family
 
 # The CPU-sized suite's compute settings for the test-time adaptive methods (chosen on its validation split; see
 # methods/adamerging.py, methods/wemoe.py, methods/wemoe_sparse.py).

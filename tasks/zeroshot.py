@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from bench.models import ClassificationHead
+from core.models import ClassificationHead
 from tasks.registry import task_record
 
 # Token ids of a batch of texts ([N, context]) and their embeddings ([N, embed_dim]).

@@ -59,8 +59,8 @@ def one_thread():
 def method_registry(request: pytest.FixtureRequest):
     """Each test sees the built-in methods and those its own module defines; the methods it registers (plugins,
     classes defined in the test) are dropped after it."""
-    from helpers import registry_restored
+    from helpers import is_built_in, registry_restored
 
     own_module = request.module.__name__
-    with registry_restored(lambda method: method.__module__.startswith("methods.") or method.__module__ == own_module):
+    with registry_restored(lambda method: is_built_in(method) or method.__module__ == own_module):
         yield

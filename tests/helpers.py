@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from bench.models import ClassificationHead, EncoderConfig, build_encoder
-from bench.pool import ModelPool
 from bench.synthetic import write_synthetic_zoo
+from core.models import ClassificationHead, EncoderConfig, build_encoder
+from core.pool import ModelPool
 from methods.base import REGISTRY, MergeMethod
 
 TINY_ENCODER = EncoderConfig(image_size=8, patch_size=4, width=8, layers=1, heads=2, embed_dim=4)
@@ -32,6 +32,16 @@ def random_pool(tmp_path: Path, n_experts: int = 3, seed: int = 0, spread: float
 
 def state_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in module.state_dict().items()}
+
+
+def is_built_in(method: type[MergeMethod]) -> bool:
+    """Defined by the methods package: not a plugin's method nor a test's."""
+    return method.__module__.startswith("methods.")
+
+
+def built_in_methods() -> dict[str, type[MergeMethod]]:
+    """The registered built-in methods by name, in registration order."""
+    return {name: method for name, method in REGISTRY.items() if is_built_in(method)}
 
 
 @contextmanager

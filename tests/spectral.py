@@ -12,8 +12,8 @@ from helpers import random_pool, state_of
 from safetensors.torch import save_file
 
 from bench.cli import main
-from bench.pool import ModelPool
 from bench.results import ResultStore
+from core.pool import ModelPool
 from methods.base import MergeMethod
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from helpers import random_pool, state_of
 
-from bench.errors import BenchError
+from core.errors import BenchError
 from methods.adamerging import LayerwiseAdaMerging, TaskwiseAdaMerging, TaskwiseAdaMergingPlus
 from methods.adaptation import entropy, saved_bytes_per_input
 from methods.averaging import TaskArithmetic

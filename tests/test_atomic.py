@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from bench.atomic import publish_folder, write_atomically
+from core.atomic import publish_folder, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 1 << 16  # bytes per version of the contested file
@@ -16,7 +16,7 @@ SIZE = 1 << 16  # bytes per version of the contested file
 WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from bench.atomic import write_atomically
+    from core.atomic import write_atomically
     target, byte, start = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     while time.time() < start:
         time.sleep(0.001)

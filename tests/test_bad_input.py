@@ -145,7 +145,7 @@ def test_a_setting_out_of_range_or_not_finite_exits_2_naming_method_key_and_rang
                               r"torch.float32 models")),
     ("test_wrong_shape", r"its merged model: tensor proj has shape \(2, 2\), the pretrained model's \(\d+, \d+\)"),
     ("test_flat_weights", (r"merge raised RuntimeError: Error\(s\) in loading state_dict for VisionTransformer: "
-                           r"size mismatch .*\.\.\. \(\S*bench/pool\.py:\d+\)")),
+                           r"size mismatch .*\.\.\. \(\S*core/pool\.py:\d+\)")),
     ("test_not_an_encoder", (r"its merged model maps inputs of shape \(1, 3, \d+, \d+\) to \(1, 3, \d+, \d+\), not to "
                              r"the \(1, \d+\) features the task heads take")),
     ("test_returns_none", r"merge returned NoneType, not an nn.Module \(or a mapping from task to nn.Module\)"),

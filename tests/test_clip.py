@@ -20,13 +20,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
-from bench.convert import open_clip_vision_state
-from bench.errors import BenchError
-from bench.models import CLIP_ENCODERS, EncoderConfig, build_encoder
 from bench.reports import build_reports
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
+from core.errors import BenchError
+from core.models import CLIP_ENCODERS, EncoderConfig, build_encoder
 from tasks.clip import ClipSpec, clip_suite
+from tasks.convert import open_clip_vision_state
 from tasks.hub import PRETRAINED_FILE, HubRepos, Sources, check_task_vectors_folder, held_out_validation
 from tasks.registry import RECORDS
 from tasks.scenarios import Scenario, multitask

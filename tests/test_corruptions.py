@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from bench.errors import BenchError
+from core.errors import BenchError
 from tasks.corruptions import (
     CORRUPTIONS,
     blur_along,

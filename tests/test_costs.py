@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import random_pool
+from helpers import built_in_methods, random_pool
 from torch import nn
 
 from bench import costs
@@ -107,7 +107,7 @@ def quick(name: str):
     return cls(steps=0) if "steps" in {field.name for field in dataclasses.fields(cls)} else cls()
 
 
-BUILT_IN = sorted(name for name, cls in REGISTRY.items() if cls.__module__.startswith("methods."))  # not tests' own
+BUILT_IN = sorted(built_in_methods())
 
 
 @pytest.mark.parametrize("name", BUILT_IN)

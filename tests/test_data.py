@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.errors import BenchError
 from bench.evaluation import EvalSettings, reserve_batches
-from bench.models import ClassificationHead
+from core.errors import BenchError
+from core.models import ClassificationHead
 from tasks import procedural
 from tasks.base import Task, decode_split
 from tasks.data import PixelCache, parse_size

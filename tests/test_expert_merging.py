@@ -13,10 +13,10 @@ from helpers import TINY_ENCODER, random_pool, state_of
 from spectral import run_on_tiny_zoo
 
 from bench.cli import main
-from bench.errors import BenchError
-from bench.models import EncoderConfig, build_encoder
-from bench.pool import ModelPool
 from bench.results import ResultStore
+from core.errors import BenchError
+from core.models import EncoderConfig, build_encoder
+from core.pool import ModelPool
 from methods.expert_merging import (
     Alignment,
     ChunkedCoefficientMerge,

@@ -11,8 +11,8 @@ from helpers import TINY_ENCODER, random_pool, state_of
 from safetensors.torch import save_file
 
 import methods.fisher as fisher_module
-from bench.models import ClassificationHead
 from bench.runner import MethodSpec
+from core.models import ClassificationHead
 from methods.averaging import TaskArithmetic, WeightAveraging
 from methods.fisher import (
     FisherMerging,

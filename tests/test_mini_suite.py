@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 
 from bench.evaluation import evaluate
-from bench.zoo.manifest import verify_zoo
 from methods.averaging import TaskArithmetic, WeightAveraging
 from methods.references import Individual, Pretrained
 from methods.ties import TiesMerging
 from tasks.scenarios import multitask
 from tasks.suites import SHIPPED_ZOO, load_suite
+from tasks.zoo_manifest import verify_zoo
 
 
 @pytest.fixture(scope="module")

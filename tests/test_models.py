@@ -7,7 +7,7 @@ import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
 from torch import nn
 
-from bench.models import EncoderConfig, build_encoder
+from core.models import EncoderConfig, build_encoder
 
 CONFIG = EncoderConfig(image_size=32, patch_size=8, width=48, layers=2, heads=4, embed_dim=16)
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import torch
 
 from bench.parallel import auto_jobs, parts_of, run_jobs
-from bench.pool import ModelPool
 from bench.runner import MethodSpec
+from core.pool import ModelPool
 from tasks.suites import load_suite
 
 

@@ -9,7 +9,7 @@ from helpers import random_pool, state_of
 from safetensors.torch import save_file
 from spectral import pool_with_task_vectors, run_on_tiny_zoo
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.pcb import Pcb
 
 

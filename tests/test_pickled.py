@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import pickled
-from bench.errors import BenchError
-from bench.pickled import load_module_state
+from core.errors import BenchError
+from tasks import pickled
+from tasks.pickled import load_module_state
 
 MODULE = '''
 import torch

@@ -7,7 +7,7 @@ import torch
 from helpers import random_pool
 from safetensors.torch import load_file, save_file
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 
 def rewrite(path, change):

@@ -11,7 +11,7 @@ import pytest
 from bench.cli import main
 from bench.readme import END, START, refresh_readme
 from bench.results import ResultStore
-from bench.zoo.manifest import zoo_family
+from tasks.zoo_manifest import zoo_family
 
 REPO_README = Path(__file__).resolve().parents[1] / "README.md"
 MANIFEST = {"recipe": {}, "recipe_hash": "r", "data_fingerprint": "d", "files": {"pretrained.safetensors": "0" * 64}}

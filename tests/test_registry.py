@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pytest
-from helpers import registry_restored
+from helpers import built_in_methods, is_built_in, registry_restored
 
 from bench.cli import main
-from bench.errors import BenchError
 from bench.plugins import load_plugin
+from core.errors import BenchError
 from methods.adamerging import LayerwiseAdaMerging, TaskwiseAdaMergingPlus
 from methods.averaging import TaskArithmetic
 from methods.base import REGISTRY, MergeMethod, get_method, setting
@@ -97,10 +97,9 @@ def test_ranges_hold_for_direct_construction_and_for_subclasses_that_change_the_
 
 
 def test_every_built_in_method_s_defaults_and_presets_lie_in_their_ranges():
-    for cls in REGISTRY.values():
-        if cls.__module__.startswith("methods."):
-            for preset in ["default", *cls.presets]:
-                cls.configure(preset)
+    for cls in built_in_methods().values():
+        for preset in ["default", *cls.presets]:
+            cls.configure(preset)
 
 
 def test_presets_apply_and_unknown_presets_are_refused():
@@ -229,5 +228,5 @@ def test_methods_registered_within_registry_restored_are_unknown_after_it():
 def test_each_test_sees_the_built_in_methods_and_its_own_module_s_only():
     assert "median" not in REGISTRY  # loaded by earlier tests of this module, dropped after each
     assert REGISTRY["test_scaled_average"] is ScaledAverage
-    assert all(method.__module__.startswith("methods.") or method.__module__ == __name__
+    assert all(is_built_in(method) or method.__module__ == __name__
                for method in REGISTRY.values())

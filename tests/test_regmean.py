@@ -13,9 +13,9 @@ from safetensors.torch import save_file
 from spectral import pool_with_task_vectors, run_on_tiny_zoo
 from torch import nn
 
-from bench.errors import BenchError
-from bench.models import build_encoder
-from bench.pool import ModelPool
+from core.errors import BenchError
+from core.models import build_encoder
+from core.pool import ModelPool
 from methods.regmean import RegMean, attention_context
 
 LINEAR_WEIGHTS = ("attn.in_proj_weight", "attn.out_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

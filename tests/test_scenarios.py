@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers import random_pool
 
-from bench.errors import BenchError
 from bench.runner import SharedMerge
+from core.errors import BenchError
 from tasks.scenarios import SCENARIOS, Scenario, ScenarioUnavailable, generalization, robustness
 from tasks.suites import load_suite
 

@@ -10,10 +10,10 @@ import torch
 
 import bench.runner
 from bench.cli import main
-from bench.errors import BenchError
 from bench.results import ResultStore
 from bench.runner import MethodSpec, run
 from bench.selection import GRID, points, scores
+from core.errors import BenchError
 from methods.averaging import SCALING_GRID, TaskArithmetic
 from methods.base import REGISTRY, get_method, setting
 from methods.ties import TiesMerging

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from spectral import pool_with_task_vectors, run_on_tiny_zoo
 from torch import nn
 
-from bench.errors import BenchError
-from bench.pool import ModelPool
+from core.errors import BenchError
+from core.pool import ModelPool
 from methods.smile import Smile, SmileLinear
 
 LINEAR_KEYS = ("attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias",

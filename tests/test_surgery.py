@@ -11,9 +11,9 @@ from helpers import random_pool
 from torch import nn
 
 from bench.cli import main
-from bench.errors import BenchError
 from bench.results import ResultStore
 from bench.runner import MethodSpec, unit_versions
+from core.errors import BenchError
 from methods.averaging import TaskArithmetic
 from methods.surgery import Surgery, surgery
 from tasks.scenarios import Scenario

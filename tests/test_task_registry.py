@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError
 from bench.results import ResultStore
 from bench.zoo.build import build_zoo
 from bench.zoo.recipe import ZooRecipe
+from core.errors import BenchError
 from tasks.procedural import FAMILIES, Family
 from tasks.registry import GROUPS, RECORDS, TaskRecord, group, mini_families, standing_in, task_record
 from tasks.scenarios import generalization, robustness

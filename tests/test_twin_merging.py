@@ -9,7 +9,7 @@ import torch
 from helpers import random_pool
 from spectral import numpy_state, run_on_tiny_zoo
 
-from bench.pool import ModelPool
+from core.pool import ModelPool
 from methods.twin_merging import TaskRouter, TwinEncoder, TwinMerging, train_router
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import built_in_methods
 
 import bench.runner
-from bench.errors import BenchError
 from bench.evaluation import EVALUATION_VERSION
 from bench.reports import build_reports
 from bench.results import ResultStore
 from bench.runner import MethodSpec, requested, run
+from core.errors import BenchError
 from methods.averaging import TaskArithmetic
-from methods.base import REGISTRY
 from tasks.scenarios import scenarios_to_run
 from tasks.suites import load_suite
 
@@ -27,15 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def versioned_method():
-    """A method registered for the test only (the registry is restored afterwards)."""
-    saved = dict(REGISTRY)
+    """A method registered for the test only (conftest's registry fixture drops it afterwards)."""
 
     class VersionedArithmetic(TaskArithmetic):
         name = "test_versioned_arithmetic"
 
-    yield VersionedArithmetic
-    REGISTRY.clear()
-    REGISTRY.update(saved)
+    return VersionedArithmetic
 
 
 def stored_files(results: Path) -> dict[str, bytes]:
@@ -98,7 +95,7 @@ def test_the_shipped_results_hold_every_fixed_setting_unit_of_the_current_code()
     """`results/` is regenerated with every change that moves a number: each unit `run --all` plans at fixed
     settings is found under its key, versions included."""
     suite = load_suite("mini")
-    specs = [MethodSpec(name) for name, cls in REGISTRY.items() if cls.__module__.startswith("methods.")]  # built-in
+    specs = [MethodSpec(name) for name in built_in_methods()]
     units = requested(suite, scenarios_to_run(suite), specs, [0])
     store = ResultStore(ROOT / "results")
     assert len(units) > 100 and [unit.key for unit in units if not store.has(unit.key)] == []

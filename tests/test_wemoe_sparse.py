@@ -10,9 +10,9 @@ from helpers import random_pool
 
 from bench.cli import main
 from bench.costs import stored_models
-from bench.errors import BenchError
-from bench.models import EncoderConfig
 from bench.results import ResultStore
+from core.errors import BenchError
+from core.models import EncoderConfig
 from methods.wemoe import WEMoE
 from methods.wemoe_sparse import SparseWEMoE, magnitude_pruned
 

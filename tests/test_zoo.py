@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from bench.errors import BenchError
-from bench.zoo.manifest import verify_zoo
 from bench.zoo.recipe import ZooRecipe
+from core.errors import BenchError
+from tasks.zoo_manifest import verify_zoo
 
 
 def test_manifest_lists_every_file_with_its_hash_and_the_recipe(tiny_zoo):
@@ -68,8 +68,8 @@ def test_a_manifest_without_a_required_key_is_refused_naming_the_key(tiny_zoo, t
 def test_zoos_share_a_family_only_when_they_hold_the_same_bytes(tiny_zoo, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from bench.digest import sha256_file
-    from bench.zoo.manifest import zoo_family
+    from core.digest import sha256_file
+    from tasks.zoo_manifest import zoo_family
 
     same = shutil.copytree(tiny_zoo, tmp_path / "same")
     assert zoo_family(verify_zoo(same)) == zoo_family(verify_zoo(tiny_zoo))

@@ -15,17 +15,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from bench.atomic import publish_folder
-from bench.errors import BenchError
 from bench.evaluation import accuracy
 from bench.machine import cpu_name
-from bench.models import ClassificationHead, build_encoder
-from bench.zoo.manifest import MANIFEST, verify_zoo, write_manifest
 from bench.zoo.recipe import ZooRecipe
 from bench.zoo.training import train_encoder
+from core.atomic import publish_folder
+from core.errors import BenchError
+from core.models import ClassificationHead, build_encoder
 from tasks import procedural
 from tasks.base import decode_split, tensor_batches
 from tasks.mini import load_split, pixels_to_inputs, preprocess
+from tasks.zoo_manifest import MANIFEST, verify_zoo, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu", pretrained_
         save_file(head_vectors, str(staging / "heads.safetensors"))
         for task, state in expert_states.items():
             save_file(state, str(staging / "experts" / f"{task}.safetensors"))
-        return write_manifest(staging, recipe, accuracies, pretrain_loss, timings, machine,
-                              pretrained_from=None if source is None else source["recipe_hash"])
+        return write_manifest(staging, recipe.to_dict(), recipe.data.fingerprint(), accuracies, pretrain_loss,
+                              timings, machine, pretrained_from=None if source is None else source["recipe_hash"])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return publish_folder(out_dir, write, replace=True)  # an interrupted build leaves no half zoo

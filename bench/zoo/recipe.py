@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
-from bench.errors import BenchError
-from bench.models import EncoderConfig
-from bench.setting_values import parse_setting
 from bench.zoo.training import Schedule
+from core.errors import BenchError
+from core.models import EncoderConfig
+from core.setting_values import parse_setting
 from tasks.mini import MiniData
 from tasks.registry import mini_families
+from tasks.zoo_manifest import recipe_digest
 
 
 @dataclass(frozen=True)
@@ -41,12 +40,7 @@ class ZooRecipe:
         return asdict(self)
 
     def digest(self) -> str:
-        return self.digest_of(self.to_dict())
-
-    @staticmethod
-    def digest_of(recipe: Mapping) -> str:
-        """The hash of a recipe as a manifest stores it (JSON), equal to `digest()` of the recipe it came from."""
-        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+        return recipe_digest(self.to_dict())
 
     def with_finetune(self, overrides: Mapping[str, str]) -> ZooRecipe:
         """This recipe with fields of its experts' fine-tuning schedule set from `key=value` strings, each

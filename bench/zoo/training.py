@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models import ClassificationHead
+from core.models import ClassificationHead
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from full_size import write_full_size_clip_folder
 from bench.evaluation import EvalSettings, evaluate
 from bench.memory import PeakMemory
 from bench.perf import in_fresh_process
-from bench.pool import ModelPool
 from bench.runner import load_data
 from bench.synthetic import merge_memory
+from core.pool import ModelPool
 from methods.adamerging import LayerwiseAdaMerging
 from methods.averaging import TaskArithmetic
 from methods.base import MergeMethod

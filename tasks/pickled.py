@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 
 def _rebuild_from_type(func, new_type, args, state):

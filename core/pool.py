@@ -15,8 +15,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from bench.errors import BenchError
-from bench.models import ClassificationHead
+from core.errors import BenchError
+from core.models import ClassificationHead
 
 StateDict = dict[str, torch.Tensor]
 T = TypeVar("T")

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.atomic import write_atomically
+from core.atomic import write_atomically
 
 
 def sha256_file(path: Path) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 INITIAL = 1
 VERSIONED = ("method", "scenario", "evaluation")  # what carries a version, in key order

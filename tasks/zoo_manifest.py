@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from bench.digest import sha256_file, weights_digest
-from bench.errors import BenchError
-
-if TYPE_CHECKING:  # the recipe module imports the model code (torch); reading a manifest needs none of it
-    from bench.zoo.recipe import ZooRecipe
+from core.digest import sha256_file, weights_digest
+from core.errors import BenchError
 
 MANIFEST = "manifest.json"
 # What every manifest holds, with its type: checked before any key is used.
 REQUIRED = {"recipe": dict, "recipe_hash": str, "data_fingerprint": str, "files": dict}
 
 
-def write_manifest(zoo_dir: Path, recipe: ZooRecipe, accuracies: dict[str, dict[str, float]], pretrain_loss: float,
-                   timings: dict[str, float], machine: dict, pretrained_from: str | None = None) -> dict:
-    """Write and return the manifest; `pretrained_from` is the recipe hash of the zoo whose pretrained model
-    and heads were reused, if any."""
+def recipe_digest(recipe: Mapping) -> str:
+    """The hash of a zoo recipe (`bench.zoo.recipe.ZooRecipe.to_dict()`), or of the JSON a manifest stores of it."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_manifest(zoo_dir: Path, recipe: Mapping, data_fingerprint: str, accuracies: dict[str, dict[str, float]],
+                   pretrain_loss: float, timings: dict[str, float], machine: dict,
+                   pretrained_from: str | None = None) -> dict:
+    """Write and return the manifest of the recipe (as a dict) built on the task data of `data_fingerprint`;
+    `pretrained_from` is the recipe hash of the zoo whose pretrained model and heads were reused, if any."""
     files = sorted(p for p in zoo_dir.rglob("*.safetensors"))
     manifest = {
         "format": 1,
-        "recipe": recipe.to_dict(),
-        "recipe_hash": recipe.digest(),
-        "data_fingerprint": recipe.data.fingerprint(),
+        "recipe": dict(recipe),
+        "recipe_hash": recipe_digest(recipe),
+        "data_fingerprint": data_fingerprint,
         "files": {str(p.relative_to(zoo_dir)): sha256_file(p) for p in files},
         "accuracy": {kind: {task: round(acc, 4) for task, acc in per_task.items()}
                      | {"mean": round(sum(per_task.values()) / len(per_task), 4)}
@@ -60,10 +64,8 @@ def read_manifest(zoo_dir: Path) -> dict:
 def verify_zoo(zoo_dir: Path) -> dict:
     """The manifest, once every weight file in the folder is one it lists with a matching sha256 and its recipe
     is the one its hash names; a missing, edited or unlisted file, or an edited recipe, is named."""
-    from bench.zoo.recipe import ZooRecipe
-
     manifest = read_manifest(zoo_dir)
-    if ZooRecipe.digest_of(manifest["recipe"]) != manifest["recipe_hash"]:
+    if recipe_digest(manifest["recipe"]) != manifest["recipe_hash"]:
         raise BenchError(f"{zoo_dir / MANIFEST}: the recipe does not match its recipe_hash (edited after the build); "
                          f"rebuild the zoo with `python -m bench zoo build --out {zoo_dir}`")
     for path in sorted(zoo_dir.rglob("*.safetensors")):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from bench.errors import BenchError
+from core.errors import BenchError
 
 PREFIX = "vision_model."
 RENAMED = {

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 SHIPPED_NAME = "mini-v1"
-SOURCE_ZOO = Path(__file__).resolve().parents[2] / "zoo" / SHIPPED_NAME
+SOURCE_ZOO = Path(__file__).resolve().parents[1] / "zoo" / SHIPPED_NAME
 # The data-files target in pyproject.toml, relative to the install's data prefix.
 INSTALLED_MANIFEST = f"share/mergebench/zoo/{SHIPPED_NAME}/manifest.json"
 
