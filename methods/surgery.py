@@ -60,6 +60,11 @@ def surgery(features: torch.Tensor, down: torch.Tensor, up: torch.Tensor) -> tor
     return features - torch.relu(features @ down.transpose(-1, -2)) @ up.transpose(-1, -2)
 
 
+def chunked_outputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """`model`'s outputs on `inputs`, FEATURE_CHUNK inputs per forward, on the CPU."""
+    return torch.cat([model(chunk).cpu() for chunk in inputs.split(FEATURE_CHUNK)])
+
+
 class SurgeredEncoder(nn.Module):
     """A task's encoder: the shared merged encoder, then the task's surgery module on its output."""
 
@@ -158,10 +163,8 @@ class Surgery(MergeMethod):
         merged, experts = [], []
         for task in pool.tasks:
             inputs = pool.test_inputs(task, self.inputs, self.seed).to(pool.device)
-            expert = pool.encoder(pool.expert_state(task))
-            merged.append(torch.cat([encoder(chunk).cpu() for chunk in inputs.split(FEATURE_CHUNK)]))
-            experts.append(torch.cat([expert(chunk).cpu() for chunk in inputs.split(FEATURE_CHUNK)]))
-            del expert
+            merged.append(chunked_outputs(encoder, inputs))
+            experts.append(chunked_outputs(pool.encoder(pool.expert_state(task)), inputs))  # one expert at a time
         counts = torch.tensor([len(features) for features in merged])
         pad = nn.utils.rnn.pad_sequence
         return pad(merged, batch_first=True), pad(experts, batch_first=True), counts

@@ -78,8 +78,11 @@ class Task:
             valid = ", ".join(sorted({*self.splits, *self.shipped_splits}))
             raise BenchError(f"task {self.name}: no split {source!r}; valid: {valid}")
         if name not in self._datasets:
-            dataset = self.split(source) if stop is not None else self.load_split(source)
-            self._datasets[name] = dataset.select(range(min(stop, len(dataset)))) if stop is not None else dataset
+            if stop is None:
+                self._datasets[name] = self.load_split(name)
+            else:
+                whole = self.split(source)
+                self._datasets[name] = whole.select(range(min(stop, len(whole))))
         return self._datasets[name]
 
     def labels(self, split: str) -> torch.Tensor:
