@@ -403,7 +403,7 @@ def _count(n: int, noun: str) -> str:
 
 def _task_registry_table() -> list[str]:
     """`bench list tasks`: one line per task record, columns aligned."""
-    from tasks.procedural import FAMILIES
+    from tasks.families import FAMILIES
     from tasks.registry import RECORDS, groups_of
 
     header = ("task", "mini stand-in", "classes", "splits", "hub dataset, experts, prompts", "groups")

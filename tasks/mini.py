@@ -1,4 +1,4 @@
-"""The mini suite's data: eight procedural families as Hugging Face datasets, cached on disk by fingerprint."""
+"""The mini suite's data: procedural families as Hugging Face datasets, cached on disk by fingerprint."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 
 from core.atomic import publish_folder
-from tasks import drawing, procedural
-from tasks.procedural import FAMILIES
+from tasks import procedural
+from tasks.families import FAMILIES, generator_modules
 
 MEAN, STD = 0.5, 0.25
 
@@ -48,9 +49,9 @@ class MiniData:
         pin these parameters; its cache folder is named with its size."""
         return self.test_per_task // 8
 
-    def fingerprint(self) -> str:
-        """Changes whenever the images would: the parameters or the generators' source code."""
-        source = inspect.getsource(procedural) + inspect.getsource(drawing)
+    def fingerprint(self, families: Iterable[str]) -> str:
+        """Changes whenever these families' images would: the parameters or the generators' source code."""
+        source = "".join(inspect.getsource(module) for module in generator_modules(families))
         blob = json.dumps(asdict(self), sort_keys=True) + source
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -86,7 +87,7 @@ def _build_split(family_name: str, data: MiniData, split: str) -> datasets.Datas
 def load_split(family_name: str, split: str, data: MiniData = MiniData()) -> datasets.Dataset:
     """The split as an `image`/`label` dataset, generated on first use and then read from the cache."""
     folder = f"validation-{data.validation_per_task}" if split == "validation" else split
-    path = cache_root() / "mini-data" / data.fingerprint() / family_name / folder
+    path = cache_root() / "mini-data" / data.fingerprint((family_name,)) / family_name / folder
     if not path.exists():  # processes generating it at once each build their own; the first published is kept
         path.parent.mkdir(parents=True, exist_ok=True)
         publish_folder(path, lambda staging: _build_split(family_name, data, split).save_to_disk(str(staging)))

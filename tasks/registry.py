@@ -52,13 +52,45 @@ RECORDS: dict[str, TaskRecord] = {record.name: record for record in (
     TaskRecord("DTD", 47, "tanganke/dtd", "dtd",
                tuple(f"a photo of {article} {{}} {noun}." for article in ("a", "the")
                      for noun in ("texture", "pattern", "thing", "object")), mini_family="textures"),
+    # The six more of the 14-task benchmark (TALL masks, Wang et al. 2024)...
+    TaskRecord("Flowers102", 102, "dpdl-benchmark/oxford_flowers102", "oxford_flowers102",
+               ("a photo of a {}, a type of flower.",), mini_family="flowers"),
+    TaskRecord("PCAM", 2, "tanganke/pcam", "pcam",
+               ("this is a photo of {}",), mini_family="tissue"),
+    TaskRecord("FER2013", 7, "tanganke/fer2013", "fer2013",
+               ("a photo of a {} looking face.",), mini_family="faces"),
+    TaskRecord("OxfordIIITPet", 37, "tanganke/oxford-iiit-pet", "oxford-iiit-pet",
+               ("a photo of a {}, a type of pet.",), mini_family="pets"),
+    TaskRecord("STL10", 10, "tanganke/stl10", "stl10", _PHOTO, mini_family="objects"),
+    TaskRecord("CIFAR100", 100, "tanganke/cifar100", "cifar100", _PHOTO, mini_family="small_objects_fine"),
+    # ...and the six of the 20-task one. EMNIST is two tasks: its digits split in the TALL-masks, TSV-M, Iso-C
+    # and CART code, its letters split in FusionBench's TALL20.
+    TaskRecord("CIFAR10", 10, "tanganke/cifar10", "cifar10", _PHOTO, mini_family="small_objects"),
+    TaskRecord("Food101", 101, "ethz/food101", "food101",
+               ("a photo of {}, a type of food.",), mini_family="dishes"),
+    TaskRecord("FashionMNIST", 10, "zalando-datasets/fashion_mnist", "fashion_mnist",
+               ("a photo of a {}.",), mini_family="garments"),
+    TaskRecord("EMNIST", 10, "tanganke/emnist_mnist", "emnist_mnist", _NUMBER, mini_family="scanned_digits"),
+    TaskRecord("EMNISTLetters", 26, "tanganke/emnist_letters", "emnist_letters",
+               ('a photo of the letter: "{}".',), mini_family="letters"),
+    TaskRecord("KMNIST", 10, "tanganke/kmnist", "kmnist",
+               ('a photo of the character: "{}".',), mini_family="kana"),
+    TaskRecord("RenderedSST2", 2, "nateraw/rendered-sst2", "rendered-sst2",
+               ("a {} review of a movie.",), mini_family="rendered_reviews"),
 )}
 
 # Named, ordered groups of task names (the order is the merge's and the tables'). The 8 tasks of Task Arithmetic,
-# TIES-Merging, AdaMerging and WEMoE; the four of the AdaMerging and WEMoE robustness experiments; the seen and
-# unseen tasks of their two generalization experiments.
+# TIES-Merging, AdaMerging and WEMoE; the 14 and 20 of TALL masks, TSV-M, Iso-C and CART (FusionBench's TALL20
+# differs in one task, EMNIST's letters for its digits); the four of the AdaMerging and WEMoE robustness
+# experiments; the seen and unseen tasks of their two generalization experiments.
+_EIGHT = ("SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD")
+_FOURTEEN = _EIGHT + ("Flowers102", "PCAM", "FER2013", "OxfordIIITPet", "STL10", "CIFAR100")
 GROUPS: dict[str, tuple[str, ...]] = {
-    "8-task": ("SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD"),
+    "8-task": _EIGHT,
+    "14-task": _FOURTEEN,
+    "20-task": _FOURTEEN + ("CIFAR10", "Food101", "FashionMNIST", "EMNIST", "KMNIST", "RenderedSST2"),
+    "20-task-fusionbench": _FOURTEEN + ("CIFAR10", "Food101", "FashionMNIST", "EMNISTLetters", "KMNIST",
+                                        "RenderedSST2"),
     "robustness": ("Cars", "EuroSAT", "RESISC45", "GTSRB"),
     "generalization-1-seen": ("SUN397", "Cars", "RESISC45", "DTD", "SVHN", "GTSRB"),
     "generalization-1-unseen": ("MNIST", "EuroSAT"),

@@ -14,9 +14,9 @@ from core.pool import ModelPool
 from tasks.base import Suite, Task
 from tasks.clip import SPECS as CLIP_SPECS
 from tasks.clip import ClipSpec, clip_suite
+from tasks.families import FAMILIES
 from tasks.hub import Sources
 from tasks.mini import MiniData, load_split, normalize, to_pixels
-from tasks.procedural import FAMILIES
 from tasks.registry import standing_in
 from tasks.shipped_zoo import shipped_zoo
 from tasks.zoo_manifest import verify_zoo, zoo_family
@@ -50,9 +50,10 @@ def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
     manifest = verify_zoo(zoo)
     recipe = manifest["recipe"]
     data = MiniData(**recipe["data"])
-    if data.fingerprint() != manifest["data_fingerprint"]:
+    fingerprint = data.fingerprint(recipe["tasks"])
+    if fingerprint != manifest["data_fingerprint"]:
         raise BenchError(f"{zoo}/manifest.json: the task generators changed since this zoo was built "
-                         f"(data fingerprint {data.fingerprint()} != {manifest['data_fingerprint']}); "
+                         f"(data fingerprint {fingerprint} != {manifest['data_fingerprint']}); "
                          f"rebuild it with `python -m bench zoo build --out {zoo}`")
     loaded = ["pretrained.safetensors", "heads.safetensors"] + [f"experts/{t}.safetensors" for t in recipe["tasks"]]
     unlisted = [name for name in loaded if name not in manifest["files"]]

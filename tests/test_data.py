@@ -14,8 +14,9 @@ from core.models import ClassificationHead
 from tasks import procedural
 from tasks.base import Task, decode_split
 from tasks.data import PixelCache, parse_size
+from tasks.families import FAMILIES
 from tasks.mini import MiniData, load_split, normalize, preprocess, to_pixels
-from tasks.procedural import FAMILIES
+from tasks.registry import mini_families
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -55,7 +56,7 @@ def test_no_validation_image_is_a_train_or_test_image(family, data_cache):
 
 def test_the_validation_split_leaves_the_zoo_data_fingerprint_unchanged():
     """The shipped zoo's manifest pins the fingerprint of its train and test data (zoo/mini-v1/manifest.json)."""
-    assert MiniData().fingerprint() == "e5cc1964f2de6f81"
+    assert MiniData().fingerprint(mini_families("8-task")) == "e5cc1964f2de6f81"
 
 
 def test_handwritten_digits_train_and_test_come_from_disjoint_samples():
@@ -81,8 +82,8 @@ def test_splits_follow_the_hub_schema_and_are_cached_by_fingerprint(data_cache):
     assert inputs.shape == (10, 3, 32, 32) and len(labels) == 10
     in_workers, same_labels = decode_split(dataset, preprocess, workers=2)  # --workers: the same tensors
     assert torch.equal(in_workers, inputs) and torch.equal(same_labels, labels)
-    assert (data_cache / "mini-data" / data.fingerprint() / "signs" / "test").is_dir()
-    assert MiniData(train_per_task=21, test_per_task=10).fingerprint() != data.fingerprint()
+    assert (data_cache / "mini-data" / data.fingerprint(["signs"]) / "signs" / "test").is_dir()
+    assert MiniData(train_per_task=21, test_per_task=10).fingerprint(["signs"]) != data.fingerprint(["signs"])
 
 
 def synthetic_task(name: str, n: int, cache: PixelCache, size: int = 8) -> Task:

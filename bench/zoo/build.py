@@ -24,6 +24,7 @@ from core.errors import BenchError
 from core.models import ClassificationHead, build_encoder
 from tasks import procedural
 from tasks.base import decode_split, tensor_batches
+from tasks.families import FAMILIES
 from tasks.mini import load_split, pixels_to_inputs, preprocess
 from tasks.zoo_manifest import MANIFEST, verify_zoo, write_manifest
 
@@ -42,7 +43,7 @@ def class_vectors(recipe: ZooRecipe) -> tuple[dict[str, torch.Tensor], dict[str,
     """
     pretraining, heads = {}, {}
     for task in recipe.tasks:
-        n_classes = len(procedural.FAMILIES[task].class_names)
+        n_classes = len(FAMILIES[task].class_names)
         if 2 * n_classes > recipe.encoder.embed_dim:
             raise ValueError(f"recipe: embed_dim {recipe.encoder.embed_dim} < 2 x {n_classes} classes of {task}")
         generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + procedural.hash_name(task))
@@ -58,7 +59,7 @@ def _pretraining_set(recipe: ZooRecipe, vectors: dict[str, torch.Tensor]) -> tup
     offsets = np.cumsum([0] + [len(vectors[t]) for t in recipe.tasks])
     inputs, targets, allowed = [], [], []
     for offset, end, task in zip(offsets[:-1], offsets[1:], recipe.tasks):
-        images, labels = procedural.render(procedural.FAMILIES[task], recipe.seed + 1, recipe.pretrain_images_per_task,
+        images, labels = procedural.render(FAMILIES[task], recipe.seed + 1, recipe.pretrain_images_per_task,
                                            recipe.pretrain_nuisance, "pretrain")
         inputs.append(pixels_to_inputs(images))
         targets.append(torch.as_tensor(labels) + int(offset))
@@ -133,8 +134,9 @@ def build_zoo(recipe: ZooRecipe, out_dir: Path, device: str = "cpu", pretrained_
         save_file(head_vectors, str(staging / "heads.safetensors"))
         for task, state in expert_states.items():
             save_file(state, str(staging / "experts" / f"{task}.safetensors"))
-        return write_manifest(staging, recipe.to_dict(), recipe.data.fingerprint(), accuracies, pretrain_loss,
-                              timings, machine, pretrained_from=None if source is None else source["recipe_hash"])
+        return write_manifest(staging, recipe.to_dict(), recipe.data.fingerprint(recipe.tasks), accuracies,
+                              pretrain_loss, timings, machine,
+                              pretrained_from=None if source is None else source["recipe_hash"])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return publish_folder(out_dir, write, replace=True)  # an interrupted build leaves no half zoo
@@ -150,9 +152,10 @@ def reusable_pretraining(recipe: ZooRecipe, zoo: Path) -> dict:
             raise BenchError(f"{zoo / MANIFEST}: recipe {key} is {theirs.get(key)!r}, this build's is "
                              f"{ours.get(key)!r}: only the fine-tuning schedule may differ from the zoo whose "
                              f"pretrained model is reused")
-    if manifest["data_fingerprint"] != recipe.data.fingerprint():
+    fingerprint = recipe.data.fingerprint(recipe.tasks)
+    if manifest["data_fingerprint"] != fingerprint:
         raise BenchError(f"{zoo / MANIFEST}: built on other task data (fingerprint {manifest['data_fingerprint']}, now "
-                         f"{recipe.data.fingerprint()}): the task generators changed since")
+                         f"{fingerprint}): the task generators changed since")
     return manifest
 
 

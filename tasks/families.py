@@ -1,0 +1,26 @@
+"""Every mini family by name: the one registry that rendering, the zoo build and the suites look families up in.
+
+The eight families of the 8-task benchmark are defined in `tasks/procedural.py`, whose source (with
+`tasks/drawing.py`) the shipped v1 zoo's data fingerprint hashes, so that file stays as it was built with. The
+families of the 14- and 20-task benchmarks are defined in modules of their own and registered here, into
+`procedural.FAMILIES`, where its chunked renderer (and its worker processes, forked after this import) finds them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from types import ModuleType
+
+from tasks import drawing, families_tall14, families_tall20, procedural
+from tasks.procedural import FAMILIES
+
+for _module in (families_tall14, families_tall20):
+    FAMILIES.update(_module.FAMILIES)
+
+
+def generator_modules(families: Iterable[str]) -> list[ModuleType]:
+    """The modules whose source draws these families' images: `tasks/procedural.py` first and `tasks/drawing.py`
+    last (every family builds on their helpers), between them the other modules defining any of the families."""
+    others = {sys.modules[FAMILIES[name].render.__module__] for name in families} - {procedural, drawing}
+    return [procedural, *sorted(others, key=lambda module: module.__name__), drawing]
