@@ -157,7 +157,11 @@ def _parser() -> argparse.ArgumentParser:
     build = zoo_commands.add_parser("build", help="train pretrained model and experts from the recipe (about 20 "
                                     "minutes on 2 CPU cores)")
     build.add_argument("--out", type=Path, help="output folder (default: the shipped zoo/mini-v1)")
-    build.add_argument("--tiny", action="store_true", help="the tests' seconds-long recipe instead of the real one")
+    build.add_argument("--recipe", choices=["mini-v1", "mini-v2"], default="mini-v1", help="mini-v1: the 8 tasks' "
+                       "families (the shipped zoo); mini-v2: all 20, class embeddings shared by class name "
+                       "(default: mini-v1)")
+    build.add_argument("--tiny", action="store_true", help="the tests' seconds-long schedule and sizes instead of the "
+                       "recipe's")
     build.add_argument("--seed", type=int, default=0, help="recipe seed: another seed gives another zoo of the same "
                        "recipe on the same task data, to measure the spread of results over zoos (default: 0)")
     build.add_argument("--device", default="cpu", help="torch device for training (default: cpu)")
@@ -426,10 +430,11 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
     if args.zoo_command == "build":
         from bench.preflight import check_device
         from bench.zoo.build import build_zoo
-        from bench.zoo.recipe import ZooRecipe
+        from bench.zoo.recipe import RECIPES
 
         check_device("--device", args.device)
-        recipe = dataclasses.replace(ZooRecipe.tiny() if args.tiny else ZooRecipe(), seed=args.seed)
+        recipe = dataclasses.replace(RECIPES[args.recipe], seed=args.seed)
+        recipe = recipe.tiny() if args.tiny else recipe
         if args.finetune and args.out is None:
             raise BenchError(f"--finetune changes the recipe: give --out (the default, {SHIPPED_ZOO}, is the shipped "
                              f"zoo)")

@@ -25,7 +25,7 @@ def tiny_zoo(tmp_path_factory: pytest.TempPathFactory, data_cache: Path) -> Path
     from bench.zoo.recipe import ZooRecipe
 
     zoo = tmp_path_factory.mktemp("zoo") / "tiny"
-    build_zoo(ZooRecipe.tiny(), zoo)
+    build_zoo(ZooRecipe().tiny(), zoo)
     return zoo
 
 

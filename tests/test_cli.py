@@ -39,7 +39,7 @@ def test_run_writes_one_row_per_method_task_and_split_in_each_scenario(finished_
     assert {"merge_s", "eval_s", "peak_rss_mb", "code_version", "params", "family", "merged"} <= set(rows.columns)
     unseen = rows[~rows["merged"].astype(bool)]
     assert set(unseen["scenario"].str.split("/").str[0]) == {"generalization"} and len(unseen) == 5 * 2 * 2
-    half = ZooRecipe.tiny().data.test_per_task // 2  # the mini suite tests robustness on half: docs/mini-suite.md
+    half = ZooRecipe().tiny().data.test_per_task // 2  # the mini suite tests robustness on half: docs/mini-suite.md
     assert set(rows.loc[rows["scenario"] == "robustness/motion_blur", "split"]) == {f"test[:{half}]/motion_blur@2"}
 
 
@@ -180,7 +180,7 @@ def test_report_shows_the_spread_over_zoos_of_one_recipe(finished_run, tiny_zoo,
     from bench.zoo.recipe import ZooRecipe
 
     other = tmp_path / "zoo-seed1"
-    build_zoo(replace(ZooRecipe.tiny(), seed=1), other)
+    build_zoo(replace(ZooRecipe().tiny(), seed=1), other)
     results = tmp_path / "results"
     for path in (finished_run / "results").rglob("*.parquet"):
         target = results / path.relative_to(finished_run / "results")

@@ -56,7 +56,7 @@ def test_scenarios_merge_and_test_the_tasks_of_their_groups_in_the_groups_order(
 
 
 def test_a_task_refuses_a_split_its_record_does_not_offer(suite):
-    assert len(suite.tasks["signs"].split("test")) == ZooRecipe.tiny().data.test_per_task
+    assert len(suite.tasks["signs"].split("test")) == ZooRecipe().tiny().data.test_per_task
     with pytest.raises(BenchError, match=r"^task signs: no split 'holdout'; valid: test, train, validation$"):
         suite.tasks["signs"].split("holdout")
 
@@ -91,7 +91,7 @@ def stripes_task(monkeypatch):
 
 def test_a_task_added_by_one_record_is_built_run_and_listed_end_to_end(stripes_task, tmp_path, capsys):
     zoo = tmp_path / "zoo"
-    build_zoo(replace(ZooRecipe.tiny(), tasks=mini_families("robustness")), zoo)
+    build_zoo(replace(ZooRecipe().tiny(), tasks=mini_families("robustness")), zoo)
     assert main(["run", "--method", "task_arithmetic", "--scenario", "multitask", "--scenario", "robustness", "--zoo",
                  str(zoo), "--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")]) == 0
     rows = ResultStore(tmp_path / "results").load()

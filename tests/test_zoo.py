@@ -14,9 +14,9 @@ from tasks.zoo_manifest import verify_zoo
 
 def test_manifest_lists_every_file_with_its_hash_and_the_recipe(tiny_zoo):
     manifest = verify_zoo(tiny_zoo)
-    assert manifest["recipe_hash"] == ZooRecipe.tiny().digest()
+    assert manifest["recipe_hash"] == ZooRecipe().tiny().digest()
     assert set(manifest["files"]) == {"pretrained.safetensors", "heads.safetensors"} | {
-        f"experts/{task}.safetensors" for task in ZooRecipe.tiny().tasks}
+        f"experts/{task}.safetensors" for task in ZooRecipe().tiny().tasks}
     assert set(manifest["accuracy"]) == {"pretrained", "expert"}
     assert manifest["timings_s"]["total_s"] > 0
 
@@ -91,7 +91,7 @@ def test_a_folder_without_manifest_says_how_to_build_one(tmp_path):
 def test_rebuilding_from_the_recipe_gives_the_same_weights(tiny_zoo, tmp_path):
     from bench.zoo.build import build_zoo
 
-    rebuilt = build_zoo(ZooRecipe.tiny(), tmp_path / "again")
+    rebuilt = build_zoo(ZooRecipe().tiny(), tmp_path / "again")
     original = json.loads((tiny_zoo / "manifest.json").read_text())
     assert rebuilt["files"] == original["files"]
     assert rebuilt["accuracy"] == original["accuracy"]
@@ -100,7 +100,7 @@ def test_rebuilding_from_the_recipe_gives_the_same_weights(tiny_zoo, tmp_path):
 def test_reusing_a_zoos_pretrained_model_trains_the_same_experts_as_a_full_build(tiny_zoo, tmp_path):
     from bench.zoo.build import build_zoo
 
-    reused = build_zoo(ZooRecipe.tiny(), tmp_path / "reused", pretrained_from=tiny_zoo)
+    reused = build_zoo(ZooRecipe().tiny(), tmp_path / "reused", pretrained_from=tiny_zoo)
     original = verify_zoo(tiny_zoo)
     assert reused["files"] == original["files"]
     assert reused["pretrained_from"] == original["recipe_hash"] and "pretrained_from" not in original
@@ -116,7 +116,7 @@ def test_another_fine_tuning_schedule_on_a_reused_pretrained_model_changes_only_
     assert longer["recipe"]["finetune"] | {"steps": 15, "lr": 3e-4} == original["recipe"]["finetune"]
     assert longer["recipe_hash"] != original["recipe_hash"]
     changed = {name for name, digest in longer["files"].items() if original["files"][name] != digest}
-    assert changed == {f"experts/{task}.safetensors" for task in ZooRecipe.tiny().tasks}
+    assert changed == {f"experts/{task}.safetensors" for task in ZooRecipe().tiny().tasks}
 
 
 def test_a_pretrained_model_of_another_recipe_is_refused_naming_the_difference(tiny_zoo, tmp_path, capsys):

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from bench.evaluation import accuracy
 from bench.machine import cpu_name
+from bench.zoo import embeddings
 from bench.zoo.recipe import ZooRecipe
 from bench.zoo.training import train_encoder
 from core.atomic import publish_folder
@@ -32,26 +33,14 @@ log = logging.getLogger(__name__)
 
 
 def class_vectors(recipe: ZooRecipe) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Per task, the class embeddings of pretraining and those of the frozen zero-shot heads.
-
-    They stand in for CLIP's text tower: pretraining aligns images with one embedding of each class (the
-    web captions), while the benchmark's heads embed the class names a little differently, as a prompt
-    template does. Both sets are orthonormal within a task (heads fitted on a weak encoder's own features
-    collapse); each head vector has cosine `head_fidelity` with its pretraining vector and is orthogonal to
-    the task's other pretraining vectors. So the encoder's features carry the class (experts can reach it by
-    a small change) while the zero-shot head reads it imperfectly, as CLIP's does.
-    """
-    pretraining, heads = {}, {}
-    for task in recipe.tasks:
-        n_classes = len(FAMILIES[task].class_names)
-        if 2 * n_classes > recipe.encoder.embed_dim:
-            raise ValueError(f"recipe: embed_dim {recipe.encoder.embed_dim} < 2 x {n_classes} classes of {task}")
-        generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + procedural.hash_name(task))
-        basis = torch.linalg.qr(torch.randn(recipe.encoder.embed_dim, 2 * n_classes, generator=generator)).Q.T
-        pretraining[task] = basis[:n_classes].contiguous()
-        fidelity = recipe.head_fidelity
-        heads[task] = (fidelity * basis[:n_classes] + (1 - fidelity**2) ** 0.5 * basis[n_classes:]).contiguous()
-    return pretraining, heads
+    """Per task, the class embeddings of pretraining and those of the frozen zero-shot heads
+    (`bench/zoo/embeddings.py`)."""
+    names = {task: FAMILIES[task].class_names for task in recipe.tasks}
+    for task, classes in names.items():
+        if 2 * len(classes) > recipe.encoder.embed_dim:
+            raise ValueError(f"recipe: embed_dim {recipe.encoder.embed_dim} < 2 x {len(classes)} classes of {task}")
+    scheme = {"per-task": embeddings.per_task, "by-name": embeddings.by_name}[recipe.class_embeddings]
+    return scheme(names, recipe.encoder.embed_dim, recipe.seed, recipe.head_fidelity)
 
 
 def _pretraining_set(recipe: ZooRecipe, vectors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -146,7 +135,10 @@ def reusable_pretraining(recipe: ZooRecipe, zoo: Path) -> dict:
     """The manifest of `zoo`, once its files are verified and its recipe is `recipe` in all but the experts'
     fine-tuning schedule; otherwise its pretrained model is not this recipe's, and the first difference is named."""
     manifest = verify_zoo(zoo)
-    theirs, ours = _dotted(manifest["recipe"]), _dotted(json.loads(json.dumps(recipe.to_dict())))
+    theirs, ours = _dotted(manifest["recipe"]), _recipe_keys(recipe)
+    # A field added to the recipe after that zoo was built holds its default there: the value that reproduces the
+    # zoos built before it.
+    theirs |= {key: value for key, value in _recipe_keys(ZooRecipe()).items() if key not in theirs}
     for key in sorted(theirs.keys() | ours.keys()):
         if not key.startswith("finetune.") and theirs.get(key) != ours.get(key):
             raise BenchError(f"{zoo / MANIFEST}: recipe {key} is {theirs.get(key)!r}, this build's is "
@@ -157,6 +149,11 @@ def reusable_pretraining(recipe: ZooRecipe, zoo: Path) -> dict:
         raise BenchError(f"{zoo / MANIFEST}: built on other task data (fingerprint {manifest['data_fingerprint']}, now "
                          f"{fingerprint}): the task generators changed since")
     return manifest
+
+
+def _recipe_keys(recipe: ZooRecipe) -> dict:
+    """The recipe's fields as its manifest stores them (JSON types), flattened to `a.b` keys."""
+    return _dotted(json.loads(json.dumps(recipe.to_dict())))
 
 
 def _dotted(tree: dict, prefix: str = "") -> dict:

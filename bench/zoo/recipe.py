@@ -6,6 +6,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
+from bench.zoo.embeddings import SCHEMES
 from bench.zoo.training import Schedule
 from core.errors import BenchError
 from core.models import EncoderConfig
@@ -17,7 +18,7 @@ from tasks.zoo_manifest import recipe_digest
 
 @dataclass(frozen=True)
 class ZooRecipe:
-    """The mini zoo: a small CLIP-layout ViT pretrained on all eight families, and one expert per family.
+    """The mini zoo: a small CLIP-layout ViT pretrained on all its families, and one expert per family.
 
     Pretraining sees fresh images of every family (the analogue of CLIP's web data) and aligns them with
     pretraining class embeddings; the frozen zero-shot heads embed the same classes at cosine `head_fidelity`
@@ -35,6 +36,11 @@ class ZooRecipe:
     pretrain: Schedule = Schedule(steps=6000, batch_size=128, lr=1e-3, weight_decay=0.05)
     finetune: Schedule = Schedule(steps=500, batch_size=64, lr=3e-4, weight_decay=0.1)
     tasks: tuple[str, ...] = mini_families("8-task")
+    class_embeddings: str = "per-task"  # or "by-name" (bench/zoo/embeddings.py)
+
+    def __post_init__(self) -> None:
+        if self.class_embeddings not in SCHEMES:
+            raise BenchError(f"recipe class_embeddings {self.class_embeddings!r}; valid: {', '.join(SCHEMES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,14 +65,21 @@ class ZooRecipe:
                 raise BenchError(f"--finetune {key}={text}: must be {'> 0' if positive else '>= 0'}")
         return replace(self, finetune=replace(self.finetune, **values))
 
-    @classmethod
-    def tiny(cls) -> ZooRecipe:
-        """Seconds on a CPU: the same code path, for tests."""
+    def tiny(self) -> ZooRecipe:
+        """This recipe in seconds on a CPU: the same code path, for tests."""
         return replace(
-            cls(),
+            self,
             encoder=EncoderConfig(image_size=32, patch_size=8, width=32, layers=2, heads=2, embed_dim=32),
             data=MiniData(train_per_task=96, test_per_task=48),
             pretrain_images_per_task=64,
             pretrain=Schedule(steps=30, batch_size=32, lr=1e-3, weight_decay=0.05),
             finetune=Schedule(steps=15, batch_size=32, lr=3e-4, weight_decay=0.1),
         )
+
+
+# The zoos `bench zoo build --recipe` knows. mini-v2 pretrains on all 20 families (fewer images of each, so that
+# its pretraining set is the size of mini-v1's) with class embeddings shared by class name.
+RECIPES = {
+    "mini-v1": ZooRecipe(),
+    "mini-v2": ZooRecipe(tasks=mini_families("20-task"), class_embeddings="by-name", pretrain_images_per_task=9600),
+}

@@ -1,0 +1,51 @@
+"""The mini zoo's class embeddings: orthonormal within a task, heads at the recipe's fidelity, and under `by-name`
+one direction per class name across tasks."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bench.zoo.build import class_vectors
+from bench.zoo.embeddings import by_name, nearest_orthonormal, per_task
+from bench.zoo.recipe import RECIPES, ZooRecipe
+from core.errors import BenchError
+from tasks.shipped_zoo import SOURCE_ZOO
+
+TASKS = {"numbers": ("0", "1", "2", "3"), "digits": ("3", "2", "1", "0", "7"), "trees": ("oak", "pine", "3")}
+
+
+@pytest.mark.parametrize("scheme", [per_task, by_name])
+def test_each_task_s_embeddings_are_orthonormal_and_its_heads_read_them_at_the_fidelity(scheme):
+    pretraining, heads = scheme(TASKS, dim=16, seed=0, fidelity=0.3)
+    for task, names in TASKS.items():
+        eye = torch.eye(len(names))
+        torch.testing.assert_close(pretraining[task] @ pretraining[task].T, eye)
+        torch.testing.assert_close(heads[task] @ heads[task].T, eye)
+        torch.testing.assert_close(heads[task] @ pretraining[task].T, 0.3 * eye)  # its own class only
+
+
+def test_by_name_gives_a_class_name_nearly_one_direction_in_every_task_and_per_task_does_not():
+    shared, _ = by_name(TASKS, dim=64, seed=0, fidelity=0.3)
+    separate, _ = per_task(TASKS, dim=64, seed=0, fidelity=0.3)
+    same_set = shared["numbers"] @ shared["digits"][[3, 2, 1, 0]].T  # the same four names, in one order
+    torch.testing.assert_close(same_set.diag(), torch.ones(4), atol=0.05, rtol=0)
+    assert (shared["trees"][2] @ shared["numbers"][3]).item() > 0.8  # "3" among other names still leans the same way
+    assert (separate["trees"][2] @ separate["numbers"][3]).abs().item() < 0.5
+
+
+def test_nearest_orthonormal_rows_of_orthonormal_rows_are_themselves():
+    rows = torch.linalg.qr(torch.randn(8, 5)).Q.T
+    torch.testing.assert_close(nearest_orthonormal(rows), rows)
+
+
+def test_the_per_task_scheme_reproduces_the_shipped_zoo_s_heads():
+    _, heads = class_vectors(RECIPES["mini-v1"])
+    shipped = load_file(str(SOURCE_ZOO / "heads.safetensors"))
+    assert all(torch.equal(heads[task], shipped[task]) for task in RECIPES["mini-v1"].tasks)
+
+
+def test_an_unknown_embedding_scheme_is_refused_naming_it():
+    with pytest.raises(BenchError, match="class_embeddings 'by-colour'"):
+        replace(ZooRecipe(), class_embeddings="by-colour")
