@@ -151,3 +151,19 @@ def test_a_changed_recipe_is_not_written_over_the_shipped_zoo(capsys, monkeypatc
     monkeypatch.setattr(bench.zoo.build, "build_zoo", build_over_the_shipped_zoo)
     assert main(["zoo", "build", "--finetune", "steps=1000"]) == 2
     assert "--finetune changes the recipe: give --out" in capsys.readouterr().err
+
+
+def test_a_zoo_built_before_the_class_embeddings_field_reuses_as_the_per_task_scheme_it_was_built_with(
+        tiny_zoo, tmp_path, capsys):
+    from bench.cli import main
+    from tasks.zoo_manifest import recipe_digest
+
+    older = shutil.copytree(tiny_zoo, tmp_path / "older")
+    manifest = json.loads((older / "manifest.json").read_text())
+    del manifest["recipe"]["class_embeddings"]
+    manifest["recipe_hash"] = recipe_digest(manifest["recipe"])
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["zoo", "build", "--tiny", "--out", str(tmp_path / "same"), "--pretrained-from", str(older)]) == 0
+    assert main(["zoo", "build", "--tiny", "--recipe", "mini-v2", "--out", str(tmp_path / "v2"),
+                 "--pretrained-from", str(older)]) == 2
+    assert "recipe class_embeddings is 'per-task', this build's is 'by-name'" in capsys.readouterr().err
