@@ -57,8 +57,8 @@ def checkpoint_layout(folder: Path) -> CheckpointLayout:
 @dataclass(frozen=True)
 class HubRepos:
     """The repositories of one CLIP suite: open_clip's weights, and the experts as f"{experts}_{suffix}" (None:
-    the experts are task-vectors or TALL-masks checkpoints in a local folder; the hub still serves the text tower and data),
-    for its tasks (names of task records)."""
+    the experts are task-vectors or TALL-masks checkpoints in a local folder; the hub still serves the text tower
+    and data), for its tasks (names of task records)."""
 
     pretrained: str
     experts: str | None
