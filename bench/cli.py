@@ -414,10 +414,11 @@ def _task_registry_table() -> list[str]:
     rows = [header]
     for record in RECORDS.values():
         family = FAMILIES[record.mini_family] if record.mini_family else None
+        experts = f"*_{record.expert_suffix}" if record.expert_suffix else "no FusionBench expert"
         rows.append((record.name, family.name if family else "-",
                      f"{record.classes}" + (f" ({len(family.class_names)} mini)" if family else ""),
                      ", ".join(record.splits),
-                     f"{record.dataset}, *_{record.expert_suffix}, {_count(len(record.templates), 'prompt')}",
+                     f"{record.dataset}, {experts}, {_count(len(record.templates), 'prompt')}",
                      ", ".join(groups_of(record.name)) or "-"))
     widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]

@@ -1,9 +1,10 @@
 """The CLIP suites: open_clip's OpenAI CLIP as the pretrained model, fine-tuned experts of one of two checkpoint
-families, the 8 real datasets, zero-shot heads from the text tower.
+families, the real datasets of 8, 14 or 20 tasks, zero-shot heads from the text tower.
 
 The families: FusionBench's experts (`tanganke/clip-vit-*`, transformers' layout), and the task-vectors ones the
 AdaMerging and WEMoE papers used (ImageEncoder modules pickled whole, read by `tasks/pickled.py` without running
-their code; pretrained image tower from their `zeroshot.pt`). Everything else comes from the Hugging Face hub
+their code; pretrained image tower from their `zeroshot.pt`), or the TALL-masks ones of the 14- and 20-task papers
+(the same encoders' state dicts; `tasks/hub.py` names both layouts). Everything else comes from the Hugging Face hub
 through its cache (HF_HOME, HF_HUB_OFFLINE), or from a local folder laid out like the hub's repositories;
 `tasks/hub.py` names the repositories. Experts are converted to open_clip's layout once and kept, with the
 pretrained image tower and the heads, under the mergebench cache.
@@ -28,7 +29,7 @@ from core.models import CLIP_ENCODERS, ClassificationHead, EncoderConfig, build_
 from core.pool import ModelPool
 from tasks.base import Suite, Task
 from tasks.convert import open_clip_vision_state
-from tasks.hub import CLIP_REPOS, EXPERT_FILE, PRETRAINED_FILE, HubRepos, Sources, check_available
+from tasks.hub import CLIP_SUITES, EXPERT_FILE, PRETRAINED_FILE, HubRepos, Sources, check_available
 from tasks.mini import cache_root
 from tasks.pickled import load_module_state
 from tasks.registry import task_record
@@ -131,7 +132,6 @@ def save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
     write_atomically(path, lambda partial_path: save_file(tensors, str(partial_path)))
 
 
-SPECS = {name: ClipSpec(name, model, CLIP_ENCODERS[model], CLIP_REPOS[name]) for name, model in (
-    ("clip-vit-b-32", "ViT-B-32"), ("clip-vit-b-16", "ViT-B-16"), ("clip-vit-l-14", "ViT-L-14"),
-    ("clip-vit-b-32-task-vectors", "ViT-B-32"), ("clip-vit-b-16-task-vectors", "ViT-B-16"),
-    ("clip-vit-l-14-task-vectors", "ViT-L-14"))}
+OPEN_CLIP_MODELS = {"clip-vit-b-32": "ViT-B-32", "clip-vit-b-16": "ViT-B-16", "clip-vit-l-14": "ViT-L-14"}
+SPECS = {name: ClipSpec(name, OPEN_CLIP_MODELS[backbone], CLIP_ENCODERS[OPEN_CLIP_MODELS[backbone]], repos)
+         for name, (backbone, repos) in CLIP_SUITES.items()}

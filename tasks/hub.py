@@ -21,48 +21,100 @@ log = logging.getLogger(__name__)
 
 EXPERT_FILE = "model.safetensors"
 PRETRAINED_FILE = "open_clip_model.safetensors"
-# The task-vectors checkpoints' layout (github.com/mlfoundations/task_vectors, as the AdaMerging and WEMoE papers
-# used them): one folder per model, e.g. checkpoints/ViT-B-32/.
-TASK_VECTORS_PRETRAINED = "zeroshot.pt"
-TASK_VECTORS_EXPERT = "{task}/finetuned.pt"
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """Where a folder of torch checkpoints of open_clip image encoders (one folder per model, such as
+    checkpoints/ViT-B-32/) keeps the pretrained encoder and each task's fine-tuned one, named by the task's record."""
+
+    name: str
+    pretrained: str
+    expert: str
+
+    def files(self, tasks: tuple[str, ...]) -> list[str]:
+        return [self.pretrained] + [self.expert.format(task=task) for task in tasks]
+
+    def describe(self) -> str:
+        return f"the {self.name} layout: {self.pretrained} and {self.expert.format(task='TASK')} per task"
+
+
+# The task-vectors checkpoints (github.com/mlfoundations/task_vectors, as the AdaMerging and WEMoE papers used
+# them), and the TALL-masks ones of the 14- and 20-task benchmarks (github.com/nik-dim/tall_masks,
+# src/utils/variables_and_paths.py: state dicts, a pretrained copy in every task's folder, read from MNISTVal's;
+# TSV-M's and Iso-C's code read them so too).
+TASK_VECTORS_LAYOUT = CheckpointLayout("task-vectors", "zeroshot.pt", "{task}/finetuned.pt")
+TALL_MASKS_LAYOUT = CheckpointLayout("TALL-masks", "MNISTVal/nonlinear_zeroshot.pt", "{task}Val/nonlinear_finetuned.pt")
+
+
+def checkpoint_layout(folder: Path) -> CheckpointLayout:
+    """The TALL-masks layout for a folder with its `*Val/` task folders and no task-vectors zeroshot.pt, else
+    the task-vectors one."""
+    tall = not (folder / TASK_VECTORS_LAYOUT.pretrained).is_file() and any(folder.glob("*Val/nonlinear_*.pt"))
+    return TALL_MASKS_LAYOUT if tall else TASK_VECTORS_LAYOUT
 
 
 @dataclass(frozen=True)
 class HubRepos:
     """The repositories of one CLIP suite: open_clip's weights, and the experts as f"{experts}_{suffix}" (None:
-    the experts are task-vectors checkpoints in a local folder; the hub still serves the text tower and data),
-    for its tasks (names of task records)."""
+    the experts are task-vectors or TALL-masks checkpoints in a local folder; the hub still serves the text tower
+    and data), for its tasks (names of task records)."""
 
     pretrained: str
     experts: str | None
     tasks: tuple[str, ...] = GROUPS["8-task"]
 
     def expert(self, task: str) -> str:
-        return f"{self.experts}_{task_record(task).expert_suffix}"
+        suffix = task_record(task).expert_suffix
+        if suffix is None:
+            raise BenchError(f"task {task}: FusionBench ships no expert of it (tasks/registry.py); its suites over 20 "
+                             f"tasks take EMNISTLetters (group 20-task-fusionbench), the task-vectors suites EMNIST")
+        return f"{self.experts}_{suffix}"
+
+    def needed(self) -> list[tuple[str, str | None]]:
+        """(repository, file) of open_clip's weights and each expert's, then (repository, None) of each dataset."""
+        experts = [(self.expert(task), EXPERT_FILE) for task in self.tasks] if self.experts is not None else []
+        datasets = [(task_record(task).dataset, None) for task in self.tasks]
+        return [(self.pretrained, PRETRAINED_FILE), *experts, *datasets]
 
     def missing_from_cache(self) -> list[str]:
         """The repositories the hub cache lacks, as `repo (type)`."""
         from huggingface_hub import constants, try_to_load_from_cache
 
-        experts = [(self.expert(task), EXPERT_FILE) for task in self.tasks] if self.experts is not None else []
-        models = [(self.pretrained, PRETRAINED_FILE)] + experts
-        missing = [f"{repo} (model)" for repo, file in models
-                   if not isinstance(try_to_load_from_cache(repo, file), str)]
-        for dataset in (task_record(task).dataset for task in self.tasks):
-            snapshots = Path(constants.HF_HUB_CACHE) / f"datasets--{dataset.replace('/', '--')}" / "snapshots"
-            if not (snapshots.is_dir() and any(snapshots.iterdir())):
-                missing.append(f"{dataset} (dataset)")
-        return missing
+        def cached(repo: str, file: str | None) -> bool:
+            if file is not None:
+                return isinstance(try_to_load_from_cache(repo, file), str)
+            snapshots = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "snapshots"
+            return snapshots.is_dir() and any(snapshots.iterdir())
+
+        return [f"{repo} ({'dataset' if file is None else 'model'})" for repo, file in self.needed()
+                if not cached(repo, file)]
+
+    def missing_from_folder(self, root: Path) -> list[str]:
+        """What a local folder laid out like the hub (see `Sources`) lacks, as paths under it."""
+        folders = [(root / repo.split("/")[-1], file) for repo, file in self.needed()]
+        return [str(folder / file if file else folder) for folder, file in folders
+                if not ((folder / file).is_file() if file else folder.is_dir())]
 
 
-CLIP_REPOS = {
-    "clip-vit-b-32": HubRepos("timm/vit_base_patch32_clip_224.openai", "tanganke/clip-vit-base-patch32"),
-    "clip-vit-b-16": HubRepos("timm/vit_base_patch16_clip_224.openai", "tanganke/clip-vit-base-patch16"),
-    "clip-vit-l-14": HubRepos("timm/vit_large_patch14_clip_224.openai", "tanganke/clip-vit-large-patch14"),
-    "clip-vit-b-32-task-vectors": HubRepos("timm/vit_base_patch32_clip_224.openai", None),
-    "clip-vit-b-16-task-vectors": HubRepos("timm/vit_base_patch16_clip_224.openai", None),
-    "clip-vit-l-14-task-vectors": HubRepos("timm/vit_large_patch14_clip_224.openai", None),
+# The CLIP backbones: open_clip's OpenAI weights (as timm's hub copies) and FusionBench's experts of each.
+CLIP_BACKBONES = {
+    "clip-vit-b-32": ("timm/vit_base_patch32_clip_224.openai", "tanganke/clip-vit-base-patch32"),
+    "clip-vit-b-16": ("timm/vit_base_patch16_clip_224.openai", "tanganke/clip-vit-base-patch16"),
+    "clip-vit-l-14": ("timm/vit_large_patch14_clip_224.openai", "tanganke/clip-vit-large-patch14"),
 }
+# A suite's name suffix to its task groups (tasks/registry.py): over FusionBench's experts, and over the
+# task-vectors or TALL-masks checkpoints (FusionBench's 20 tasks hold EMNIST's letters, the TALL-masks code's its
+# digits).
+TASK_COUNTS = {"": ("8-task", "8-task"), "-tall14": ("14-task", "14-task"),
+               "-tall20": ("20-task-fusionbench", "20-task")}
+CLIP_SUITES: dict[str, tuple[str, HubRepos]] = {}  # a suite's name to its backbone's and its repositories
+for _kind in ("", "-task-vectors"):
+    for _count, _groups in TASK_COUNTS.items():
+        for _backbone, (_pretrained, _experts) in CLIP_BACKBONES.items():
+            CLIP_SUITES[f"{_backbone}{_kind}{_count}"] = (_backbone, HubRepos(
+                _pretrained, None if _kind else _experts, GROUPS[_groups[1] if _kind else _groups[0]]))
+CLIP_REPOS = {name: repos for name, (_, repos) in CLIP_SUITES.items()}
 
 
 @dataclass(frozen=True)
@@ -81,9 +133,10 @@ class Sources:
         return cls(checkpoints=zoo) if CLIP_REPOS[suite].experts is None else cls(root=zoo)
 
     def task_vectors_file(self, task: str | None = None) -> Path:
-        """The task-vectors checkpoint of `task`'s expert, or of the pretrained model."""
+        """The checkpoint of `task`'s expert, or of the pretrained model, in the folder's layout."""
         assert self.checkpoints is not None
-        return self.checkpoints / (TASK_VECTORS_EXPERT.format(task=task) if task else TASK_VECTORS_PRETRAINED)
+        layout = checkpoint_layout(self.checkpoints)
+        return self.checkpoints / (layout.expert.format(task=task) if task else layout.pretrained)
 
     def file(self, repo: str, filename: str) -> Path:
         if self.root is None:
@@ -169,13 +222,19 @@ def reads_hub(suite: str | None, zoo: Path | None) -> bool:
 
 
 def check_available(suite: str, repos: HubRepos, sources: Sources) -> None:
-    """Fail at once naming what is missing: a suite's task-vectors checkpoints; offline, every repository
-    missing from the hub cache, and how to fetch it."""
+    """Fail at once naming what is missing: a suite's task-vectors checkpoints; what a local folder lacks;
+    offline, every repository missing from the hub cache, and how to fetch it."""
     if repos.experts is None:
         check_task_vectors_folder(suite, repos, sources.checkpoints)
+    if sources.root is not None:
+        missing = repos.missing_from_folder(sources.root)
+        if missing:
+            raise BenchError(f"suite {suite}: the local folder {sources.root} lacks {len(missing)} of the files and "
+                             f"dataset folders it needs: {', '.join(missing)}")
+        return
     from huggingface_hub import constants
 
-    if sources.root is not None or not constants.HF_HUB_OFFLINE:
+    if not constants.HF_HUB_OFFLINE:
         return
     missing = repos.missing_from_cache()
     if missing:
@@ -185,11 +244,11 @@ def check_available(suite: str, repos: HubRepos, sources: Sources) -> None:
 
 
 def check_task_vectors_folder(suite: str, repos: HubRepos, folder: Path | None) -> None:
-    expected = [TASK_VECTORS_PRETRAINED] + [TASK_VECTORS_EXPERT.format(task=task) for task in repos.tasks]
     if folder is None:
-        raise BenchError(f"suite {suite}: its experts are the task-vectors checkpoints (github.com/mlfoundations/"
-                         f"task_vectors); pass --zoo FOLDER holding {', '.join(expected)}")
-    missing = [name for name in expected if not (folder / name).is_file()]
+        raise BenchError(f"suite {suite}: its experts are task-vectors checkpoints (github.com/mlfoundations/"
+                         f"task_vectors) or TALL-masks ones (github.com/nik-dim/tall_masks); pass --zoo FOLDER holding "
+                         f"{', '.join(TASK_VECTORS_LAYOUT.files(repos.tasks))}, or {TALL_MASKS_LAYOUT.describe()}")
+    layout = checkpoint_layout(folder)
+    missing = [name for name in layout.files(repos.tasks) if not (folder / name).is_file()]
     if missing:
-        raise BenchError(f"{folder}: missing {', '.join(missing)} (suite {suite} expects the task-vectors layout: "
-                         f"{TASK_VECTORS_PRETRAINED} and {TASK_VECTORS_EXPERT.format(task='TASK')} per task)")
+        raise BenchError(f"{folder}: missing {', '.join(missing)} (suite {suite} reads it in {layout.describe()})")

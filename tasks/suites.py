@@ -17,7 +17,7 @@ from tasks.clip import ClipSpec, clip_suite
 from tasks.families import FAMILIES
 from tasks.hub import Sources
 from tasks.mini import MiniData, load_split, normalize, to_pixels
-from tasks.registry import standing_in
+from tasks.registry import GROUPS, standing_in
 from tasks.shipped_zoo import shipped_zoo
 from tasks.zoo_manifest import verify_zoo, zoo_family
 
@@ -88,8 +88,9 @@ def _clip_factory(spec: ClipSpec, zoo: Path | None = None, device: str = "cpu") 
 
 for _spec in CLIP_SPECS.values():
     _experts = (f"{_spec.repos.experts}_* experts" if _spec.repos.experts else
-                "the task-vectors experts (--zoo: their checkpoints folder)")
+                "the task-vectors or TALL-masks experts (--zoo: their checkpoints folder)")
     _where = "Hugging Face hub or --zoo folder" if _spec.repos.experts else "Hugging Face hub"
+    _group = next(name for name, tasks in GROUPS.items() if tasks == _spec.repos.tasks)
     register_suite(_spec.name, f"open_clip {_spec.open_clip_model} ({_spec.pretrained_tag}) + {_experts}, "
-                   f"{len(_spec.repos.tasks)} real datasets "
-                   f"({_where})")(partial(_clip_factory, _spec))
+                   f"{len(_spec.repos.tasks)} real datasets (task group {_group}; {_where})")(
+        partial(_clip_factory, _spec))

@@ -152,8 +152,9 @@ def test_bad_evaluation_settings_exit_2_naming_the_option(tiny_zoo, tmp_path, ca
 
 def test_unknown_suite_and_bad_param_exit_2(tiny_zoo, tmp_path, capsys):
     assert main(["run", "--all", "--suite", "imagenet", "--results", str(tmp_path)]) == 2
-    assert ("unknown suite 'imagenet'; valid: clip-vit-b-16, clip-vit-b-16-task-vectors, clip-vit-b-32, "
-            "clip-vit-b-32-task-vectors, clip-vit-l-14, clip-vit-l-14-task-vectors, mini") in capsys.readouterr().err
+    clip = [f"clip-vit-{backbone}{kind}{count}" for backbone in ("b-16", "b-32", "l-14")
+            for kind in ("", "-task-vectors") for count in ("", "-tall14", "-tall20")]
+    assert f"unknown suite 'imagenet'; valid: {', '.join(clip)}, mini" in capsys.readouterr().err
     assert main(["run", "--method", "task_arithmetic", "--param", "task_arithmetic.lam=1", "--zoo", str(tiny_zoo),
                  "--results", str(tmp_path)]) == 2
     assert "task_arithmetic: unknown parameter 'lam'; valid: scaling" in capsys.readouterr().err

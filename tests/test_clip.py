@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,16 @@ from core.errors import BenchError
 from core.models import CLIP_ENCODERS, EncoderConfig, build_encoder
 from tasks.clip import ClipSpec, clip_suite
 from tasks.convert import open_clip_vision_state
-from tasks.hub import PRETRAINED_FILE, HubRepos, Sources, check_task_vectors_folder, held_out_validation
-from tasks.registry import RECORDS
+from tasks.hub import (
+    CLIP_REPOS,
+    PRETRAINED_FILE,
+    HubRepos,
+    Sources,
+    check_available,
+    check_task_vectors_folder,
+    held_out_validation,
+)
+from tasks.registry import GROUPS, RECORDS
 from tasks.scenarios import Scenario, multitask
 from tasks.zeroshot import class_vectors, prompts, zero_shot_head
 
@@ -67,15 +76,21 @@ def test_conversion_names_the_tensor_it_cannot_place(transformers_vit_b_32):
         open_clip_vision_state(state | {"vision_model.extra.weight": torch.zeros(1)})
 
 
-def test_each_dataset_has_the_task_vectors_prompt_templates():
+def test_each_dataset_has_the_task_vectors_and_tall_masks_prompt_templates():
     assert {task: len(record.templates) for task, record in RECORDS.items()} == {
-        "SUN397": 2, "Cars": 8, "RESISC45": 18, "EuroSAT": 3, "SVHN": 1, "GTSRB": 3, "MNIST": 1, "DTD": 8}
+        "SUN397": 2, "Cars": 8, "RESISC45": 18, "EuroSAT": 3, "SVHN": 1, "GTSRB": 3, "MNIST": 1, "DTD": 8,
+        "Flowers102": 1, "PCAM": 1, "FER2013": 6, "OxfordIIITPet": 1, "STL10": 2, "CIFAR100": 18,
+        "CIFAR10": 18, "Food101": 1, "FashionMNIST": 2, "EMNIST": 1, "EMNISTLetters": 1, "KMNIST": 1,
+        "RenderedSST2": 1}
+    assert prompts("CIFAR10", "cat")[-1] == "a photo of the big cat."
+    assert prompts("FER2013", "happy")[-1] == "look at how happy they are."
+    assert prompts("EMNIST", "7") == ['a photo of the digit character: "7".']
     assert prompts("RESISC45", "forest")[0] == "satellite imagery of forest."
     assert prompts("RESISC45", "forest")[-1] == "aerial view of the forest."
     assert prompts("DTD", "woven")[3] == "a photo of a woven object."
     assert prompts("GTSRB", "stop")[0] == 'a zoomed in photo of a "stop" traffic sign.'
-    with pytest.raises(BenchError, match="unknown task 'Food101': no record in tasks/registry.py"):
-        prompts("Food101", "pizza")
+    with pytest.raises(BenchError, match="unknown task 'ImageNet': no record in tasks/registry.py"):
+        prompts("ImageNet", "tench")
 
 
 @pytest.fixture(scope="module")
@@ -129,23 +144,34 @@ def local_clip_folder(tmp_path_factory) -> tuple[Path, ClipSpec]:
     (root / "tiny-pretrained").mkdir()  # the open_clip weights' repository
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(root / "tiny-pretrained" / PRETRAINED_FILE))
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                              image_size=32, patch_size=16)
     generator = np.random.default_rng(0)
     for counterpart, names in TINY_TASKS.items():
-        record = RECORDS[counterpart]
-        CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{record.expert_suffix}")  # config + EXPERT_FILE
-        features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
         own = ("contrast", "validation") if counterpart == "EuroSAT" else ()  # as FusionBench's ship a corrupted split
-        for split in ("train", "test") + own:
-            images = [Image.fromarray(generator.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(12)]
-            rows = datasets.Dataset.from_dict({"image": images, "label": [i % len(names) for i in range(12)]}, features)
-            rows.to_parquet(str(root / record.dataset.split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
-    spec = ClipSpec("clip-tiny-test", "tiny-test-clip",
-                    EncoderConfig(image_size=32, patch_size=16, width=32, layers=1, heads=2, embed_dim=16),
-                    HubRepos("someone/tiny-pretrained", "someone/tiny-experts", tasks=tuple(TINY_TASKS)),
+        write_tiny_task(root, counterpart, names, ("train", "test") + own, generator)
+    return root, tiny_spec("clip-tiny-test", HubRepos("someone/tiny-pretrained", "someone/tiny-experts",
+                                                      tasks=tuple(TINY_TASKS)))
+
+
+def tiny_spec(name: str, repos: HubRepos) -> ClipSpec:
+    return ClipSpec(name, "tiny-test-clip",
+                    EncoderConfig(image_size=32, patch_size=16, width=32, layers=1, heads=2, embed_dim=16), repos,
                     pretrained_tag="tiny")
-    return root, spec
+
+
+def write_tiny_task(root: Path, counterpart: str, names: list[str], splits: tuple[str, ...],
+                    generator: np.random.Generator, images: int = 12) -> None:
+    """A tiny random expert in transformers' layout, and the task's dataset as parquet with ClassLabel names, in a
+    folder laid out like the hub's repositories."""
+    record = RECORDS[counterpart]
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=16)
+    CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{record.expert_suffix}")  # config + EXPERT_FILE
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    for split in splits:
+        pixels = [Image.fromarray(generator.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(images)]
+        rows = datasets.Dataset.from_dict({"image": pixels, "label": [i % len(names) for i in range(images)]},
+                                          features)
+        rows.to_parquet(str(root / record.dataset.split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
 
 
 def test_a_clip_suite_from_a_local_folder_runs_end_to_end(local_clip_folder, tmp_path):
@@ -290,6 +316,87 @@ def test_a_task_vectors_suite_names_the_checkpoints_it_lacks(task_vectors_folder
     (tmp_path / "EuroSAT" / "finetuned.pt").write_bytes(b"")
     with pytest.raises(BenchError, match=f"{tmp_path}: missing zeroshot.pt, MNIST/finetuned.pt"):
         check_task_vectors_folder("clip-tiny-tv", repos, tmp_path)
+
+
+def test_a_task_vectors_suite_reads_the_tall_masks_layout_and_names_the_files_it_lacks(local_clip_folder,
+                                                                                       task_vectors_folder, tmp_path):
+    """The TALL-masks checkpoints (nik-dim/tall_masks): ImageEncoder state dicts in TASKVal/ folders, the pretrained
+    one read from MNISTVal/nonlinear_zeroshot.pt."""
+    root, _ = local_clip_folder
+    _, towers = task_vectors_folder
+    spec = tiny_spec("clip-tiny-tv", HubRepos("someone/tiny-pretrained", None, tasks=tuple(TINY_TASKS)))
+
+    def save_state(tower: str, file: str) -> None:
+        (tmp_path / file).parent.mkdir(exist_ok=True)
+        torch.save({f"model.visual.{key}": tensor for key, tensor in towers[tower].items()}, tmp_path / file)
+
+    save_state("zeroshot", "MNISTVal/nonlinear_zeroshot.pt")
+    save_state("EuroSAT", "EuroSATVal/nonlinear_finetuned.pt")
+    with pytest.raises(BenchError, match=re.escape(
+            f"{tmp_path}: missing MNISTVal/nonlinear_finetuned.pt (suite clip-tiny-tv reads it in the TALL-masks "
+            f"layout: MNISTVal/nonlinear_zeroshot.pt and TASKVal/nonlinear_finetuned.pt per task)")):
+        check_task_vectors_folder("clip-tiny-tv", spec.repos, tmp_path)
+    save_state("MNIST", "MNISTVal/nonlinear_finetuned.pt")
+    suite = clip_suite(spec, Sources(root, checkpoints=tmp_path))
+    assert torch.equal(suite.pool.pretrained_tensor("proj"), towers["zeroshot"]["proj"])
+    assert torch.equal(suite.pool.expert_tensor("eurosat", "conv1.weight"), towers["EuroSAT"]["conv1.weight"])
+    assert not torch.equal(suite.pool.expert_tensor("mnist", "conv1.weight"), towers["zeroshot"]["conv1.weight"])
+
+
+@pytest.fixture(scope="module")
+def tall14_folder(local_clip_folder, tmp_path_factory) -> Path:
+    """A local folder with the tiny open_clip CLIP and a tiny expert and test split of each of the 14 tasks."""
+    root, _ = local_clip_folder
+    folder = tmp_path_factory.mktemp("clip-hub-14")
+    shutil.copytree(root / "tiny-pretrained", folder / "tiny-pretrained")
+    generator = np.random.default_rng(1)
+    for counterpart in GROUPS["14-task"]:
+        write_tiny_task(folder, counterpart, ["first", "second"], ("test",), generator, images=4)
+    return folder
+
+
+def tall14_spec() -> ClipSpec:
+    tasks = CLIP_REPOS["clip-vit-b-32-tall14"].tasks
+    return tiny_spec("clip-tiny-tall14", HubRepos("someone/tiny-pretrained", "someone/tiny-experts", tasks=tasks))
+
+
+def test_a_tall14_suite_from_a_local_folder_has_the_14_tasks_in_the_published_order(tall14_folder):
+    published = ("SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD",
+                 "Flowers102", "PCAM", "FER2013", "OxfordIIITPet", "STL10", "CIFAR100")
+    assert CLIP_REPOS["clip-vit-b-32-tall14"].tasks == published
+    assert CLIP_REPOS["clip-vit-l-14-task-vectors-tall14"].tasks == published
+    suite = clip_suite(tall14_spec(), Sources(tall14_folder))
+    assert [task.counterpart for task in suite.tasks.values()] == list(published)
+    assert list(suite.pool.tasks) == [name.lower() for name in published]
+    assert suite.tasks["fer2013"].head.class_vectors.shape == (2, 16)
+
+
+def test_the_20_task_suites_take_fusionbench_s_emnist_letters_or_the_tall_masks_emnist_digits():
+    extra = ("CIFAR10", "Food101", "FashionMNIST", "{}", "KMNIST", "RenderedSST2")
+    fusionbench, task_vectors = CLIP_REPOS["clip-vit-b-32-tall20"], CLIP_REPOS["clip-vit-b-32-task-vectors-tall20"]
+    assert fusionbench.tasks == GROUPS["14-task"] + tuple(t.format("EMNISTLetters") for t in extra)
+    assert task_vectors.tasks == GROUPS["14-task"] + tuple(t.format("EMNIST") for t in extra)
+    assert ("tanganke/clip-vit-base-patch32_emnist_letters", "model.safetensors") in fusionbench.needed()
+    assert len(fusionbench.needed()) == 1 + 20 + 20 and len(task_vectors.needed()) == 1 + 20
+
+
+def test_a_fusionbench_suite_names_a_missing_expert_of_a_new_task_before_any_work(tall14_folder, tmp_path,
+                                                                                  monkeypatch):
+    folder = tmp_path / "hub"
+    shutil.copytree(tall14_folder, folder)
+    shutil.rmtree(folder / "tiny-experts_pcam")
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", lambda *args, **kwargs: pytest.fail("work began"))
+    with pytest.raises(BenchError, match=re.escape(
+            f"suite clip-tiny-tall14: the local folder {folder} lacks 1 of the files and dataset folders it needs: "
+            f"{folder / 'tiny-experts_pcam' / 'model.safetensors'}")):
+        clip_suite(tall14_spec(), Sources(folder))
+
+
+def test_a_fusionbench_suite_over_emnist_digits_is_refused_by_name_since_fusionbench_ships_no_such_expert(
+        tall14_folder):
+    repos = HubRepos("someone/tiny-pretrained", "someone/tiny-experts", tasks=("MNIST", "EMNIST"))
+    with pytest.raises(BenchError, match=r"^task EMNIST: FusionBench ships no expert of it \(tasks/registry.py\)"):
+        check_available("clip-tiny", repos, Sources(tall14_folder))
 
 
 def test_offline_with_an_empty_cache_a_clip_run_stops_before_importing_any_model_code(tmp_path):
