@@ -18,7 +18,9 @@ log = logging.getLogger("bench")
 EPILOG = """examples:
   python -m bench run --all                              every method and scenario on the mini suite, at the
                                                          methods' own settings and at settings chosen on validation
-  python -m bench run --all --scenario multitask         only the 8-task table
+  python -m bench run --all --scenario multitask         only the multi-task tables (8, 14, 20 tasks: those the
+                                                         zoo covers)
+  python -m bench run --all --scenario multitask-8       only the 8-task table
   python -m bench run --method ties_merging --param ties_merging.scaling=0.5
   python -m bench run --method task_arithmetic --select validation   λ chosen on validation data, tested once
   python -m bench run --method fisher_merging:fusionbench   a method with a named preset
@@ -76,12 +78,12 @@ def _parser() -> argparse.ArgumentParser:
                      "(each grid point merged and scored by mean validation accuracy over the merged tasks, the best "
                      "tested) or both, as separate rows (default: both with --all, else fixed)")
     run.add_argument("--sweep", metavar="METHOD[,METHOD...]|none", help="methods whose validation search is also "
-                     "tested on the multitask test sets along the grid lines through the chosen point, for the λ-sweep "
-                     "figure (drawn, never used to choose; each point costs a test evaluation). Default: "
+                     "tested on the 8-task test sets (multitask-8) along the grid lines through the chosen point, for "
+                     "the λ-sweep figure (drawn, never used to choose; each point costs a test evaluation). Default: "
                      "task_arithmetic,ties_merging where they run, the sweeps their papers plot")
     run.add_argument("--suite", default="mini", help="the suite of tasks and experts (default: mini)")
-    run.add_argument("--scenario", action="append", metavar="NAME", help="scenario to run (repeatable; default: all of "
-                     "them, see `bench list scenarios`)")
+    run.add_argument("--scenario", action="append", metavar="NAME", help="scenario family to run, or one of its "
+                     "scenarios such as multitask-8 (repeatable; default: all of them, see `bench list scenarios`)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
     run.add_argument("--zoo", type=Path, help="mini suite: its zoo folder (default: the shipped zoo/mini-v1); CLIP "
                      "suites: a local folder with one folder per hub repository, instead of the hub (default: the hub "

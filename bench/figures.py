@@ -87,3 +87,25 @@ def scaling_sweep(curves: pd.DataFrame, title: str, path: Path) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     return _save(figure, path)
+
+
+def task_count_lines(measured: pd.DataFrame, published: pd.DataFrame, title: str, path: Path) -> Path:
+    """Average accuracy (%) against the number of tasks merged: a solid line with circles per method row of
+    `measured` (label x number of tasks), and in the same colour, dashed with squares, the published averages of
+    that row's method (`published`: measured label x number of tasks)."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    for index, (label, row) in enumerate(measured.iterrows()):
+        row, colour = row.dropna(), f"C{index % 10}"
+        axes.plot(row.index, row.values, marker="o", markersize=5, color=colour, label=label)
+        if label in published.index:
+            points = published.loc[label].dropna()
+            axes.plot(points.index, points.values, marker="s", markersize=5, linestyle="--", color=colour,
+                      markerfacecolor="none", label=f"{label} (published)")
+    counts = sorted({*measured.columns, *published.columns})
+    axes.set_xticks(counts, [str(count) for count in counts])
+    axes.set_xlabel("number of tasks merged")
+    axes.set_ylabel("average accuracy (%)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=6, ncol=2)
+    return _save(figure, path)

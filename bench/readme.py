@@ -1,7 +1,8 @@
 """The README's headline table, rewritten from the results by each report of the default `results/`.
 
-The table is the shipped zoo's multi-task average (the rows of its table in `reports/multitask.md`) beside the
-published CLIP ViT-B/32 averages of `bench/published.csv`, so the README never holds a number copied by hand.
+The table is the shipped zoo's 8-task average (the rows of its `multitask-8` table in `reports/multitask.md`)
+beside the published CLIP ViT-B/32 averages of `bench/published.csv`, so the README never holds a number copied by
+hand.
 Only the lines between the two markers change; a README without them is left alone.
 """
 
@@ -17,6 +18,7 @@ from bench.reports import published_numbers
 from bench.results import GRID, ResultStore
 from core.atomic import write_atomically
 from core.errors import BenchError
+from tasks.scenario_names import EIGHT_TASKS, MULTITASK
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +37,11 @@ def shipped_family(zoo: Path) -> str:
     return zoo_family(read_manifest(zoo))
 
 
-def unpreset_label(label: str, preset: str) -> str:
-    """The label without the suite's preset (`Layer-wise AdaMerging (mini)` -> `Layer-wise AdaMerging`): the label
-    the papers' row of that method has in bench/published.csv. Labels naming other settings keep them."""
-    return label.removesuffix(f" ({preset})")
-
-
 def headline_rows(frame: pd.DataFrame, suite: str, family: str) -> pd.DataFrame:
-    """The rows of the (suite, family) multi-task table of the report: final accuracies, no grid points."""
-    rows = frame[(frame["metric"] == "accuracy") & (frame["selection"] != GRID) & (frame["scenario"] == "multitask")
+    """The rows of the (suite, family) 8-task table of the report: final accuracies, no grid points."""
+    rows = frame[(frame["metric"] == "accuracy") & (frame["selection"] != GRID)
                  & (frame["suite"] == suite) & (frame["family"] == family)]
-    return tables.final_rows(rows)
+    return tables.final_rows(tables.eight_task_rows(rows))
 
 
 def headline_table(accuracy: pd.DataFrame, published: pd.DataFrame) -> str:
@@ -54,10 +50,10 @@ def headline_table(accuracy: pd.DataFrame, published: pd.DataFrame) -> str:
     measured = tables.multitask_table(accuracy)
     table = measured[["Avg.", "Avg. std", "seeds"]].rename(columns={"Avg.": MEASURED, "Avg. std": f"{MEASURED} std"})
     presets = dict(zip(accuracy["label"], accuracy["preset"]))
-    matched = [unpreset_label(label, presets[label]) for label in table.index]
+    matched = [tables.unpreset_label(label, presets[label]) for label in table.index]
     for (published_suite, published_family), column in PUBLISHED.items():
         numbers = published[(published["suite"] == published_suite) & (published["family"] == published_family)
-                            & (published["scenario"] == "multitask") & (published["column"] == "Avg.")]
+                            & published["scenario"].isin([EIGHT_TASKS, MULTITASK]) & (published["column"] == "Avg.")]
         numbers = numbers.set_index("label")
         table[column] = [numbers["value"].get(label) for label in matched]
     table = table.astype({column: float for column in PUBLISHED.values()})
@@ -79,14 +75,14 @@ def replace_block(text: str, block: str, name: str = "README.md") -> str:
 
 def refresh_readme(readme: Path, results: Path, suite: str = "mini") -> bool:
     """Rewrite the headline block of `readme` from the parquet results under `results`; whether it was rewritten
-    (False for a README without the markers, and for results without the shipped zoo's multitask rows)."""
+    (False for a README without the markers, and for results without the shipped zoo's 8-task rows)."""
     text = readme.read_text() if readme.is_file() else ""
     if START not in text:
         return False
     family = shipped_family(readme.parent / SHIPPED_ZOO)
     accuracy = headline_rows(ResultStore(results).load(), suite, family)
     if accuracy.empty:
-        log.warning("%s: no multitask results of suite %s (%s) in %s; headline table left as it was",
+        log.warning("%s: no 8-task results (multitask-8) of suite %s (%s) in %s; headline table left as it was",
                     readme, suite, family, results)
         return False
     new = replace_block(text, headline_table(accuracy, published_numbers()), str(readme))

@@ -1,7 +1,8 @@
 """The report, rebuilt from the parquet results alone (no model, no data, no registry needed).
 
 One Markdown and one LaTeX file per scenario family present (multitask, generalization, robustness), the
-figures (average bars, robustness heat map, λ sweep, adaptation curves) and `index.md` linking them all.
+figures (average bars, accuracy by number of tasks, robustness heat map, λ sweep, adaptation curves) and
+`index.md` linking them all.
 Tables and figures are per zoo (suite and weights family), since numbers of different weights do not mix;
 where `bench/published.csv` has the papers' numbers for a suite, its tables show them beside the measured ones.
 The index names the code versions the rows come from and warns of any table that mixes them.
@@ -20,10 +21,11 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import tables
-from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep
+from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep, task_count_lines
 from bench.results import GRID, PERF_FILE, VALIDATION, ResultStore, load_perf
 from core.atomic import publish_folder
 from core.errors import BenchError
+from tasks.scenario_names import EIGHT_TASKS, MULTITASK, scenario_family, stated_task_count
 from tasks.splits import parse_split, split_title
 
 log = logging.getLogger(__name__)
@@ -53,19 +55,42 @@ INDEX_TITLE = "# mergebench report"  # the first line of index.md: what marks a 
 REPORT_SUFFIXES = {".md", ".tex", ".png"}
 
 
+# The published numbers drawn beside a suite's accuracy by number of tasks where bench/published.csv has none of
+# its own (the mini suite): CLIP ViT-B/32's, the model of the README's headline, with the TALL-masks checkpoints.
+TASK_COUNT_REFERENCE = ("clip-vit-b-32-task-vectors", "task-vectors")
+
+
 @cache
 def published_numbers() -> pd.DataFrame:
     return pd.read_csv(PUBLISHED)
 
 
+def benchmark_suite(suite: str) -> str:
+    """The suite without its task-count variant (`clip-vit-b-32-tall20` -> `clip-vit-b-32`): its variants share
+    experts for the tasks they have in common, and so the published numbers of those tasks."""
+    return re.sub(r"-tall\d+$", "", suite)
+
+
+def published_scenario(scenario: str) -> str:
+    """The scenario as bench/published.csv may name it: its 8-task rows are `multitask` or `multitask-8`."""
+    return EIGHT_TASKS if scenario == MULTITASK else scenario
+
+
+def published_of(suite: str, family: str) -> pd.DataFrame:
+    """The rows of bench/published.csv for the suite (or its task-count variants) and checkpoint family
+    (`fusionbench:...` rows match `fusionbench`)."""
+    published = published_numbers()
+    return published[(published["suite"].map(benchmark_suite) == benchmark_suite(suite))
+                     & (published["family"] == family.split(":")[0])]
+
+
 def beside_published(table: pd.DataFrame, caption: str, rows: pd.DataFrame, scenario: str) -> tuple[str, pd.DataFrame]:
     """Caption and table with the published numbers (bench/published.csv) of `scenario` for the suite and
-    checkpoint family of `rows` (`fusionbench:...` rows match `fusionbench`), if any: each under its measured
-    row, with the sources in the caption."""
-    suite, family = rows["suite"].iloc[0], rows["family"].iloc[0].split(":")[0]
-    published = published_numbers()
-    published = published[(published["suite"] == suite) & (published["family"] == family)
-                          & (published["scenario"] == scenario)]
+    checkpoint family of `rows` (see `published_of`), if any: each under its measured row, with the sources in the
+    caption."""
+    family = rows["family"].iloc[0].split(":")[0]
+    published = published_of(rows["suite"].iloc[0], family)
+    published = published[published["scenario"].map(published_scenario) == published_scenario(scenario)]
     if published.empty:
         return caption, table
     titles = tables.task_titles(rows)
@@ -85,27 +110,79 @@ def write_tables(out: Path, name: str, title: str, blocks: list[tuple[str, str, 
     return [out / f"{name}.md", out / f"{name}.tex"]
 
 
+NORMALIZED_NOTE = (f"{tables.NORMALIZED}: per task, the accuracy over the individual expert's on the same test set, "
+                   f"averaged over the tasks (%), as the TALL-masks and TSV-M papers report.")
+
+
+def by_task_count(rows: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
+    """One zoo's multi-task rows per scenario, as (number of tasks, rows), fewest tasks first, and of a number the
+    scenario naming it (`multitask-8`) before one stored as `multitask` by an older run."""
+    counted = [(tables.task_count(group), group) for _, group in rows.groupby("scenario", sort=False)]
+    return sorted(counted, key=lambda pair: (pair[0], stated_task_count(pair[1]["scenario"].iloc[0]) is None))
+
+
 def multitask_section(rows: pd.DataFrame, out: Path) -> Section | None:
+    """A table per zoo and multi-task scenario (8, 14, 20 tasks), and per zoo the average accuracy by number of
+    tasks beside the published one, or a note where its results hold one number of tasks."""
     if rows.empty:
         return None
-    section, blocks = Section("Multi-task model merging"), []
+    section, blocks, notes = Section("Multi-task model merging"), [], []
     for suite, family, group in zoos(rows):
-        table = tables.multitask_table(group)
-        caption = (f"Multi-task performance when merging {group['task'].nunique()} experts, suite {suite} ({family}); "
-                   f"accuracy (%).")
-        blocks.append((f"Suite `{suite}` ({family})", *beside_published(table, caption, group, "multitask")))
-        figure = average_bars(table["Avg."], f"suite {suite} ({family}): multi-task average",
-                              out / f"multitask-average-{slug(suite, family)}.png")
-        section.figures.append((f"Multi-task average accuracy, suite {suite} ({family})", figure))
+        reference = group[group["method"] == tables.REFERENCE]
+        averages = {}
+        for count, scenario_rows in by_task_count(group):
+            scenario = scenario_rows["scenario"].iloc[0]
+            table = tables.multitask_table(scenario_rows, reference)
+            averages.setdefault(count, table["Avg."])
+            caption = (f"Multi-task performance when merging {count} experts ({scenario}), suite {suite} ({family}); "
+                       f"accuracy (%).{' ' + NORMALIZED_NOTE if tables.NORMALIZED in table else ''}")
+            blocks.append((f"Suite `{suite}` ({family}): {scenario}",
+                           *beside_published(table, caption, scenario_rows, scenario)))
+            figure = average_bars(table["Avg."], f"suite {suite} ({family}): {count}-task average",
+                                  out / f"multitask-average-{slug(suite, family, scenario)}.png")
+            section.figures.append((f"{count}-task average accuracy, suite {suite} ({family})", figure))
+        if len(averages) > 1:
+            figure = task_count_figure(pd.concat(averages, axis=1), group, out)
+            section.figures.append((f"Average accuracy by number of tasks, suite {suite} ({family})", figure))
+        else:
+            notes.append(f"No figure of accuracy by number of tasks for suite `{suite}` ({family}): its results "
+                         f"hold {next(iter(averages))} tasks only; it is drawn from two numbers of tasks on.")
+            log.info("report: %s", notes[-1])
     section.files = write_tables(out, "multitask", section.title, blocks)
-    spread = zoo_spread_markdown(rows)
-    if spread:
-        section.files[0].write_text(section.files[0].read_text() + "\n" + spread)
+    extra = "\n".join(notes) + "\n" if notes else ""
+    spread = zoo_spread_markdown(tables.eight_task_rows(rows))
+    if extra or spread:
+        section.files[0].write_text("\n".join(part for part in (section.files[0].read_text(), extra, spread) if part))
     return section
 
 
+def published_by_task_count(published: pd.DataFrame) -> pd.DataFrame:
+    """The published average accuracy (column `Avg.`) by method label x number of tasks (`multitask` rows are the
+    8-task ones)."""
+    averages = published[published["column"] == "Avg."]
+    counts = averages["scenario"].map(lambda name: stated_task_count(published_scenario(name)))
+    averages = averages.assign(count=counts).dropna(subset=["count"]).astype({"count": int})
+    return averages.pivot_table(index="label", columns="count", values="value", aggfunc="first")
+
+
+def task_count_figure(averages: pd.DataFrame, rows: pd.DataFrame, out: Path) -> Path:
+    """Each method row's average accuracy against the number of tasks (`averages`: label x number of tasks), its
+    method's published averages beside it: the suite's own, or for a suite bench/published.csv has no numbers of
+    (the mini suite), those of TASK_COUNT_REFERENCE."""
+    suite, family = rows["suite"].iloc[0], rows["family"].iloc[0]
+    source = (suite, family) if not published_of(suite, family).empty else TASK_COUNT_REFERENCE
+    presets = dict(zip(rows["label"], rows["preset"]))
+    matched = [tables.unpreset_label(label, presets[label]) for label in averages.index]
+    published = published_by_task_count(published_of(*source)).reindex(matched).set_axis(averages.index)
+    published = published.dropna(how="all")
+    title = f"suite {suite} ({family}): average accuracy by number of tasks"
+    if not published.empty:
+        title += f"\npublished (dashed, squares): {source[0]} ({source[1].split(':')[0]} checkpoints)"
+    return task_count_lines(averages, published, title, out / f"task-count-{slug(suite, family)}.png")
+
+
 def zoo_spread_markdown(rows: pd.DataFrame) -> str:
-    """Per suite with results of several zoos of one recipe: each method's average over zoos, mean ± std."""
+    """Per suite with results of several zoos of one recipe: each method's 8-task average over zoos, mean ± std."""
     parts = []
     for suite, group in rows.groupby("suite", sort=False):
         if group["family"].nunique() < 2:
@@ -183,9 +260,9 @@ def without_scaling(params: dict) -> dict:
 
 def scaling_section(frame: pd.DataFrame, out: Path) -> Section | None:
     """Mean accuracy against the scaling coefficient λ, on validation (what chose λ) and on test (drawn only), along
-    the line through the setting chosen on validation: the multitask grid rows of `run --select validation`."""
-    grid = frame[(frame["selection"] == GRID) & (frame["scenario"] == "multitask") & (frame["metric"] == "accuracy")]
-    chosen_rows = frame[(frame["selection"] == "validation") & (frame["scenario"] == "multitask")]
+    the line through the setting chosen on validation: the 8-task grid rows of `run --select validation`."""
+    grid = tables.eight_task_rows(frame[(frame["selection"] == GRID) & (frame["metric"] == "accuracy")])
+    chosen_rows = tables.eight_task_rows(frame[frame["selection"] == "validation"])
     section = Section("Scaling coefficient λ chosen on validation data")
     for suite, family, group in zoos(grid):
         curves = {}
@@ -214,8 +291,8 @@ def scaling_section(frame: pd.DataFrame, out: Path) -> Section | None:
 
 
 def adaptation_section(frame: pd.DataFrame, out: Path) -> Section | None:
-    """Accuracy along test-time adaptation, for the multitask units run with `--eval-every`, per zoo."""
-    stepped = frame[(frame["scenario"] == "multitask") & frame["step"].notna()]
+    """Accuracy along test-time adaptation, for the 8-task units run with `--eval-every`, per zoo."""
+    stepped = tables.eight_task_rows(frame[frame["step"].notna()])
     stepped = stepped[stepped.groupby(tables.UNIT)["step"].transform("nunique") > 1]
     if stepped.empty:
         return None
@@ -251,10 +328,11 @@ def perf_section(results: Path, out: Path) -> Section | None:
 
 def table_names(accuracy: pd.DataFrame) -> pd.Series:
     """The table each final accuracy row is shown in: its section's file and zoo, and for generalization (one
-    table per split of the tasks) its scenario."""
-    family = accuracy["scenario"].str.split("/").str[0]
+    table per split of the tasks) and the task-count scenarios (one per number of tasks) its scenario."""
+    family = accuracy["scenario"].map(scenario_family)
     name = family + ".md, suite " + accuracy["suite"] + " (" + accuracy["family"] + ")"
-    return name.where(family != "generalization", name + ", " + accuracy["scenario"])
+    own_table = (family == "generalization") | ((family == MULTITASK) & (accuracy["scenario"] != MULTITASK))
+    return name.where(~own_table, name + ", " + accuracy["scenario"])
 
 
 def code_versions(accuracy: pd.DataFrame) -> tuple[str, list[str]]:
@@ -315,9 +393,8 @@ def write_report(frame: pd.DataFrame, results: Path, folder: Path) -> list[str]:
     """Every section of `frame` and the index into the new folder `folder`; returns the file names, index first."""
     folder.mkdir()
     accuracy = tables.final_rows(frame[(frame["metric"] == "accuracy") & (frame["selection"] != GRID)])
-    family = accuracy["scenario"].str.split("/").str[0]
-    multitask = accuracy[family == "multitask"]
-    sections = [s for s in (multitask_section(multitask, folder),
+    family = accuracy["scenario"].map(scenario_family)
+    sections = [s for s in (multitask_section(accuracy[family == MULTITASK], folder),
                             generalization_section(accuracy[family == "generalization"], folder),
                             robustness_section(accuracy[family == "robustness"], folder),
                             scaling_section(frame, folder),

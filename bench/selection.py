@@ -23,9 +23,12 @@ from bench.results import GRID, VALIDATION
 from core.errors import BenchError
 from methods.base import MergeMethod
 from tasks.base import Suite
+from tasks.scenario_names import EIGHT_TASKS, MULTITASK
 from tasks.scenarios import Scenario
 
-SWEPT_ON_TEST = ("multitask",)  # the scenarios whose grid points may also be tested: the λ-sweep figure's
+# The scenarios whose grid points may also be tested: the λ-sweep figure's, the 8-task table (or the one multitask
+# scenario of a suite covering no task-count group).
+SWEPT_ON_TEST = (EIGHT_TASKS, MULTITASK)
 # The methods `run` sweeps on test by default: the λ sweeps that the task-arithmetic and TIES papers plot.
 DEFAULT_SWEEP = ("task_arithmetic", "ties_merging")
 

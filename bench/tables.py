@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from tasks.scenario_names import EIGHT_TASKS, MULTITASK, stated_task_count
 from tasks.splits import CORRUPTION_TITLES, split_title
 
 # Rows as the papers' tables group them: references, static merges, test-time adaptive ones, then those that need
@@ -66,12 +67,31 @@ COSTS = {"stored_models": "Storage (models)", "inference_cost": "Inference (× p
 DECIMALS = dict.fromkeys(COSTS.values(), 2)  # per column where not 1 (accuracy, %): ratios near 1 differ in 0.01s
 
 
-def multitask_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Methods x tasks (+ Avg.), columns in the suite's task order, named with their counterparts; then what each
-    method costs to serve (none, `–`, for rows stored before costs were measured)."""
+REFERENCE = "individual"  # the method whose accuracy per (task, split) normalizes the others'
+NORMALIZED = "Norm. avg."
+
+
+def normalized_averages(rows: pd.DataFrame, reference: pd.DataFrame) -> pd.Series:
+    """Per (method, label, seed): the mean over tasks of the accuracy on a (task, split) over the individual
+    expert's on the same (task, split) (`reference`: its rows), in %; the normalized accuracy of the TALL-masks
+    and TSV-M papers. NaN where a task has no reference."""
+    expert = reference.groupby(["task", "split"])["value"].mean().rename("expert")
+    ratios = rows.join(expert, on=["task", "split"])
+    per_task = (ratios["value"] / ratios["expert"]).groupby(
+        [ratios["method"], ratios["label"], ratios["seed"], ratios["task"]]).mean()
+    levels = ["method", "label", "seed"]
+    return per_task.groupby(level=levels).mean().where(~per_task.isna().groupby(level=levels).any()) * 100
+
+
+def multitask_table(rows: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Methods x tasks (+ Avg., and given the individual experts' rows of the zoo as `reference`, the normalized
+    average), columns in the suite's task order, named with their counterparts; then what each method costs to
+    serve (none, `–`, for rows stored before costs were measured)."""
     titles = task_titles(rows)
     per_seed = per_seed_pivot(rows, "task")[list(titles)].rename(columns=titles)
     per_seed["Avg."] = per_seed.mean(axis=1)
+    if reference is not None and not reference.empty:
+        per_seed[NORMALIZED] = normalized_averages(rows, reference)
     costs = rows.reindex(columns=["method", "label", "seed", *COSTS]).astype(dict.fromkeys(COSTS, float))
     per_seed = per_seed.join(costs.groupby(["method", "label", "seed"]).mean().rename(columns=COSTS))
     return seed_summary(per_seed, "Avg.")
@@ -100,8 +120,28 @@ def robustness_table(rows: pd.DataFrame) -> pd.DataFrame:
     return seed_summary(per_seed, "Corrupted avg.")
 
 
+def eight_task_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per zoo, its rows of the 8-task table (`multitask-8`), or of `multitask` where it has none (a suite covering
+    no task-count benchmark, or results stored before the task-count scenarios): what the README's headline, the λ
+    sweep, the adaptation curves and the spread over zoos show."""
+    rows = rows[rows["scenario"].isin([EIGHT_TASKS, MULTITASK])]
+    has_eight = (rows["scenario"] == EIGHT_TASKS).groupby([rows["suite"], rows["family"]]).transform("any")
+    return rows[(rows["scenario"] == EIGHT_TASKS) | ~has_eight]
+
+
+def task_count(rows: pd.DataFrame) -> int:
+    """The number of tasks of one multi-task scenario's rows: as its name states, else as many as it tests."""
+    return stated_task_count(rows["scenario"].iloc[0]) or rows["task"].nunique()
+
+
+def unpreset_label(label: str, preset: str) -> str:
+    """The label without the suite's preset (`Layer-wise AdaMerging (mini)` -> `Layer-wise AdaMerging`): the label
+    the papers' row of that method has in bench/published.csv. Labels naming other settings keep them."""
+    return label.removesuffix(f" ({preset})")
+
+
 def zoo_spread_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per method, the 8-task average over zoos built from the same recipe with different seeds (families)."""
+    """Per method, the average over tasks over zoos built from the same recipe with different seeds (families)."""
     per_zoo_and_seed = rows.groupby(["label", "method", "family", "seed"])["value"].mean()
     averages = per_zoo_and_seed.groupby(["label", "method", "family"]).mean() * 100
     spread = averages.groupby(["label", "method"]).agg(["mean", "std", "min", "max", "count"])

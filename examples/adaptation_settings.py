@@ -3,7 +3,7 @@
 Steps and learning rate are compute settings: the papers' (500 steps at lr 1e-3; 1,000 at 1e-4) are sized for
 ViT-B/32 and are still climbing on the mini suite. The step count is the suite's budget, not chosen on data: 50
 steps, what `run --all` affords within its 15 minutes on 2 cores (the adaptive methods are most of its time).
-The learning rate is chosen on validation data: this script runs the adaptation the benchmark runs (multitask,
+The learning rate is chosen on validation data: this script runs the adaptation the benchmark runs (multitask-8,
 seed 0, one batch of 16 inputs per task and step), except that the unlabeled inputs it adapts on are the
 validation split's and the accuracy it reports is the validation split's, so no test image, label or accuracy
 enters the choice; the learning rate of the best mean validation accuracy at the last step wins.

@@ -1,7 +1,7 @@
 """How a routed merge (WEMoE, sparse WEMoE, SMILE, Twin-Merging) routes the mini suite's test inputs: per routing
 site (a block's routers, or the one router of Twin-Merging), how often an input's own task gets the largest routing
 weight, and how large the weights are (bench.routing). The merge is the one `run --all` makes (the suite's preset,
-multitask); the test inputs only describe it, nothing is chosen on them.
+multitask-8); the test inputs only describe it, nothing is chosen on them.
 
     python examples/routing_diagnostics.py smile
     python examples/routing_diagnostics.py twin_merging

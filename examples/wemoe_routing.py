@@ -1,7 +1,7 @@
 """How WEMoE's trained routers route the mini suite's test inputs, and why they fall short of routing each
 input to its own expert. docs/findings/wemoe-routing.md quotes this run.
 
-It prints, for WEMoE as `run --all` trains it (preset mini, multitask):
+It prints, for WEMoE as `run --all` trains it (preset mini, multitask-8):
 - per block, whether the largest routing weight is the input's own task, and how large the weights grow
   (bench.routing, as examples/routing_diagnostics.py prints it for SMILE and Twin-Merging);
 - the adaptation objective (mean entropy of the heads' predictions) and accuracy under the trained routing,

@@ -1,8 +1,8 @@
 """Scenarios: which experts enter the merge and which (task, split) pairs the merged model is tested on, defined
 over the named task groups of `tasks/registry.py`.
 
-A scenario builder returns one or more scenarios; scenarios named `family/variant` form one table in the
-report (e.g. `robustness/motion_blur`).
+A scenario builder (a scenario family) returns one or more scenarios: `family/variant` ones form one table in the
+report (e.g. `robustness/motion_blur`); the multitask family's are named by their number of tasks (`multitask-8`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from core.errors import BenchError
 from tasks.base import Suite
 from tasks.corruptions import CORRUPTIONS
 from tasks.registry import group
+from tasks.scenario_names import MULTITASK, scenario_family, task_count_scenario
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,37 @@ def by_counterpart(suite: Suite, counterparts: tuple[str, ...]) -> tuple[str, ..
     return tuple(names[c] for c in counterparts)
 
 
+# The task-count benchmarks: per number of tasks, the groups that make it, the first the suite covers being merged
+# (the 8 tasks of Task Arithmetic and AdaMerging; the 14 and 20 of TALL masks, TSV-M and CART, whose 20 FusionBench's
+# TALL20 takes with EMNIST's letters).
+TASK_COUNT_GROUPS: dict[int, tuple[str, ...]] = {8: ("8-task",), 14: ("14-task",),
+                                                 20: ("20-task", "20-task-fusionbench")}
+
+
+def covered(suite: Suite, groups: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The suite's tasks standing in for the first of `groups` it covers whole, in that group's order; None if none."""
+    for name in groups:
+        try:
+            return by_counterpart(suite, group(name))
+        except ScenarioUnavailable:
+            continue
+    return None
+
+
 def multitask(suite: Suite) -> list[Scenario]:
-    """Merge every expert of the suite; test on every task's test split (the papers' Table 1)."""
-    tasks = tuple(suite.tasks)
-    return [Scenario("multitask", tasks, tuple((task, "test") for task in tasks))]
+    """Merge the experts of each task-count benchmark (8, 14, 20 tasks) the suite covers; test each on its test split.
+
+    The papers' Table 1 (`multitask-8`) and the TALL-masks and TSV-M tables (`multitask-14`, `multitask-20`); a
+    suite covering none of them (a custom one) merges all its experts in one scenario, `multitask`."""
+    scenarios = []
+    for count, groups in TASK_COUNT_GROUPS.items():
+        tasks = covered(suite, groups)
+        if tasks is not None:
+            scenarios.append(Scenario(task_count_scenario(count), tasks, tuple((task, "test") for task in tasks)))
+    if not scenarios:
+        tasks = tuple(suite.tasks)
+        scenarios = [Scenario(MULTITASK, tasks, tuple((task, "test") for task in tasks))]
+    return scenarios
 
 
 ROBUSTNESS_VERSION = 2  # 2: a suite may test on the first images of its test split (the mini suite does)
@@ -95,13 +123,23 @@ def generalization(suite: Suite) -> list[Scenario]:
 
 
 SCENARIOS: dict[str, Callable[[Suite], list[Scenario]]] = {
-    "multitask": multitask, "robustness": robustness, "generalization": generalization}
+    MULTITASK: multitask, "robustness": robustness, "generalization": generalization}
 
 
 def scenarios_for(name: str, suite: Suite) -> list[Scenario]:
-    if name not in SCENARIOS:
-        raise BenchError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}")
-    return SCENARIOS[name](suite)
+    """The scenarios of the family `name`, or the one scenario named `name` (`multitask-8`, `robustness/clean`)."""
+    family = scenario_family(name)
+    if family not in SCENARIOS:
+        raise BenchError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)} (or one of their scenarios, "
+                         f"such as multitask-8)")
+    scenarios = SCENARIOS[family](suite)
+    if name == family:
+        return scenarios
+    chosen = [scenario for scenario in scenarios if scenario.name == name]
+    if not chosen:
+        raise ScenarioUnavailable(f"suite {suite.name!r} has no scenario {name!r}; its {family} scenarios: "
+                                  f"{', '.join(scenario.name for scenario in scenarios)}")
+    return chosen
 
 
 def scenarios_to_run(suite: Suite, names: list[str] | None = None) -> list[Scenario]:

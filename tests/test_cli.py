@@ -31,9 +31,9 @@ def finished_run(tiny_zoo, tmp_path_factory):
 def test_run_writes_one_row_per_method_task_and_split_in_each_scenario(finished_run):
     rows = ResultStore(finished_run / "results").load()
     per_scenario = rows.groupby(rows["scenario"].str.split("/").str[0]).size().to_dict()
-    # 6 methods; multitask: 8 tasks; robustness: 4 tasks x 8 splits; generalization: 2 splits x 8 tasks,
+    # 6 methods; multitask-8: 8 tasks; robustness: 4 tasks x 8 splits; generalization: 2 splits x 8 tasks,
     # except that the individual experts have no model for the 2 unseen tasks of each
-    assert per_scenario == {"multitask": 6 * 8, "robustness": 6 * 4 * 8, "generalization": 6 * 2 * 8 - 2 * 2}
+    assert per_scenario == {"multitask-8": 6 * 8, "robustness": 6 * 4 * 8, "generalization": 6 * 2 * 8 - 2 * 2}
     assert set(rows["method"]) == set(STATIC) | {"median"}
     assert rows["value"].between(0, 1).all()
     assert {"merge_s", "eval_s", "peak_rss_mb", "code_version", "params", "family", "merged"} <= set(rows.columns)
@@ -99,8 +99,8 @@ def test_an_interrupted_run_resumes_to_the_same_results(finished_run, tiny_zoo, 
         target = partial / path.relative_to(finished_run / "results")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
-    (partial / "mini" / "multitask").mkdir(parents=True, exist_ok=True)
-    (partial / "mini" / "multitask" / "junk.parquet.tmp").write_bytes(b"half-written")
+    (partial / "mini" / "multitask-8").mkdir(parents=True, exist_ok=True)
+    (partial / "mini" / "multitask-8" / "junk.parquet.tmp").write_bytes(b"half-written")
     methods = [arg for name in STATIC + ["median"] for arg in ("--method", name)]
     assert main(["run", *methods, "--plugin", str(ROOT / "examples" / "median_merging.py"), "--zoo", str(tiny_zoo),
                  "--results", str(partial), "--reports", str(tmp_path / "reports")]) == 0

@@ -12,7 +12,7 @@ RUN = ["run", "--method", "task_arithmetic", "--method", "weight_averaging", "--
 
 
 def unit_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("multitask ")]
+    return [line for line in output.splitlines() if line.startswith("multitask-8 ")]
 
 
 def test_a_dry_run_lists_one_line_per_unit_and_writes_no_results_and_no_report(tiny_zoo, tmp_path, capsys):
@@ -37,7 +37,7 @@ def test_a_dry_run_estimates_a_missing_unit_by_the_stored_cost_of_its_method(tin
     assert main([*run, "--results", str(tmp_path / "partial"), "--dry-run"]) == 0
     output = capsys.readouterr().out
     [line] = unit_lines(output)
-    assert line.split()[:4] == ["multitask", "Task", "Arithmetic", "1"]
+    assert line.split()[:4] == ["multitask-8", "Task", "Arithmetic", "1"]
     assert f"  {seconds_text(seed0['merge_s'] + seed0['eval_s'])}  " in line
     assert line.endswith(f"{seed0['peak_rss_mb']:,.0f} MiB")
     assert "1 unit(s) to run, 3 stored unit(s) skipped" in output

@@ -51,14 +51,14 @@ def test_tables_show_the_published_numbers_of_the_same_suite_and_checkpoint_fami
     build_reports(tmp_path / "results", tmp_path / "reports")
     markdown = (tmp_path / "reports" / "multitask.md").read_text()
     blocks = {block.split("\n")[0]: block for block in markdown.split("## Suite ")[1:]}
-    clip = blocks[f"`clip-vit-b-32` ({fusionbench})"]
+    clip = blocks[f"`clip-vit-b-32` ({fusionbench}): multitask"]
     assert "Published (fusionbench checkpoints): FusionBench documentation" in clip
     lines = [line.split("|")[1:-1] for line in clip.splitlines() if line.startswith("| Task Arithmetic")]
     # FusionBench's CLIP-ViT-B/32 table: task arithmetic (0.3) SUN397 57.1, Cars 55.7, average over all 8 tasks 68.0
     assert [cell.strip() for cell in lines[0]] == ["Task Arithmetic", "60.0", "80.0", "70.0", "–", "–"]
     assert [cell.strip() for cell in lines[1]] == ["Task Arithmetic (published)", "57.1", "55.7", "68.0", "–", "–"]
     assert "median (published)" not in clip  # no published number, no row
-    assert "published" not in blocks["`clip-vit-b-32` (other:x)"] + blocks["`mini` (f)"]  # another family: none
+    assert "published" not in blocks["`clip-vit-b-32` (other:x): multitask"] + blocks["`mini` (f): multitask"]
     latex = (tmp_path / "reports" / "multitask.tex").read_text()
     assert r"Task Arithmetic (published) & 57.1 & 55.7 & 68.0 & -- & -- \\" in latex
 

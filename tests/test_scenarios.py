@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -10,7 +11,16 @@ from helpers import random_pool
 
 from bench.runner import SharedMerge
 from core.errors import BenchError
-from tasks.scenarios import SCENARIOS, Scenario, ScenarioUnavailable, generalization, robustness
+from tasks.registry import GROUPS
+from tasks.scenarios import (
+    SCENARIOS,
+    Scenario,
+    ScenarioUnavailable,
+    generalization,
+    multitask,
+    robustness,
+    scenarios_for,
+)
 from tasks.suites import load_suite
 
 
@@ -92,6 +102,48 @@ def test_every_registered_scenario_builds_on_the_mini_suite(suite):
         assert scenarios and all(isinstance(s, Scenario) for s in scenarios)
         for s in scenarios:
             s.test_splits()
+
+
+def standing_in_for(suite, counterparts: tuple[str, ...]):
+    """The suite with one task per counterpart (a copy of one of its tasks, named after the counterpart)."""
+    template = next(iter(suite.tasks.values()))
+    tasks = {c.lower(): dataclasses.replace(template, name=c.lower(), counterpart=c) for c in counterparts}
+    return dataclasses.replace(suite, tasks=tasks)
+
+
+def test_an_8_task_suite_has_one_multitask_scenario_multitask_8_over_its_experts_in_the_groups_order(suite):
+    (scenario,) = multitask(suite)
+    assert scenario.name == "multitask-8"
+    assert [suite.tasks[t].counterpart for t in scenario.merged_tasks] == list(GROUPS["8-task"])
+    assert scenario.evaluated == tuple((task, "test") for task in scenario.merged_tasks)
+
+
+@pytest.mark.parametrize("twenty", ["20-task", "20-task-fusionbench"])
+def test_a_20_task_suite_has_a_scenario_per_task_count_each_merging_exactly_that_group(suite, twenty):
+    reversed_order = standing_in_for(suite, GROUPS[twenty][::-1])
+    scenarios = multitask(reversed_order)
+    assert [s.name for s in scenarios] == ["multitask-8", "multitask-14", "multitask-20"]
+    for scenario, group_name in zip(scenarios, ("8-task", "14-task", twenty)):
+        assert [reversed_order.tasks[t].counterpart for t in scenario.merged_tasks] == list(GROUPS[group_name])
+        assert scenario.evaluated == tuple((task, "test") for task in scenario.merged_tasks)
+
+
+def test_a_suite_covering_no_task_count_group_merges_all_its_experts_in_one_multitask_scenario(suite):
+    custom = standing_in_for(suite, ("GTSRB", "Cars", "Stripes"))
+    assert [(s.name, s.merged_tasks) for s in multitask(custom)] == [("multitask", ("gtsrb", "cars", "stripes"))]
+    fourteen_but_one = standing_in_for(suite, GROUPS["14-task"][:-1])
+    assert [s.name for s in multitask(fourteen_but_one)] == ["multitask-8"]
+
+
+def test_one_scenario_of_a_family_can_be_asked_for_by_name_and_a_missing_one_is_named(suite):
+    assert [s.name for s in scenarios_for("multitask", suite)] == ["multitask-8"]
+    assert [s.name for s in scenarios_for("multitask-8", suite)] == ["multitask-8"]
+    assert [s.name for s in scenarios_for("robustness/clean", suite)] == ["robustness/clean"]
+    with pytest.raises(ScenarioUnavailable, match="^suite 'mini' has no scenario 'multitask-14'; its multitask "
+                                                  "scenarios: multitask-8$"):
+        scenarios_for("multitask-14", suite)
+    with pytest.raises(BenchError, match="^unknown scenario 'multitasks'"):
+        scenarios_for("multitasks", suite)
 
 
 class Recorder:

@@ -44,7 +44,7 @@ def test_a_setting_declares_the_grid_a_benchmark_may_search():
 def test_the_chosen_setting_has_the_best_mean_validation_accuracy_and_only_it_is_tested(selected):
     suite, _, store = selected
     rows = store.load()
-    multitask_rows = rows[rows["scenario"] == "multitask"]
+    multitask_rows = rows[rows["scenario"] == "multitask-8"]
     searched = multitask_rows[(multitask_rows["selection"] == GRID) & (multitask_rows["split"] == "validation")]
     by_scaling = searched.groupby(searched["params"].map(lambda p: json.loads(p)["scaling"]))["value"].mean()
     assert sorted(by_scaling.index) == list(SCALING_GRID) and searched["task"].nunique() == len(suite.tasks)
@@ -60,9 +60,9 @@ def test_the_sweep_scenario_also_records_test_scores_of_the_grid_and_the_others_
     rows = store.load()
     grid = rows[rows["selection"] == GRID]
     swept = grid[grid["split"] == "test"]
-    assert set(swept["scenario"]) == {"multitask"}
+    assert set(swept["scenario"]) == {"multitask-8"}
     assert {json.loads(p)["scaling"] for p in swept["params"]} == set(SCALING_GRID)
-    corrupted = rows[rows["scenario"] != "multitask"]
+    corrupted = rows[rows["scenario"] != "multitask-8"]
     assert set(corrupted.loc[corrupted["selection"] == GRID, "split"]) == {"validation"}
 
 

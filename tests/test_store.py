@@ -43,7 +43,7 @@ def test_a_unit_file_that_cannot_be_read_is_recomputed_and_said_so(one_run, tiny
 
 
 def test_the_report_leaves_out_an_unreadable_unit_file_instead_of_failing(one_run, tmp_path, caplog):
-    stray = one_run / "mini" / "multitask" / "stray.parquet"
+    stray = one_run / "mini" / "multitask-8" / "stray.parquet"
     stray.write_text("not a parquet file")
     with caplog.at_level(logging.WARNING):
         assert main(["report", "--results", str(one_run), "--out", str(tmp_path / "again")]) == 0

@@ -106,6 +106,6 @@ def test_consensus_and_tall_masks_run_on_the_tiny_zoo(tiny_zoo, tmp_path):
     scenario = rows["scenario"].str.split("/").str[0]
     # tall_masks has a model for the merged tasks only: none for the 2 unseen tasks of each generalization split
     assert rows.groupby(["method", scenario]).size().to_dict() == {
-        ("consensus", "multitask"): 8, ("consensus", "generalization"): 16,
-        ("tall_masks", "multitask"): 8, ("tall_masks", "generalization"): 12}
+        ("consensus", "multitask-8"): 8, ("consensus", "generalization"): 16,
+        ("tall_masks", "multitask-8"): 8, ("tall_masks", "generalization"): 12}
     assert rows["value"].between(0, 1).all()

@@ -75,7 +75,7 @@ def test_bumping_a_scenario_s_version_recomputes_its_units_only_and_the_evaluati
     suite, results = load_suite("mini", zoo=tiny_zoo), tmp_path / "results"
     scenarios = scenarios_to_run(suite, ["multitask", "generalization"])
     assert run_both(suite, results, scenarios) == 2 * 3
-    bumped = [dataclasses.replace(s, version=2) if s.name == "multitask" else s for s in scenarios]
+    bumped = [dataclasses.replace(s, version=2) if s.name == "multitask-8" else s for s in scenarios]
     assert run_both(suite, results, bumped) == 2  # multitask, each method
     assert sorted(path.name.split("@")[1] for path in results.rglob("*@*scenario2*.parquet")) == [
         f"scenario2-evaluation{EVALUATION_VERSION}.parquet"] * 2
