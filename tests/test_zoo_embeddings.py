@@ -49,3 +49,17 @@ def test_the_per_task_scheme_reproduces_the_shipped_zoo_s_heads():
 def test_an_unknown_embedding_scheme_is_refused_naming_it():
     with pytest.raises(BenchError, match="class_embeddings 'by-colour'"):
         replace(ZooRecipe(), class_embeddings="by-colour")
+
+
+@pytest.mark.parametrize("contrast", ["own-task", "all-tasks"])
+def test_a_pretraining_image_competes_among_its_task_s_classes_or_every_task_s_but_same_named_ones(contrast):
+    from bench.zoo.build import _pretraining_set
+
+    tasks = ("digits", "house_numbers", "signs")  # digits and house numbers share the names "0".."9"
+    recipe = replace(ZooRecipe().tiny(), tasks=tasks, pretrain_contrast=contrast, pretrain_images_per_task=20)
+    _, targets, vectors, allowed = _pretraining_set(recipe, class_vectors(recipe)[0])
+    assert vectors.shape[0] == allowed.shape[1] == 10 + 10 + 12
+    digit_image = allowed[0]
+    assert digit_image[:10].all() and not digit_image[10:20].any()  # its own "3", never house numbers' "3"
+    assert digit_image[20:].all() if contrast == "all-tasks" else not digit_image[20:].any()
+    assert allowed[torch.arange(len(targets)), targets].all()

@@ -44,17 +44,25 @@ def class_vectors(recipe: ZooRecipe) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def _pretraining_set(recipe: ZooRecipe, vectors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Images of every family at the pretraining nuisance, labelled in the stacked class space of all tasks."""
+    """Images of every family at the pretraining nuisance, labelled in the stacked class space of all tasks.
+
+    Each image competes among its own task's classes (`pretrain_contrast` "own-task"), or among every task's
+    ("all-tasks", as CLIP's captions compete across the web), where a class of the same name in another task is
+    the same caption and so no rival: the encoder then has to tell the tasks apart, as CLIP's features do."""
     offsets = np.cumsum([0] + [len(vectors[t]) for t in recipe.tasks])
+    stacked_names = [name for task in recipe.tasks for name in FAMILIES[task].class_names]
     inputs, targets, allowed = [], [], []
     for offset, end, task in zip(offsets[:-1], offsets[1:], recipe.tasks):
         images, labels = procedural.render(FAMILIES[task], recipe.seed + 1, recipe.pretrain_images_per_task,
                                            recipe.pretrain_nuisance, "pretrain")
         inputs.append(pixels_to_inputs(images))
         targets.append(torch.as_tensor(labels) + int(offset))
-        mask = torch.zeros(len(labels), int(offsets[-1]), dtype=torch.bool)
-        mask[:, offset:end] = True
-        allowed.append(mask)
+        rivals = torch.zeros(int(offsets[-1]), dtype=torch.bool)
+        rivals[offset:end] = True
+        if recipe.pretrain_contrast == "all-tasks":
+            own = set(FAMILIES[task].class_names)
+            rivals |= torch.tensor([name not in own for name in stacked_names])
+        allowed.append(rivals.expand(len(labels), -1))
     return torch.cat(inputs), torch.cat(targets), torch.cat([vectors[t] for t in recipe.tasks]), torch.cat(allowed)
 
 

@@ -15,6 +15,8 @@ from tasks.mini import MiniData
 from tasks.registry import mini_families
 from tasks.zoo_manifest import recipe_digest
 
+CONTRASTS = ("own-task", "all-tasks")  # what a pretraining image competes among (bench/zoo/build.py)
+
 
 @dataclass(frozen=True)
 class ZooRecipe:
@@ -37,10 +39,13 @@ class ZooRecipe:
     finetune: Schedule = Schedule(steps=500, batch_size=64, lr=3e-4, weight_decay=0.1)
     tasks: tuple[str, ...] = mini_families("8-task")
     class_embeddings: str = "per-task"  # or "by-name" (bench/zoo/embeddings.py)
+    pretrain_contrast: str = "own-task"  # or "all-tasks"
 
     def __post_init__(self) -> None:
         if self.class_embeddings not in SCHEMES:
             raise BenchError(f"recipe class_embeddings {self.class_embeddings!r}; valid: {', '.join(SCHEMES)}")
+        if self.pretrain_contrast not in CONTRASTS:
+            raise BenchError(f"recipe pretrain_contrast {self.pretrain_contrast!r}; valid: {', '.join(CONTRASTS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,8 +83,10 @@ class ZooRecipe:
 
 
 # The zoos `bench zoo build --recipe` knows. mini-v2 pretrains on all 20 families (fewer images of each, so that
-# its pretraining set is the size of mini-v1's) with class embeddings shared by class name.
+# its pretraining set is the size of mini-v1's), with class embeddings shared by class name and every image
+# competing among every task's classes (docs/mini-suite.md: what each changes, measured).
 RECIPES = {
     "mini-v1": ZooRecipe(),
-    "mini-v2": ZooRecipe(tasks=mini_families("20-task"), class_embeddings="by-name", pretrain_images_per_task=9600),
+    "mini-v2": ZooRecipe(tasks=mini_families("20-task"), class_embeddings="by-name", pretrain_contrast="all-tasks",
+                         pretrain_images_per_task=9600),
 }
