@@ -60,15 +60,26 @@ def versions_text(versions: Mapping[str, int]) -> str:
     return json.dumps({part: versions[part] for part in VERSIONED})
 
 
-def code_version() -> str:
-    """Package version and, in a git checkout, the commit (with +dirty for uncommitted changes)."""
+# The checkout's data, not its code: a run writing into the shipped results/ must not mark its own rows dirty.
+DATA_FOLDERS = ("results", "reports")
+
+
+def code_version(checkout: Path = Path(__file__).parent) -> str:
+    """Package version and, in a git checkout, the commit (with +dirty for uncommitted changes to tracked files
+    outside the data folders)."""
     try:
         package = version("mergebench")
     except PackageNotFoundError:
         package = "unknown"
     try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        commit = _git(checkout, "rev-parse", "--short", "HEAD")
+        changed = _git(checkout, "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                       *(f":(top,exclude){folder}" for folder in DATA_FOLDERS))
     except (OSError, subprocess.SubprocessError):
         return package
-    return f"{package}+{commit}"
+    return f"{package}+{commit}" + ("+dirty" if changed else "")
+
+
+def _git(checkout: Path, *arguments: str) -> str:
+    return subprocess.run(["git", *arguments], cwd=checkout, capture_output=True, text=True, timeout=5,
+                          check=True).stdout.strip()

@@ -146,3 +146,25 @@ def test_a_report_of_one_code_version_names_it_and_warns_of_nothing(tmp_path, ca
     assert "Code versions of the results: `0.1.0+aaaaaaa` (2 units)." in index
     assert "**Note:**" not in index and "mixes code versions" not in caplog.text
 
+
+
+def test_a_run_writing_into_the_checkout_s_results_does_not_mark_its_code_dirty(tmp_path):
+    import subprocess
+
+    from core.versions import code_version
+
+    def git(*arguments: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "unit.parquet").write_text("rows")
+    (tmp_path / "method.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    clean = code_version(tmp_path)
+    (tmp_path / "results" / "unit.parquet").write_text("other rows")
+    assert code_version(tmp_path) == clean and not clean.endswith("+dirty")
+    (tmp_path / "method.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == clean + "+dirty"
