@@ -80,7 +80,7 @@ def clip_suite(spec: ClipSpec, sources: Sources, device: str = "cpu") -> Suite:
     tokenizer = open_clip.get_tokenizer(spec.open_clip_model)
     for counterpart in spec.repos.tasks:
         name, record = counterpart.lower(), task_record(counterpart)
-        load_split = partial(sources.dataset, record.dataset)
+        load_split = partial(sources.dataset, record)
         class_names = tuple(load_split("test").features["label"].names)
         head_files[name] = cache / f"head-{name}.safetensors"
         head = cached_head(head_files[name], partial(

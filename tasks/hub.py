@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import BenchError
-from tasks.registry import GROUPS, task_record
+from tasks.registry import GROUPS, TaskRecord, task_record
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +148,18 @@ class Sources:
             raise BenchError(f"{path}: missing ({repo} in the local folder {self.root})")
         return path
 
-    def dataset(self, repo: str, split: str):  # -> datasets.Dataset (imported here only when used)
-        """A split of the dataset; `validation` is the dataset's own where it ships one, else the held-out slice
-        of its train split (`held_out_validation`)."""
+    def dataset(self, record: TaskRecord, split: str):  # -> datasets.Dataset (imported here only when used)
+        """A split of a task's dataset as every task reads it (`as_task_columns`): `test` is the record's
+        `test_split`; `validation` its `validation_split` where the dataset ships it, else the held-out slice of
+        its train split (`held_out_validation`); any other split the dataset's own of that name."""
         import datasets
 
-        source = self._dataset_source(repo)
-        if split == "validation" and split not in self.split_names(repo):
-            train = datasets.load_dataset(source, split="train")
+        source = self._dataset_source(record.dataset)
+        hub_split = {"test": record.test_split, "validation": record.validation_split}.get(split, split)
+        if split == "validation" and hub_split not in self.split_names(record.dataset):
+            train = as_task_columns(datasets.load_dataset(source, split="train"), record)
             return train.select(held_out_validation(len(train)))
-        return datasets.load_dataset(source, split=split)
+        return as_task_columns(datasets.load_dataset(source, split=hub_split), record)
 
     def split_names(self, repo: str) -> list[str]:
         import datasets
@@ -166,6 +168,22 @@ class Sources:
 
     def _dataset_source(self, repo: str) -> str:
         return repo if self.root is None else str(self.root / repo.split("/")[-1])
+
+
+def as_task_columns(rows, record: TaskRecord):  # datasets.Dataset -> datasets.Dataset
+    """A split with the columns every task reads: `image`, and `label` as a ClassLabel naming the classes, the
+    record's `class_names` where it has them (the integer labels kept; a bool label read as 0/1). The label
+    column is replaced in memory, so the images are not rewritten."""
+    import datasets
+
+    renamed = {column: name for column, name in ((record.image_column, "image"), (record.label_column, "label"))
+               if column != name}
+    rows = rows.rename_columns(renamed) if renamed else rows
+    if record.class_names is None:
+        return rows
+    labels = [int(label) for label in rows["label"]]
+    return rows.remove_columns("label").add_column(
+        "label", labels, feature=datasets.ClassLabel(names=list(record.class_names)))
 
 
 VALIDATION_FRACTION, MAX_VALIDATION, VALIDATION_SEED = 0.1, 5000, 0

@@ -2,8 +2,9 @@
 scenarios are defined over (`bench list tasks`).
 
 Adding a task is one `TaskRecord` in `RECORDS` and its name in the groups it belongs to. A record holds what is
-fixed about a task wherever it is run: its hub dataset (FusionBench's copies, whose `label` feature names the
-classes), the FusionBench expert repositories' suffix, the zero-shot prompt templates, the splits it offers, and
+fixed about a task wherever it is run: its hub dataset (the copy FusionBench reads; most have `image` and `label`
+columns, the `label` feature naming the classes, and a `test` split; the record says where one differs), the
+FusionBench expert repositories' suffix, the zero-shot prompt templates, the splits it offers, and
 the mini suite's procedural family standing in for it (`tasks/procedural.py`; the family draws the images and
 names the classes of the stand-in).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import BenchError
+from tasks import class_names
 
 # Prompt templates of the task-vectors work (Ilharco et al., 2023; mlfoundations/task_vectors,
 # src/datasets/templates.py), with which the model-merging papers and FusionBench build their zero-shot heads.
@@ -31,12 +33,21 @@ class TaskRecord:
     """One task: `name` as the papers and FusionBench write it (the counterpart of a mini stand-in)."""
 
     name: str
-    classes: int  # the real dataset's number of classes (its hub copy's `label` feature lists their names)
+    classes: int  # the real dataset's number of classes
     dataset: str  # the hub dataset repository
     expert_suffix: str | None  # FusionBench's experts of a model are the repositories f"{experts}_{expert_suffix}"
     templates: tuple[str, ...]
     mini_family: str | None = None  # the mini suite's stand-in family, where it has one
     splits: tuple[str, ...] = ("train", "validation", "test")  # what every suite offers (a hub copy may ship more)
+    image_column: str = "image"  # the hub copy's columns, read as `image` and `label`
+    label_column: str = "label"
+    # The names the zero-shot heads take, where the label feature names no classes or others than FusionBench's
+    # heads use (tasks/class_names.py); None: the label feature's.
+    class_names: tuple[str, ...] | None = None
+    test_split: str = "test"  # the hub split a suite's `test` reads
+    # The hub split a suite's `validation` reads where the copy ships it, else (and for None) the held-out slice
+    # of train (tasks/hub.py, held_out_validation).
+    validation_split: str | None = "validation"
 
 
 RECORDS: dict[str, TaskRecord] = {record.name: record for record in (
@@ -60,15 +71,17 @@ RECORDS: dict[str, TaskRecord] = {record.name: record for record in (
     # (config/dataset/image_classification/test/*.yaml), which for PCAM, FER2013 and OxfordIIITPet are not its own
     # copies; templates: the TALL-masks code's (nik-dim/tall_masks, src/datasets/templates.py).
     TaskRecord("Flowers102", 102, "dpdl-benchmark/oxford_flowers102", "oxford_flowers102",
-               ("a photo of a {}, a type of flower.",), mini_family="flowers"),
+               ("a photo of a {}, a type of flower.",), mini_family="flowers", class_names=class_names.FLOWERS102),
+    # 1aurent/PatchCamelyon's label is a bool; its validation split is named `valid`.
     TaskRecord("PCAM", 2, "1aurent/PatchCamelyon", "pcam",
-               ("this is a photo of {}",), mini_family="tissue"),
-    # FusionBench reads clip-benchmark/wds_fer2013 through fusion_bench/dataset/fer2013.py, which renames its
-    # columns jpg/cls to image/label.
+               ("this is a photo of {}",), mini_family="tissue", class_names=class_names.PCAM,
+               validation_split="valid"),
+    # FusionBench reads clip-benchmark/wds_fer2013 (a WebDataset: train and test) through
+    # fusion_bench/dataset/fer2013.py, which renames its columns jpg/cls to image/label.
     TaskRecord("FER2013", 7, "clip-benchmark/wds_fer2013", "fer2013",
                ("a photo of a {} looking face.", "a photo of a face showing the emotion: {}.",
                 "a photo of a face looking {}.", "a face that looks {}.", "they look {}.", "look at how {} they are."),
-               mini_family="faces"),
+               mini_family="faces", image_column="jpg", label_column="cls", class_names=class_names.FER2013),
     TaskRecord("OxfordIIITPet", 37, "timm/oxford-iiit-pet", "oxford-iiit-pet",
                ("a photo of a {}, a type of pet.",), mini_family="pets"),
     TaskRecord("STL10", 10, "tanganke/stl10", "stl10", _PHOTO, mini_family="objects"),
@@ -76,9 +89,11 @@ RECORDS: dict[str, TaskRecord] = {record.name: record for record in (
     # ...and the six of the 20-task one. EMNIST is two tasks: its digits split in the TALL-masks, TSV-M, Iso-C
     # and CART code, its letters split in FusionBench's TALL20. Both take the TALL-masks code's EMNIST template.
     TaskRecord("CIFAR10", 10, "tanganke/cifar10", "cifar10", _CIFAR, mini_family="small_objects"),
-    # ethz/food101 ships no test split: FusionBench tests on its validation split (test/food101.yaml).
+    # ethz/food101 ships train and validation (Food-101's test images): FusionBench tests on its validation split
+    # (config/dataset/image_classification/test/food101.yaml), so a suite's validation is the held-out slice.
     TaskRecord("Food101", 101, "ethz/food101", "food101",
-               ("a photo of {}, a type of food.",), mini_family="dishes"),
+               ("a photo of {}, a type of food.",), mini_family="dishes", class_names=class_names.FOOD101,
+               test_split="validation", validation_split=None),
     TaskRecord("FashionMNIST", 10, "zalando-datasets/fashion_mnist", "fashion_mnist", _PHOTO,
                mini_family="garments"),
     # FusionBench ships no EMNIST-digits expert (config/model/clip-vit/download_TALL20_models.sh): no suffix, and

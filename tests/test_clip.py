@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+from io import BytesIO
 from pathlib import Path
 
 import datasets
@@ -160,18 +162,40 @@ def tiny_spec(name: str, repos: HubRepos) -> ClipSpec:
 
 def write_tiny_task(root: Path, counterpart: str, names: list[str], splits: tuple[str, ...],
                     generator: np.random.Generator, images: int = 12) -> None:
-    """A tiny random expert in transformers' layout, and the task's dataset as parquet with ClassLabel names, in a
-    folder laid out like the hub's repositories."""
+    """A tiny random expert in transformers' layout, and the task's dataset in a folder laid out like the hub's
+    repositories, as its hub copy is: parquet with `image` and a `label` ClassLabel of `names`; where the record
+    takes its class names from FusionBench, labels without names (PCAM's bools); FER2013's a WebDataset of
+    jpg/cls files. `splits` are the hub copy's split names."""
     record = RECORDS[counterpart]
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
                               image_size=32, patch_size=16)
     CLIPVisionModel(vision).save_pretrained(root / f"tiny-experts_{record.expert_suffix}")  # config + EXPERT_FILE
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    folder = root / record.dataset.split("/")[-1]
+    count = len(names) if record.class_names is None else len(record.class_names)
+    label = datasets.ClassLabel(names=names) if record.class_names is None else datasets.Value(
+        "bool" if counterpart == "PCAM" else "int64")
+    features = datasets.Features({record.image_column: datasets.Image(), record.label_column: label})
     for split in splits:
         pixels = [Image.fromarray(generator.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for _ in range(images)]
-        rows = datasets.Dataset.from_dict({"image": pixels, "label": [i % len(names) for i in range(images)]},
-                                          features)
-        rows.to_parquet(str(root / record.dataset.split("/")[-1] / "data" / f"{split}-00000-of-00001.parquet"))
+        labels = [bool(i % count) if counterpart == "PCAM" else i % count for i in range(images)]
+        if counterpart == "FER2013":
+            write_webdataset_shard(folder / split / "0.tar", pixels, labels)
+            continue
+        rows = datasets.Dataset.from_dict({record.image_column: pixels, record.label_column: labels}, features)
+        rows.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+
+
+def write_webdataset_shard(path: Path, pixels: list[Image.Image], labels: list[int]) -> None:
+    """Images and labels as clip-benchmark's WebDatasets hold them: KEY.jpg and KEY.cls (the label as text)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as shard:
+        for position, (image, label) in enumerate(zip(pixels, labels)):
+            jpeg = BytesIO()
+            image.save(jpeg, format="JPEG")
+            for suffix, payload in (("jpg", jpeg.getvalue()), ("cls", str(label).encode())):
+                member = tarfile.TarInfo(f"s{position:04d}.{suffix}")
+                member.size = len(payload)
+                shard.addfile(member, BytesIO(payload))
 
 
 def test_a_clip_suite_from_a_local_folder_runs_end_to_end(local_clip_folder, tmp_path):
@@ -368,7 +392,56 @@ def test_a_tall14_suite_from_a_local_folder_has_the_14_tasks_in_the_published_or
     suite = clip_suite(tall14_spec(), Sources(tall14_folder))
     assert [task.counterpart for task in suite.tasks.values()] == list(published)
     assert list(suite.pool.tasks) == [name.lower() for name in published]
-    assert suite.tasks["fer2013"].head.class_vectors.shape == (2, 16)
+    assert suite.tasks["fer2013"].head.class_vectors.shape == (7, 16)
+
+
+def test_a_task_reads_image_and_label_columns_and_fusionbench_s_class_names_where_its_hub_copy_has_others(
+        tall14_folder):
+    """FER2013's WebDataset names its columns jpg/cls and its labels no classes; PCAM's label is a bool; the
+    others' `label` features name their classes."""
+    suite = clip_suite(tall14_spec(), Sources(tall14_folder))
+    fer2013, pcam, flowers = suite.tasks["fer2013"], suite.tasks["pcam"], suite.tasks["flowers102"]
+    assert fer2013.class_names == ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
+    assert pcam.class_names == ("lymph node", "lymph node containing metastatic tumor tissue")
+    assert flowers.class_names[:2] == ("pink primrose", "hard-leaved pocket orchid") and len(flowers.class_names) == 102
+    assert suite.tasks["stl10"].class_names == ("first", "second")
+    for task, labels in ((fer2013, [0, 1, 2, 3]), (pcam, [0, 1, 0, 1])):
+        assert {"image", "label"} <= set(task.split("test").column_names)
+        assert task.labels("test").dtype == torch.int64 and task.labels("test").tolist() == labels
+        inputs, _ = task.tensors("test")
+        assert inputs.shape == (4, 3, 32, 32)
+    assert pcam.head.class_vectors.shape == (2, 16)
+
+
+def test_a_task_whose_hub_copy_names_its_splits_otherwise_reads_the_record_s_test_and_validation_splits(
+        local_clip_folder, tmp_path):
+    """Food101's test is ethz/food101's validation split, so its validation is the held-out slice of train;
+    PCAM's validation is 1aurent/PatchCamelyon's `valid` split."""
+    root, _ = local_clip_folder
+    shutil.copytree(root / "tiny-pretrained", tmp_path / "tiny-pretrained")
+    generator = np.random.default_rng(2)
+    write_tiny_task(tmp_path, "Food101", ["unused"], ("train", "validation"), generator)
+    write_tiny_task(tmp_path, "PCAM", ["unused"], ("train", "valid", "test"), generator)
+    spec = tiny_spec("clip-tiny-splits", HubRepos("someone/tiny-pretrained", "someone/tiny-experts",
+                                                  tasks=("Food101", "PCAM")))
+    suite = clip_suite(spec, Sources(tmp_path))
+    food, pcam = suite.tasks["food101"], suite.tasks["pcam"]
+
+    def images(rows: datasets.Dataset) -> list[bytes]:
+        return [np.asarray(image).tobytes() for image in rows["image"]]
+
+    hub = {split: datasets.load_dataset(str(tmp_path / folder), split=split)
+           for folder, split in (("food101", "train"), ("food101", "validation"), ("PatchCamelyon", "valid"))}
+    assert images(food.split("test")) == images(hub["validation"])
+    train = images(hub["train"])
+    assert images(food.split("validation")) == [train[position] for position in held_out_validation(12)]
+    assert food.class_names[:3] == ("apple pie", "baby back ribs", "baklava") and len(food.class_names) == 101
+    assert food.labels("test").tolist() == list(range(12))
+    assert images(pcam.split("validation")) == images(hub["valid"])
+
+
+def test_each_record_s_class_names_count_its_classes():
+    assert all(len(record.class_names) == record.classes for record in RECORDS.values() if record.class_names)
 
 
 def test_the_20_task_suites_take_fusionbench_s_emnist_letters_or_the_tall_masks_emnist_digits():
