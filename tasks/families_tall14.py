@@ -482,11 +482,11 @@ SMALL_OBJECTS_FINE = ("apple", "orange", "pear", "mushroom", "rose", "sunflower"
 def _small_object_fine(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
     """Small and dim on a cluttered background, at half resolution, as CIFAR's 32-pixel photos are."""
     name = SMALL_OBJECTS_FINE[label]
-    background = _background(rng, max(nuisance, 0.5))
+    background = _background(rng, nuisance)
     canvas = background.copy()
-    cx, cy, scale, angle = _place(rng, nuisance, 10.0)
+    cx, cy, scale, angle = _place(rng, nuisance, 11.0)
     draw_silhouette(canvas, name, rng, cx, cy, scale, angle, flip=rng.random() < 0.5)
-    return soften(canvas, background, rng.uniform(0.55, 0.9))
+    return soften(canvas, background, rng.uniform(0.7, 1.0))
 
 
 def _pet(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:

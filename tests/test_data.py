@@ -19,7 +19,6 @@ from tasks.families import FAMILIES
 from tasks.mini import MiniData, load_split, normalize, preprocess, to_pixels
 from tasks.registry import RECORDS, mini_families
 
-
 # Every family registered, and every family a task record names (so a record naming a family nobody wrote fails).
 RECORD_FAMILIES = sorted(set(FAMILIES) | {record.mini_family for record in RECORDS.values() if record.mini_family})
 

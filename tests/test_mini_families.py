@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,11 @@ SILHOUETTE_FAMILIES = ("flowers", "pets", "objects", "small_objects_fine")
 def test_each_class_is_drawn_by_the_silhouette_of_its_own_name(family, monkeypatch):
     """So a name two families share is one drawing, and an object two families draw has one name."""
     drawn = []
-    recorders = {name: (lambda name: lambda *args: drawn.append(name))(name) for name in SILHOUETTES}
+
+    def record(name: str, *drawing_args: object) -> None:
+        drawn.append(name)
+
+    recorders = {name: partial(record, name) for name in SILHOUETTES}
     monkeypatch.setattr(families_tall14, "SILHOUETTES", recorders)
     rng = np.random.default_rng(0)
     for label, name in enumerate(FAMILIES[family].class_names):
