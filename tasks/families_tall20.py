@@ -10,6 +10,8 @@ fingerprint hashes the modules that define the families.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tasks import drawing as d
@@ -19,12 +21,16 @@ from tasks.procedural import Family, _background, _place
 Polyline = np.ndarray  # float [points, 2]: x right, y down
 
 
-def _polylines(spec: str, width: float, height: float) -> tuple[Polyline, ...]:
-    """Strokes written as "x,y x,y | x,y ..." on a width x height grid, mapped to [-1, 1] (x scaled to keep the
-    grid's aspect ratio)."""
-    scale = 2 / height
+def _polylines(spec: str) -> tuple[Polyline, ...]:
+    """Strokes written as "x,y x,y | x,y ...": the points of each stroke, strokes separated by bars."""
     return tuple(np.array([[float(c) for c in point.split(",")] for point in stroke.split()], np.float32)
-                 * scale - np.float32([width * scale / 2, 1]) for stroke in spec.split("|"))
+                 for stroke in spec.split("|") if stroke.strip())
+
+
+def _on_grid(strokes: tuple[Polyline, ...], width: float, height: float) -> tuple[Polyline, ...]:
+    """Strokes drawn on a width x height grid, mapped to height [-1, 1] (keeping the grid's aspect ratio)."""
+    scale = 2 / height
+    return tuple(stroke * scale - np.float32([width * scale / 2, 1]) for stroke in strokes)
 
 
 def _rounded(stroke: Polyline, passes: int) -> Polyline:
@@ -50,19 +56,26 @@ def _ink(strokes: tuple[Polyline, ...], width: float) -> np.ndarray:
     return np.clip(width / 2 - distance + 0.5, 0, 1).reshape(d.SIZE, d.SIZE).astype(np.float32)
 
 
+def _to_pixels(points: Polyline, cx: float, cy: float, scale: float, angle: float) -> Polyline:
+    """Points of a shape's frame in pixel coordinates, placed as `procedural._place` gives (the inverse of
+    `drawing.local_coords`)."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    x, y = points[:, 0], points[:, 1]
+    return np.stack([cx + scale * (cos * x - sin * y), cy + scale * (sin * x + cos * y)], 1)
+
+
 def _handwrite(rng: np.random.Generator, glyph: tuple[Polyline, ...], nuisance: float, wobble: float,
                size: float) -> np.ndarray:
     """A glyph as one writer would pen it: every point moved a little, the whole slanted, turned, scaled and
     placed, at a random pen width. Returns the ink coverage."""
-    cx, cy, scale, angle = _place(rng, 0.4 * nuisance, size)
+    placement = _place(rng, 0.4 * nuisance, size)
     slant = rng.uniform(-0.35, 0.35)
     squash = rng.uniform(0.8, 1.15)
-    cos, sin = np.cos(angle), np.sin(angle)
     strokes = []
     for stroke in glyph:
         points = stroke + rng.normal(0, wobble, stroke.shape).astype(np.float32)
-        x, y = (points[:, 0] + slant * points[:, 1]) * squash, points[:, 1]
-        strokes.append(np.stack([cx + scale * (cos * x - sin * y), cy + scale * (sin * x + cos * y)], 1))
+        strokes.append(_to_pixels(np.stack([(points[:, 0] + slant * points[:, 1]) * squash, points[:, 1]], 1),
+                                  *placement))
     return _ink(tuple(strokes), rng.uniform(1.6, 3.2))
 
 
@@ -106,7 +119,7 @@ _LETTER_STROKES = {
     "Z": "0,0 4,0 0,6 4,6",
 }
 LETTERS = tuple(_LETTER_STROKES)
-LETTER_GLYPHS = {name: tuple(_rounded(stroke, 1) for stroke in _polylines(spec, 4, 6))
+LETTER_GLYPHS = {name: tuple(_rounded(stroke, 1) for stroke in _on_grid(_polylines(spec), 4, 6))
                  for name, spec in _LETTER_STROKES.items()}
 
 
@@ -131,7 +144,7 @@ _KANA_STROKES = {
     "wo": "0.5,1.5 5,1.2 | 2.5,0 1,3.5 4,2.8 | 5,2.8 0.5,5 | 3,4.5 2.5,5.5 3.5,6 5.5,6",
 }
 KANA = tuple(_KANA_STROKES)
-KANA_GLYPHS = {name: tuple(_rounded(stroke, 2) for stroke in _polylines(spec, 6, 6))
+KANA_GLYPHS = {name: tuple(_rounded(stroke, 2) for stroke in _on_grid(_polylines(spec), 6, 6))
                for name, spec in _KANA_STROKES.items()}
 
 
@@ -170,8 +183,98 @@ def _scanned_digit(rng: np.random.Generator, label: int, nuisance: float, split:
     return _on_black(rng, coverage.astype(np.float32), nuisance)
 
 
+# --- garments (FashionMNIST) ------------------------------------------------------------------------------
+
+
+def _fill(polygon: Polyline) -> d.Mask:
+    """Pixels inside a polygon (pixel coordinates), by the even-odd rule: a crossing count per edge."""
+    x0, y0 = polygon[:, 0, None, None], polygon[:, 1, None, None]
+    x1, y1 = np.roll(polygon[:, 0], -1)[:, None, None], np.roll(polygon[:, 1], -1)[:, None, None]
+    spans = (y0 > d.Y) != (y1 > d.Y)
+    crossing = d.X < x0 + (d.Y - y0) * (x1 - x0) / np.where(y1 == y0, 1, y1 - y0)
+    return np.logical_xor.reduce(spans & crossing, axis=0)
+
+
+@dataclass(frozen=True)
+class Garment:
+    """A garment laid flat, in a frame spanning [-1, 1] (x right, y down): its `outline` (the right half from the
+    top centre down to the bottom centre where `symmetric`, mirrored into the left), `straps` drawn with a thick
+    pen in the garment's grey (handles, sandal straps), `seams` with a thin dark one (plackets, soles, laces)."""
+
+    outline: str
+    symmetric: bool = True
+    straps: str = ""
+    seams: str = ""
+    buttons: bool = False
+
+
+# FashionMNIST's ten classes, in its order and under its names (lower case, as the CLIP benchmark's prompts use them).
+GARMENTS: dict[str, Garment] = {
+    "t-shirt/top": Garment("0,-0.62 0.2,-0.8 0.45,-0.75 0.9,-0.4 0.72,-0.12 0.48,-0.3 0.48,0.85 0,0.85"),
+    "trouser": Garment("0,-0.9 0.42,-0.9 0.5,0.95 0.1,0.95 0,-0.25", seams="-0.42,-0.75 0.42,-0.75 | 0,-0.75 0,-0.4"),
+    "pullover": Garment("0,-0.65 0.2,-0.8 0.45,-0.75 0.7,-0.5 0.85,0.75 0.62,0.78 0.5,-0.1 0.48,0.8 0,0.8",
+                        seams="-0.48,0.68 0.48,0.68"),
+    "dress": Garment("0,-0.72 0.15,-0.88 0.27,-0.6 0.22,-0.15 0.7,0.92 0,0.92", seams="-0.22,-0.15 0.22,-0.15"),
+    "coat": Garment("0,-0.5 0.15,-0.88 0.45,-0.82 0.72,-0.55 0.9,0.85 0.66,0.88 0.55,-0.05 0.56,0.95 0,0.95",
+                    seams="-0.15,-0.88 0,-0.4 0.15,-0.88 | 0,-0.4 0,0.95 | 0.2,0.35 0.45,0.35", buttons=True),
+    "sandal": Garment("-0.95,0.32 0.95,0.28 0.95,0.45 -0.9,0.48", symmetric=False,
+                      straps="-0.7,0.35 -0.35,-0.05 0.05,0.32 | -0.35,-0.05 0.2,-0.1 | 0.35,0.3 0.55,-0.25 0.85,0.3"
+                             " | 0.5,-0.2 0.9,-0.35"),
+    "shirt": Garment("0,-0.55 0.12,-0.72 0.18,-0.88 0.45,-0.8 0.7,-0.55 0.8,0.75 0.6,0.78 0.5,-0.1 0.48,0.85 0,0.85",
+                     seams="-0.18,-0.88 0,-0.55 0.18,-0.88 | 0,-0.55 0,0.85", buttons=True),
+    "sneaker": Garment("-0.95,0.2 -0.85,-0.05 -0.4,-0.2 0.1,-0.45 0.55,-0.5 0.9,-0.35 0.95,0.45 -0.9,0.45",
+                       symmetric=False, seams="-0.92,0.27 0.95,0.27 | -0.3,-0.25 -0.2,-0.15 | -0.1,-0.33 0,-0.23"
+                                              " | 0.1,-0.42 0.2,-0.32"),
+    "bag": Garment("0,-0.2 0.75,-0.2 0.88,0.75 0,0.75", straps="-0.45,-0.2 -0.38,-0.62 0,-0.78 0.38,-0.62 0.45,-0.2",
+                   seams="-0.75,0.05 0.75,0.05"),
+    "ankle boot": Garment("-0.95,0.25 -0.8,0 -0.2,-0.15 0.05,-0.9 0.75,-0.9 0.85,0.1 0.95,0.55 0.5,0.55 0.45,0.45"
+                          " -0.9,0.45", symmetric=False, seams="0.05,-0.75 0.75,-0.75 | -0.92,0.35 0.9,0.35"),
+}
+
+
+def _outline(garment: Garment) -> Polyline:
+    (points,) = _polylines(garment.outline)
+    if garment.symmetric:
+        points = np.concatenate([points, points[::-1] * np.float32([-1, 1])])
+    return points
+
+
+_OUTLINES = {name: _outline(garment) for name, garment in GARMENTS.items()}
+_STRAPS = {name: _polylines(garment.straps) for name, garment in GARMENTS.items()}
+_SEAMS = {name: _polylines(garment.seams) for name, garment in GARMENTS.items()}
+
+
+def _garment(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
+    """A grey garment centred on black, filling the frame as FashionMNIST's do (its photos were trimmed and scaled
+    to 28 pixels), with its fabric's shading, cut and, on shirts, sometimes a check or stripe."""
+    name = tuple(GARMENTS)[label]
+    garment = GARMENTS[name]
+    placement = _place(rng, 0.4 * nuisance, 14.0)
+    cut = np.float32([rng.uniform(0.85, 1.1), rng.uniform(0.9, 1.05)])  # wider or narrower, longer or shorter
+    shape = lambda points: _to_pixels(points * cut + rng.normal(0, 0.03, points.shape).astype(np.float32),
+                                      *placement)
+    coverage = _fill(shape(_OUTLINES[name])).astype(np.float32)
+    if _STRAPS[name]:
+        coverage = np.maximum(coverage, _ink(tuple(shape(strap) for strap in _STRAPS[name]), rng.uniform(1.5, 2.5)))
+    fabric = rng.uniform(0.3, 0.95) * (1 + rng.uniform(0.1, 0.5) * (d.smooth_noise(rng, 4) - 0.5))
+    if name == "shirt" and rng.random() < 0.5:
+        u, v = d.local_coords(*placement[:2], 1.0, 1.0, rng.uniform(0, np.pi))
+        lines = np.sin(u * 1.5) > 0.6
+        if rng.random() < 0.5:  # a check, else a stripe
+            lines |= np.sin(v * 1.5) > 0.6
+        fabric = fabric * np.where(lines, 0.6, 1)
+    grey = coverage * fabric
+    if _SEAMS[name]:
+        grey *= 1 - 0.6 * _ink(tuple(shape(seam) for seam in _SEAMS[name]), 1.0)
+    if garment.buttons:
+        studs = np.stack([np.zeros(4), np.linspace(-0.2, 0.7, 4)], 1).astype(np.float32)
+        grey *= 1 - 0.5 * _ink(tuple(shape(stud[None].repeat(2, 0)) for stud in studs), 1.5)
+    return _on_black(rng, np.clip(grey, 0, 1).astype(np.float32), nuisance)
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("scanned_digits", "EMNIST", procedural.DIGITS, _scanned_digit),
     Family("letters", "EMNISTLetters", LETTERS, _letter),
     Family("kana", "KMNIST", KANA, _kana),
+    Family("garments", "FashionMNIST", tuple(GARMENTS), _garment),
 )}
