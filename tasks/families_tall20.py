@@ -11,6 +11,7 @@ fingerprint hashes the modules that define the families.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -272,9 +273,174 @@ def _garment(rng: np.random.Generator, label: int, nuisance: float, split: str) 
     return _on_black(rng, np.clip(grey, 0, 1).astype(np.float32), nuisance)
 
 
+# --- dishes (Food101): seen from above on a plate ---------------------------------------------------------
+
+
+def _pieces(rng: np.random.Generator, count: int, cx: float, cy: float, spread: float, length: tuple[float, float],
+            width: tuple[float, float]) -> tuple[d.Mask, np.ndarray]:
+    """`count` ellipses (half-axes in pixels drawn from `length` and `width`, any direction) scattered uniformly
+    over the disc of radius `spread` around (cx, cy), all at once. Returns their union and, per pixel, which
+    piece covers it (the first), so a caller can colour each piece."""
+    radius, turn = spread * np.sqrt(rng.random(count)), rng.uniform(0, 2 * np.pi, count)
+    x, y = cx + radius * np.cos(turn), cy + radius * np.sin(turn)
+    angle = rng.uniform(0, np.pi, count)
+    dx, dy = d.X - x[:, None, None], d.Y - y[:, None, None]
+    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    along = (cos * dx + sin * dy) / rng.uniform(*length, count)[:, None, None]
+    across = (cos * dy - sin * dx) / rng.uniform(*width, count)[:, None, None]
+    inside = along * along + across * across < 1
+    return inside.any(0), inside.argmax(0)
+
+
+def _paint_pieces(rng: np.random.Generator, canvas: np.ndarray, pieces: tuple[d.Mask, np.ndarray],
+                  palette: tuple[tuple[float, float, float], ...], amount: float = 0.05) -> None:
+    """Each piece in a colour of the palette, jittered."""
+    mask, which = pieces
+    colours = np.stack([d.jitter(rng, palette[i], amount) for i in rng.integers(len(palette), size=which.max() + 1)])
+    canvas[mask] = colours[which[mask]]
+
+
+def _disc(cx: float, cy: float, radius: float) -> d.Mask:
+    return d.circle(*d.local_coords(cx, cy, radius, radius))
+
+
+_RED, _TOMATO, _CHEESE, _CRUST = (0.6, 0.1, 0.08), (0.8, 0.22, 0.1), (0.95, 0.85, 0.5), (0.85, 0.62, 0.32)
+_GREENS = ((0.25, 0.55, 0.15), (0.4, 0.7, 0.2), (0.15, 0.4, 0.12))
+
+
+def _pizza(rng, canvas, cx, cy, r):
+    d.paint(canvas, _disc(cx, cy, r), d.jitter(rng, _CRUST, 0.05))
+    d.paint(canvas, _disc(cx, cy, r * 0.85), d.jitter(rng, _TOMATO, 0.05))
+    d.paint(canvas, _disc(cx, cy, r * 0.85) & (d.smooth_noise(rng, 6) > 0.4), d.jitter(rng, _CHEESE, 0.05))
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(4, 9), cx, cy, r * 0.65, (1.3, 1.8), (1.3, 1.8)), (_RED,))
+
+
+def _sushi(rng, canvas, cx, cy, r):
+    """Maki rolls: seaweed, rice and a fish or cucumber core."""
+    for _ in range(rng.integers(3, 7)):
+        x, y = cx + rng.uniform(-0.6, 0.6) * r, cy + rng.uniform(-0.6, 0.6) * r
+        size = rng.uniform(2.5, 3.5)
+        d.paint(canvas, _disc(x, y, size), (0.08, 0.15, 0.08))
+        d.paint(canvas, _disc(x, y, size * 0.75), d.jitter(rng, (0.95, 0.95, 0.92), 0.03))
+        d.paint(canvas, _disc(x, y, size * 0.35), d.jitter(rng, ((0.95, 0.45, 0.35), (0.4, 0.7, 0.3))[rng.integers(2)], 0.05))
+
+
+def _hamburger(rng, canvas, cx, cy, r):
+    """The top of the bun, lettuce and cheese showing at its edge, sesame seeds."""
+    d.paint(canvas, _disc(cx + rng.uniform(-1, 1), cy + 1, r * 0.95) & (d.smooth_noise(rng, 8) > 0.3), _GREENS[1])
+    d.paint(canvas, _disc(cx + 1, cy, r * 0.9), d.jitter(rng, (0.95, 0.75, 0.2), 0.04))
+    d.paint(canvas, _disc(cx, cy, r * 0.85), d.jitter(rng, (0.75, 0.45, 0.18), 0.05))
+    d.paint(canvas, _disc(cx - 2, cy - 2, r * 0.45), d.jitter(rng, (0.85, 0.58, 0.28), 0.04), 0.6)  # the shine
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(8, 16), cx, cy, r * 0.7, (0.8, 1.0), (0.4, 0.6)),
+                  ((0.97, 0.93, 0.8),))
+
+
+def _donuts(rng, canvas, cx, cy, r):
+    for _ in range(rng.integers(1, 3)):
+        x, y, size = cx + rng.uniform(-4, 4), cy + rng.uniform(-4, 4), rng.uniform(5.5, 8)
+        plate = canvas[int(np.clip(y, 0, d.SIZE - 1)), int(np.clip(x, 0, d.SIZE - 1))].copy()  # seen through the hole
+        d.paint(canvas, _disc(x, y, size), d.jitter(rng, (0.8, 0.55, 0.28), 0.05))
+        icing = _disc(x, y, size * 0.85 + d.smooth_noise(rng, 6) * 1.2)
+        d.paint(canvas, icing, d.jitter(rng, ((0.95, 0.55, 0.7), (0.35, 0.2, 0.12), (0.95, 0.92, 0.85))[
+            rng.integers(3)], 0.04))
+        sprinkles = _pieces(rng, 12, x, y, size * 0.75, (0.8, 1.1), (0.3, 0.4))
+        _paint_pieces(rng, canvas, (sprinkles[0] & icing, sprinkles[1]),
+                      ((0.9, 0.1, 0.1), (0.1, 0.5, 0.9), (0.95, 0.9, 0.2), (0.95, 0.95, 0.95)))
+        d.paint(canvas, _disc(x, y, size * 0.3), plate)
+
+
+def _waffles(rng, canvas, cx, cy, r):
+    u, v = d.local_coords(cx, cy, r * 0.75, r * 0.75, rng.uniform(0, np.pi))
+    waffle = d.box(u, v) if rng.random() < 0.5 else d.circle(u, v)
+    d.paint(canvas, waffle, d.jitter(rng, (0.88, 0.66, 0.3), 0.04))
+    d.paint(canvas, waffle & (np.sin(u * 9) > 0.1) & (np.sin(v * 9) > 0.1), d.jitter(rng, (0.65, 0.42, 0.15), 0.04))
+
+
+def _pancakes(rng, canvas, cx, cy, r):
+    d.paint(canvas, _disc(cx + 1, cy + 1, r * 0.9), d.jitter(rng, (0.7, 0.45, 0.2), 0.04))  # the stack's edge
+    d.paint(canvas, _disc(cx, cy, r * 0.85), d.jitter(rng, (0.88, 0.62, 0.3), 0.04))
+    d.paint(canvas, _disc(cx, cy, r * 0.85) & (d.smooth_noise(rng, 5) > 0.6), (0.75, 0.48, 0.2))  # browning
+    d.paint(canvas, _disc(cx, cy, r * 0.6) & (d.smooth_noise(rng, 3) > 0.55), (0.55, 0.28, 0.08), 0.7)  # syrup
+    u, v = d.local_coords(cx, cy, 2.2, 2.2, rng.uniform(0, np.pi))
+    d.paint(canvas, d.box(u, v), d.jitter(rng, (0.98, 0.92, 0.6), 0.03))  # butter
+
+
+def _spaghetti(rng, canvas, cx, cy, r):
+    u, v = d.local_coords(cx, cy, 1, 1, rng.uniform(0, np.pi))
+    strands = (np.abs(np.sin(u * 1.3 + 2 * np.sin(v * 0.5))) < 0.5) | (np.abs(np.sin(v * 1.3 + 2 * np.sin(u * 0.4))) < 0.5)
+    d.paint(canvas, _disc(cx, cy, r), d.jitter(rng, (0.8, 0.62, 0.3), 0.04))
+    d.paint(canvas, _disc(cx, cy, r) & strands, d.jitter(rng, _CHEESE, 0.04))
+    sauce = _disc(cx + rng.uniform(-2, 2), cy + rng.uniform(-2, 2), r * 0.5 + 2 * d.smooth_noise(rng, 5))
+    d.paint(canvas, sauce, d.jitter(rng, (0.55, 0.15, 0.08), 0.05))
+    d.paint(canvas, sauce & (rng.random(sauce.shape) < 0.25), (0.4, 0.12, 0.05))  # the mince
+
+
+def _greek_salad(rng, canvas, cx, cy, r):
+    _paint_pieces(rng, canvas, _pieces(rng, 18, cx, cy, r * 0.75, (2.0, 3.5), (1.2, 2.0)), _GREENS)
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(3, 6), cx, cy, r * 0.7, (1.3, 1.8), (1.0, 1.4)), (_TOMATO,))
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(2, 5), cx, cy, r * 0.7, (1.2, 1.5), (1.2, 1.5)),
+                  ((0.97, 0.97, 0.94),))
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(3, 6), cx, cy, r * 0.7, (0.9, 1.1), (0.9, 1.1)),
+                  ((0.08, 0.06, 0.08),))
+
+
+def _miso_soup(rng, canvas, cx, cy, r):
+    """In a lacquered bowl: cloudy broth, tofu cubes, spring onion."""
+    d.paint(canvas, _disc(cx, cy, r), d.jitter(rng, ((0.4, 0.08, 0.06), (0.1, 0.08, 0.08))[rng.integers(2)], 0.03))
+    d.paint(canvas, _disc(cx, cy, r * 0.82), d.jitter(rng, (0.78, 0.6, 0.35), 0.04))
+    d.paint(canvas, _disc(cx, cy, r * 0.82) & (d.smooth_noise(rng, 6) > 0.55), (0.7, 0.5, 0.28))
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(3, 7), cx, cy, r * 0.55, (1.0, 1.3), (1.0, 1.3)),
+                  ((0.97, 0.96, 0.9),))
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(4, 9), cx, cy, r * 0.6, (0.5, 0.8), (0.5, 0.8)), _GREENS)
+
+
+def _french_fries(rng, canvas, cx, cy, r):
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(12, 22), cx, cy, r * 0.6, (3.5, 5.5), (0.6, 0.9)),
+                  ((0.98, 0.8, 0.3), (0.92, 0.7, 0.25), (0.85, 0.6, 0.2)))
+    if rng.random() < 0.6:
+        d.paint(canvas, _disc(cx + rng.uniform(-8, 8), cy + rng.uniform(-8, 8), 2.5), (0.75, 0.08, 0.05))  # ketchup
+
+
+def _edamame(rng, canvas, cx, cy, r):
+    pods = _pieces(rng, rng.integers(7, 13), cx, cy, r * 0.65, (3.0, 4.0), (1.1, 1.4))
+    _paint_pieces(rng, canvas, pods, ((0.45, 0.68, 0.25), (0.38, 0.6, 0.2)))
+    d.paint(canvas, pods[0] & (rng.random(pods[0].shape) < 0.08), (0.95, 0.95, 0.95))  # salt
+
+
+def _fried_rice(rng, canvas, cx, cy, r):
+    d.paint(canvas, _disc(cx, cy, r * 0.85), d.jitter(rng, (0.88, 0.75, 0.45), 0.04))
+    _paint_pieces(rng, canvas, _pieces(rng, 40, cx, cy, r * 0.8, (0.6, 0.9), (0.35, 0.5)), ((0.97, 0.9, 0.7),))
+    _paint_pieces(rng, canvas, _pieces(rng, rng.integers(6, 12), cx, cy, r * 0.75, (0.5, 0.8), (0.5, 0.8)),
+                  ((0.35, 0.65, 0.2), (0.95, 0.5, 0.1), (0.98, 0.85, 0.2)))
+
+
+Dish = Callable[[np.random.Generator, np.ndarray, float, float, float], None]
+"""Paints a dish onto a canvas: centred at (cx, cy), about r pixels in radius."""
+
+# Twelve of Food101's classes, under its names (its hub copy writes them with underscores, the CLIP benchmark's
+# prompts with spaces). Pairs share colours (pizza and spaghetti red and yellow, waffles and pancakes golden,
+# salad and edamame green, fries and fried rice yellow), so that colour alone does not tell a dish.
+DISHES: dict[str, Dish] = {
+    "pizza": _pizza, "sushi": _sushi, "hamburger": _hamburger, "donuts": _donuts, "waffles": _waffles,
+    "pancakes": _pancakes, "spaghetti bolognese": _spaghetti, "greek salad": _greek_salad, "miso soup": _miso_soup,
+    "french fries": _french_fries, "edamame": _edamame, "fried rice": _fried_rice,
+}
+
+
+def _dish(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
+    """On a plate on a table, from above, as Food101's photos mostly are, the plate cut by the frame at times."""
+    canvas = _background(rng, nuisance)
+    cx, cy, scale, _ = _place(rng, nuisance, 12.0)
+    d.paint(canvas, _disc(cx, cy, scale * 1.3), d.jitter(rng, (0.93, 0.92, 0.9), 0.03 + 0.05 * nuisance))
+    d.paint(canvas, d.ring(0.12)(*d.local_coords(cx, cy, scale * 1.3, scale * 1.3)), (0.8, 0.8, 0.78), 0.5)
+    DISHES[tuple(DISHES)[label]](rng, canvas, cx, cy, scale * rng.uniform(0.8, 1.0))
+    return canvas
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("scanned_digits", "EMNIST", procedural.DIGITS, _scanned_digit),
     Family("letters", "EMNISTLetters", LETTERS, _letter),
     Family("kana", "KMNIST", KANA, _kana),
+    Family("dishes", "Food101", tuple(DISHES), _dish),
     Family("garments", "FashionMNIST", tuple(GARMENTS), _garment),
 )}
