@@ -437,10 +437,67 @@ def _dish(rng: np.random.Generator, label: int, nuisance: float, split: str) -> 
     return canvas
 
 
+# --- rendered reviews (RenderedSST2): lines of printed words ----------------------------------------------
+
+# A 3x5 pixel font for the letters (`drawing.FONT` has only digits and signs' symbols).
+_PIXEL_ROWS = {
+    "a": "010 101 111 101 101", "b": "110 101 110 101 110", "c": "011 100 100 100 011", "d": "110 101 101 101 110",
+    "e": "111 100 110 100 111", "f": "111 100 110 100 100", "g": "011 100 101 101 011", "h": "101 101 111 101 101",
+    "i": "111 010 010 010 111", "j": "001 001 001 101 010", "k": "101 101 110 101 101", "l": "100 100 100 100 111",
+    "m": "101 111 111 101 101", "n": "110 101 101 101 101", "o": "010 101 101 101 010", "p": "110 101 110 100 100",
+    "q": "010 101 101 110 011", "r": "110 101 110 101 101", "s": "011 100 010 001 110", "t": "111 010 010 010 010",
+    "u": "101 101 101 101 011", "v": "101 101 101 010 010", "w": "101 101 111 111 101", "x": "101 101 010 101 101",
+    "y": "101 101 010 010 010", "z": "111 001 010 100 111",
+}
+PIXEL_FONT = {char: np.array([[bit == "1" for bit in row] for row in rows.split()]) for char, rows in _PIXEL_ROWS.items()}
+
+# The class is in the words: sentiment words of one polarity among words that carry none, as SST2's sentences
+# mix judgement with plot and cast.
+REVIEW_WORDS = {
+    "negative": ("bad", "dull", "awful", "boring", "worst", "weak", "flat", "mess", "poor", "stale", "lame", "ugly"),
+    "positive": ("good", "great", "fun", "love", "best", "nice", "smart", "witty", "warm", "rich", "gem", "superb"),
+}
+_FILLER = ("the", "film", "plot", "cast", "movie", "story", "is", "a", "so", "and", "it", "was", "too", "very", "all",
+           "its", "of", "one", "as", "this")
+SENTIMENTS = tuple(REVIEW_WORDS)
+
+
+def _line_width(words: list[str]) -> int:
+    """Pixels a line of words takes: 3-pixel letters 1 pixel apart, words 3 pixels apart."""
+    return sum(4 * len(word) - 1 for word in words) + 3 * (len(words) - 1)
+
+
+def _review(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
+    """Dark words on white paper, three or four lines of them, set in the pixel font one pixel per font pixel:
+    two to four lines hold a judgement of the class's polarity, the rest of the words are filler."""
+    judgements = REVIEW_WORDS[SENTIMENTS[label]]
+    lines = int(rng.integers(3, 5))
+    judged = set(rng.choice(lines, int(rng.integers(2, lines + 1)), replace=False).tolist())
+    top = int(rng.integers(0, d.SIZE - 7 * lines + 3))
+    ink = np.zeros((d.SIZE, d.SIZE), np.float32)
+    for line in range(lines):
+        words = [judgements[rng.integers(len(judgements))]] if line in judged else []
+        while True:
+            filler = _FILLER[rng.integers(len(_FILLER))]
+            if _line_width(words + [filler]) > d.SIZE - 2:
+                break
+            words.insert(int(rng.integers(len(words) + 1)), filler)
+        x, y = int(rng.integers(0, d.SIZE - 1 - _line_width(words))), top + 7 * line
+        for word in words:
+            for char in word:
+                ink[y:y + 5, x:x + 3] = PIXEL_FONT[char]
+                x += 4
+            x += 2
+    paper = d.jitter(rng, (0.97, 0.97, 0.95), 0.03 * nuisance)
+    colour = d.random_colour(rng, 0.0, 0.25)
+    return paper + ink[..., None] * (colour - paper)
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("scanned_digits", "EMNIST", procedural.DIGITS, _scanned_digit),
     Family("letters", "EMNISTLetters", LETTERS, _letter),
     Family("kana", "KMNIST", KANA, _kana),
     Family("dishes", "Food101", tuple(DISHES), _dish),
     Family("garments", "FashionMNIST", tuple(GARMENTS), _garment),
+    Family("rendered_reviews", "RenderedSST2", SENTIMENTS, _review),
 )}
