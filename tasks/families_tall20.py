@@ -17,6 +17,7 @@ import numpy as np
 
 from tasks import drawing as d
 from tasks import procedural
+from tasks.families_tall14 import SILHOUETTES, draw_silhouette, soften
 from tasks.procedural import Family, _background, _place
 
 Polyline = np.ndarray  # float [points, 2]: x right, y down
@@ -493,7 +494,42 @@ def _review(rng: np.random.Generator, label: int, nuisance: float, split: str) -
     return paper + ink[..., None] * (colour - paper)
 
 
+# --- small objects (CIFAR10): the objects of `tasks/families_tall14.py`, small and dim ---------------------
+
+
+def _draw_frog(canvas: np.ndarray, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> None:
+    """Squatting, facing +u: folded hind leg, bulging eyes, a spotted green or brown skin."""
+    skin = d.jitter(rng, ((0.3, 0.55, 0.2), (0.45, 0.4, 0.2))[rng.integers(2)], 0.05)
+    body = d.circle(u / 0.55, (v - 0.1) / 0.32) | d.circle((u - 0.45) / 0.3, (v + 0.02) / 0.22)
+    legs = d.circle((u + 0.3) / 0.38, (v - 0.3) / 0.18) | d.circle((u + 0.05) / 0.35, (v - 0.5) / 0.07)
+    legs |= d.circle((u - 0.45) / 0.08, (v - 0.35) / 0.25) | d.circle((u - 0.55) / 0.18, (v - 0.55) / 0.06)
+    d.paint(canvas, body | legs, skin)
+    d.paint(canvas, body & (np.sin(u * 20) * np.sin(v * 20 + 1) > 0.6), skin * 0.55)
+    d.paint(canvas, d.circle((u - 0.12) / 0.5, (v - 0.25) / 0.12), np.minimum(skin * 1.5, 1))  # the pale belly
+    eye = d.circle((u - 0.45) / 0.11, (v + 0.22) / 0.11)
+    d.paint(canvas, eye, (0.9, 0.75, 0.2))
+    d.paint(canvas, eye & d.circle((u - 0.47) / 0.05, (v + 0.22) / 0.05), (0.05, 0.05, 0.05))
+
+
+SILHOUETTES["frog"] = _draw_frog  # CIFAR10's only object the 14-task families do not draw, in their one table
+
+# CIFAR10's classes, its "automobile" named "car" as STL10's stand-in names the same object.
+SMALL_OBJECTS = ("airplane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _small_object(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
+    """Small, dim and at half resolution, as CIFAR's 32-pixel photos are, in front of a horizon half the time."""
+    background = _background(rng, max(nuisance, 0.5))
+    if rng.random() < 0.5:
+        background[d.Y > d.SIZE * rng.uniform(0.5, 0.8)] *= rng.uniform(0.5, 1.3, 3).astype(np.float32)
+    canvas = background.copy()
+    cx, cy, scale, angle = _place(rng, nuisance, 11.0)
+    draw_silhouette(canvas, SMALL_OBJECTS[label], rng, cx, cy, scale, angle, flip=rng.random() < 0.5)
+    return soften(canvas, background, rng.uniform(0.5, 0.9))
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("small_objects", "CIFAR10", SMALL_OBJECTS, _small_object),
     Family("scanned_digits", "EMNIST", procedural.DIGITS, _scanned_digit),
     Family("letters", "EMNISTLetters", LETTERS, _letter),
     Family("kana", "KMNIST", KANA, _kana),
