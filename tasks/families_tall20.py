@@ -48,14 +48,23 @@ def _rounded(stroke: Polyline, passes: int) -> Polyline:
 
 def _ink(strokes: tuple[Polyline, ...], width: float) -> np.ndarray:
     """Coverage in [0, 1] of strokes (in pixel coordinates) drawn with a round pen `width` pixels wide, with an
-    antialiased edge: the distance from every pixel to its nearest segment, all segments at once."""
-    starts = np.concatenate([stroke[:-1] for stroke in strokes])[:, None, :]
-    steps = np.concatenate([np.diff(stroke, axis=0) for stroke in strokes])[:, None, :]
-    pixels = np.stack([d.X.ravel(), d.Y.ravel()], 1)[None]
-    t = np.clip(((pixels - starts) * steps).sum(-1) / np.maximum((steps * steps).sum(-1), 1e-6), 0, 1)
-    gap = pixels - starts - t[..., None] * steps
-    distance = np.sqrt((gap * gap).sum(-1).min(0))
-    return np.clip(width / 2 - distance + 0.5, 0, 1).reshape(d.SIZE, d.SIZE).astype(np.float32)
+    antialiased edge: the distance from every pixel near the strokes to its nearest segment, all segments at once."""
+    points = np.concatenate(strokes)
+    low = np.clip(np.floor(points.min(0) - width), 0, d.SIZE).astype(int)
+    high = np.clip(np.ceil(points.max(0) + width), 0, d.SIZE).astype(int)
+    coverage = np.zeros((d.SIZE, d.SIZE), np.float32)
+    if (high <= low).any():
+        return coverage
+    x, y = d.X[low[1]:high[1], low[0]:high[0]].ravel(), d.Y[low[1]:high[1], low[0]:high[0]].ravel()
+    start = np.concatenate([stroke[:-1] for stroke in strokes]).astype(np.float32)
+    step = np.concatenate([np.diff(stroke, axis=0) for stroke in strokes]).astype(np.float32)
+    sx, sy, ex, ey = start[:, :1], start[:, 1:], step[:, :1], step[:, 1:]
+    t = np.clip(((x - sx) * ex + (y - sy) * ey) / np.maximum(ex * ex + ey * ey, 1e-6), 0, 1)
+    gx, gy = x - sx - t * ex, y - sy - t * ey
+    distance = np.sqrt((gx * gx + gy * gy).min(0))
+    coverage[low[1]:high[1], low[0]:high[0]] = np.clip(width / 2 - distance + 0.5, 0, 1).reshape(
+        high[1] - low[1], high[0] - low[0])
+    return coverage
 
 
 def _to_pixels(points: Polyline, cx: float, cy: float, scale: float, angle: float) -> Polyline:
@@ -70,12 +79,13 @@ def _handwrite(rng: np.random.Generator, glyph: tuple[Polyline, ...], nuisance: 
                size: float) -> np.ndarray:
     """A glyph as one writer would pen it: every point moved a little, the whole slanted, turned, scaled and
     placed, at a random pen width. Returns the ink coverage."""
-    placement = _place(rng, 0.4 * nuisance, size)
+    placement = _place(rng, nuisance, size)
     slant = rng.uniform(-0.35, 0.35)
     squash = rng.uniform(0.8, 1.15)
     strokes = []
     for stroke in glyph:
-        points = stroke + rng.normal(0, wobble, stroke.shape).astype(np.float32)
+        shift = rng.normal(0, wobble, 2)  # a stroke set down a little off its place
+        points = stroke + (shift + rng.normal(0, wobble, stroke.shape)).astype(np.float32)
         strokes.append(_to_pixels(np.stack([(points[:, 0] + slant * points[:, 1]) * squash, points[:, 1]], 1),
                                   *placement))
     return _ink(tuple(strokes), rng.uniform(1.6, 3.2))
@@ -178,8 +188,8 @@ def _scanned_digit(rng: np.random.Generator, label: int, nuisance: float, split:
     them), white on black instead of random colours."""
     images, targets = procedural._uci_digits()["test" if split == "test" else "train"]
     strokes = images[rng.choice(np.flatnonzero(targets == label))]
-    cx, cy, scale, angle = _place(rng, 0.3 * nuisance, 12.5)
-    u, v = d.local_coords(cx, cy, scale, scale, 0.3 * angle)
+    cx, cy, scale, angle = _place(rng, 0.6 * nuisance, 12.5)
+    u, v = d.local_coords(cx, cy, scale, scale, 0.5 * angle)
     threshold = rng.uniform(0.2, 0.35)  # the lower, the thicker the pen
     coverage = np.clip((_upsample(strokes, u, v) - threshold) / 0.3, 0, 1)
     return _on_black(rng, coverage.astype(np.float32), nuisance)
@@ -251,9 +261,9 @@ def _garment(rng: np.random.Generator, label: int, nuisance: float, split: str) 
     to 28 pixels), with its fabric's shading, cut and, on shirts, sometimes a check or stripe."""
     name = tuple(GARMENTS)[label]
     garment = GARMENTS[name]
-    placement = _place(rng, 0.4 * nuisance, 14.0)
+    placement = _place(rng, 0.7 * nuisance, 14.0)
     cut = np.float32([rng.uniform(0.85, 1.1), rng.uniform(0.9, 1.05)])  # wider or narrower, longer or shorter
-    shape = lambda points: _to_pixels(points * cut + rng.normal(0, 0.03, points.shape).astype(np.float32),
+    shape = lambda points: _to_pixels(points * cut + rng.normal(0, 0.05, points.shape).astype(np.float32),
                                       *placement)
     coverage = _fill(shape(_OUTLINES[name])).astype(np.float32)
     if _STRAPS[name]:
