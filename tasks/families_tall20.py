@@ -4,14 +4,15 @@ Like the eight of `tasks/procedural.py`, each draws one 32x32 RGB image of a cla
 `nuisance` scaling what is not the class. They share content with the other families and differ in look, as the
 real tasks do: scanned digits are MNIST's UCI digits in EMNIST's white-on-black scan, letters and kana are pen
 strokes like the digits, dishes are colour blobs and textures on a plate, garments are grey silhouettes, reviews
-are lines of printed words. The glyph tables live here, not in a module of their own, because the data
+are lines of printed words, small objects are the 14-task families' silhouettes (`tasks/families_tall14.py`)
+small and dim. The glyph tables live here, not in a module of their own, because the data
 fingerprint hashes the modules that define the families.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -220,7 +221,7 @@ class Garment:
     buttons: bool = False
 
 
-# FashionMNIST's ten classes, in its order and under its names (lower case, as the CLIP benchmark's prompts use them).
+# FashionMNIST's ten classes, in its order and under its names (lower case, as the other families' names are).
 GARMENTS: dict[str, Garment] = {
     "t-shirt/top": Garment("0,-0.62 0.2,-0.8 0.45,-0.75 0.9,-0.4 0.72,-0.12 0.48,-0.3 0.48,0.85 0,0.85"),
     "trouser": Garment("0,-0.9 0.42,-0.9 0.5,0.95 0.1,0.95 0,-0.25", seams="-0.42,-0.75 0.42,-0.75 | 0,-0.75 0,-0.4"),
@@ -263,8 +264,10 @@ def _garment(rng: np.random.Generator, label: int, nuisance: float, split: str) 
     garment = GARMENTS[name]
     placement = _place(rng, 0.7 * nuisance, 14.0)
     cut = np.float32([rng.uniform(0.85, 1.1), rng.uniform(0.9, 1.05)])  # wider or narrower, longer or shorter
-    shape = lambda points: _to_pixels(points * cut + rng.normal(0, 0.05, points.shape).astype(np.float32),
-                                      *placement)
+
+    def shape(points: Polyline) -> Polyline:  # this garment's cut and placement, every point a little off
+        return _to_pixels(points * cut + rng.normal(0, 0.05, points.shape).astype(np.float32), *placement)
+
     coverage = _fill(shape(_OUTLINES[name])).astype(np.float32)
     if _STRAPS[name]:
         coverage = np.maximum(coverage, _ink(tuple(shape(strap) for strap in _STRAPS[name]), rng.uniform(1.5, 2.5)))
@@ -288,10 +291,9 @@ def _garment(rng: np.random.Generator, label: int, nuisance: float, split: str) 
 
 
 def _pieces(rng: np.random.Generator, count: int, cx: float, cy: float, spread: float, length: tuple[float, float],
-            width: tuple[float, float]) -> tuple[d.Mask, np.ndarray]:
+            width: tuple[float, float]) -> np.ndarray:
     """`count` ellipses (half-axes in pixels drawn from `length` and `width`, any direction) scattered uniformly
-    over the disc of radius `spread` around (cx, cy), all at once. Returns their union and, per pixel, which
-    piece covers it (the first), so a caller can colour each piece."""
+    over the disc of radius `spread` around (cx, cy), all at once: a mask per piece, bool [count, SIZE, SIZE]."""
     radius, turn = spread * np.sqrt(rng.random(count)), rng.uniform(0, 2 * np.pi, count)
     x, y = cx + radius * np.cos(turn), cy + radius * np.sin(turn)
     angle = rng.uniform(0, np.pi, count)
@@ -299,16 +301,15 @@ def _pieces(rng: np.random.Generator, count: int, cx: float, cy: float, spread: 
     cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
     along = (cos * dx + sin * dy) / rng.uniform(*length, count)[:, None, None]
     across = (cos * dy - sin * dx) / rng.uniform(*width, count)[:, None, None]
-    inside = along * along + across * across < 1
-    return inside.any(0), inside.argmax(0)
+    return along * along + across * across < 1
 
 
-def _paint_pieces(rng: np.random.Generator, canvas: np.ndarray, pieces: tuple[d.Mask, np.ndarray],
+def _paint_pieces(rng: np.random.Generator, canvas: np.ndarray, pieces: np.ndarray,
                   palette: tuple[tuple[float, float, float], ...], amount: float = 0.05) -> None:
-    """Each piece in a colour of the palette, jittered."""
-    mask, which = pieces
-    colours = np.stack([d.jitter(rng, palette[i], amount) for i in rng.integers(len(palette), size=which.max() + 1)])
-    canvas[mask] = colours[which[mask]]
+    """Each piece in a colour of the palette, jittered; where pieces overlap, the first one shows."""
+    colours = np.stack([d.jitter(rng, palette[i], amount) for i in rng.integers(len(palette), size=len(pieces))])
+    mask = pieces.any(0)
+    canvas[mask] = colours[pieces.argmax(0)[mask]]
 
 
 def _disc(cx: float, cy: float, radius: float) -> d.Mask:
@@ -319,24 +320,25 @@ _RED, _TOMATO, _CHEESE, _CRUST = (0.6, 0.1, 0.08), (0.8, 0.22, 0.1), (0.95, 0.85
 _GREENS = ((0.25, 0.55, 0.15), (0.4, 0.7, 0.2), (0.15, 0.4, 0.12))
 
 
-def _pizza(rng, canvas, cx, cy, r):
+def _pizza(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     d.paint(canvas, _disc(cx, cy, r), d.jitter(rng, _CRUST, 0.05))
     d.paint(canvas, _disc(cx, cy, r * 0.85), d.jitter(rng, _TOMATO, 0.05))
     d.paint(canvas, _disc(cx, cy, r * 0.85) & (d.smooth_noise(rng, 6) > 0.4), d.jitter(rng, _CHEESE, 0.05))
     _paint_pieces(rng, canvas, _pieces(rng, rng.integers(4, 9), cx, cy, r * 0.65, (1.3, 1.8), (1.3, 1.8)), (_RED,))
 
 
-def _sushi(rng, canvas, cx, cy, r):
+def _sushi(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     """Maki rolls: seaweed, rice and a fish or cucumber core."""
     for _ in range(rng.integers(3, 7)):
         x, y = cx + rng.uniform(-0.6, 0.6) * r, cy + rng.uniform(-0.6, 0.6) * r
         size = rng.uniform(2.5, 3.5)
         d.paint(canvas, _disc(x, y, size), (0.08, 0.15, 0.08))
         d.paint(canvas, _disc(x, y, size * 0.75), d.jitter(rng, (0.95, 0.95, 0.92), 0.03))
-        d.paint(canvas, _disc(x, y, size * 0.35), d.jitter(rng, ((0.95, 0.45, 0.35), (0.4, 0.7, 0.3))[rng.integers(2)], 0.05))
+        core = ((0.95, 0.45, 0.35), (0.4, 0.7, 0.3))[rng.integers(2)]  # salmon or cucumber
+        d.paint(canvas, _disc(x, y, size * 0.35), d.jitter(rng, core, 0.05))
 
 
-def _hamburger(rng, canvas, cx, cy, r):
+def _hamburger(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     """The top of the bun, lettuce and cheese showing at its edge, sesame seeds."""
     d.paint(canvas, _disc(cx + rng.uniform(-1, 1), cy + 1, r * 0.95) & (d.smooth_noise(rng, 8) > 0.3), _GREENS[1])
     d.paint(canvas, _disc(cx + 1, cy, r * 0.9), d.jitter(rng, (0.95, 0.75, 0.2), 0.04))
@@ -346,28 +348,27 @@ def _hamburger(rng, canvas, cx, cy, r):
                   ((0.97, 0.93, 0.8),))
 
 
-def _donuts(rng, canvas, cx, cy, r):
+def _donuts(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     for _ in range(rng.integers(1, 3)):
         x, y, size = cx + rng.uniform(-4, 4), cy + rng.uniform(-4, 4), rng.uniform(5.5, 8)
         plate = canvas[int(np.clip(y, 0, d.SIZE - 1)), int(np.clip(x, 0, d.SIZE - 1))].copy()  # seen through the hole
         d.paint(canvas, _disc(x, y, size), d.jitter(rng, (0.8, 0.55, 0.28), 0.05))
         icing = _disc(x, y, size * 0.85 + d.smooth_noise(rng, 6) * 1.2)
-        d.paint(canvas, icing, d.jitter(rng, ((0.95, 0.55, 0.7), (0.35, 0.2, 0.12), (0.95, 0.92, 0.85))[
-            rng.integers(3)], 0.04))
-        sprinkles = _pieces(rng, 12, x, y, size * 0.75, (0.8, 1.1), (0.3, 0.4))
-        _paint_pieces(rng, canvas, (sprinkles[0] & icing, sprinkles[1]),
-                      ((0.9, 0.1, 0.1), (0.1, 0.5, 0.9), (0.95, 0.9, 0.2), (0.95, 0.95, 0.95)))
+        glaze = ((0.95, 0.55, 0.7), (0.35, 0.2, 0.12), (0.95, 0.92, 0.85))[rng.integers(3)]  # pink, chocolate, sugar
+        d.paint(canvas, icing, d.jitter(rng, glaze, 0.04))
+        sprinkles = _pieces(rng, 12, x, y, size * 0.75, (0.8, 1.1), (0.3, 0.4)) & icing
+        _paint_pieces(rng, canvas, sprinkles, ((0.9, 0.1, 0.1), (0.1, 0.5, 0.9), (0.95, 0.9, 0.2), (0.95, 0.95, 0.95)))
         d.paint(canvas, _disc(x, y, size * 0.3), plate)
 
 
-def _waffles(rng, canvas, cx, cy, r):
+def _waffles(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     u, v = d.local_coords(cx, cy, r * 0.75, r * 0.75, rng.uniform(0, np.pi))
     waffle = d.box(u, v) if rng.random() < 0.5 else d.circle(u, v)
     d.paint(canvas, waffle, d.jitter(rng, (0.88, 0.66, 0.3), 0.04))
     d.paint(canvas, waffle & (np.sin(u * 9) > 0.1) & (np.sin(v * 9) > 0.1), d.jitter(rng, (0.65, 0.42, 0.15), 0.04))
 
 
-def _pancakes(rng, canvas, cx, cy, r):
+def _pancakes(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     d.paint(canvas, _disc(cx + 1, cy + 1, r * 0.9), d.jitter(rng, (0.7, 0.45, 0.2), 0.04))  # the stack's edge
     d.paint(canvas, _disc(cx, cy, r * 0.85), d.jitter(rng, (0.88, 0.62, 0.3), 0.04))
     d.paint(canvas, _disc(cx, cy, r * 0.85) & (d.smooth_noise(rng, 5) > 0.6), (0.75, 0.48, 0.2))  # browning
@@ -376,9 +377,10 @@ def _pancakes(rng, canvas, cx, cy, r):
     d.paint(canvas, d.box(u, v), d.jitter(rng, (0.98, 0.92, 0.6), 0.03))  # butter
 
 
-def _spaghetti(rng, canvas, cx, cy, r):
+def _spaghetti(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     u, v = d.local_coords(cx, cy, 1, 1, rng.uniform(0, np.pi))
-    strands = (np.abs(np.sin(u * 1.3 + 2 * np.sin(v * 0.5))) < 0.5) | (np.abs(np.sin(v * 1.3 + 2 * np.sin(u * 0.4))) < 0.5)
+    strands = np.abs(np.sin(u * 1.3 + 2 * np.sin(v * 0.5))) < 0.5
+    strands |= np.abs(np.sin(v * 1.3 + 2 * np.sin(u * 0.4))) < 0.5
     d.paint(canvas, _disc(cx, cy, r), d.jitter(rng, (0.8, 0.62, 0.3), 0.04))
     d.paint(canvas, _disc(cx, cy, r) & strands, d.jitter(rng, _CHEESE, 0.04))
     sauce = _disc(cx + rng.uniform(-2, 2), cy + rng.uniform(-2, 2), r * 0.5 + 2 * d.smooth_noise(rng, 5))
@@ -386,7 +388,7 @@ def _spaghetti(rng, canvas, cx, cy, r):
     d.paint(canvas, sauce & (rng.random(sauce.shape) < 0.25), (0.4, 0.12, 0.05))  # the mince
 
 
-def _greek_salad(rng, canvas, cx, cy, r):
+def _greek_salad(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     _paint_pieces(rng, canvas, _pieces(rng, 18, cx, cy, r * 0.75, (2.0, 3.5), (1.2, 2.0)), _GREENS)
     _paint_pieces(rng, canvas, _pieces(rng, rng.integers(3, 6), cx, cy, r * 0.7, (1.3, 1.8), (1.0, 1.4)), (_TOMATO,))
     _paint_pieces(rng, canvas, _pieces(rng, rng.integers(2, 5), cx, cy, r * 0.7, (1.2, 1.5), (1.2, 1.5)),
@@ -395,7 +397,7 @@ def _greek_salad(rng, canvas, cx, cy, r):
                   ((0.08, 0.06, 0.08),))
 
 
-def _miso_soup(rng, canvas, cx, cy, r):
+def _miso_soup(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     """In a lacquered bowl: cloudy broth, tofu cubes, spring onion."""
     d.paint(canvas, _disc(cx, cy, r), d.jitter(rng, ((0.4, 0.08, 0.06), (0.1, 0.08, 0.08))[rng.integers(2)], 0.03))
     d.paint(canvas, _disc(cx, cy, r * 0.82), d.jitter(rng, (0.78, 0.6, 0.35), 0.04))
@@ -405,20 +407,20 @@ def _miso_soup(rng, canvas, cx, cy, r):
     _paint_pieces(rng, canvas, _pieces(rng, rng.integers(4, 9), cx, cy, r * 0.6, (0.5, 0.8), (0.5, 0.8)), _GREENS)
 
 
-def _french_fries(rng, canvas, cx, cy, r):
+def _french_fries(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     _paint_pieces(rng, canvas, _pieces(rng, rng.integers(12, 22), cx, cy, r * 0.6, (3.5, 5.5), (0.6, 0.9)),
                   ((0.98, 0.8, 0.3), (0.92, 0.7, 0.25), (0.85, 0.6, 0.2)))
     if rng.random() < 0.6:
         d.paint(canvas, _disc(cx + rng.uniform(-8, 8), cy + rng.uniform(-8, 8), 2.5), (0.75, 0.08, 0.05))  # ketchup
 
 
-def _edamame(rng, canvas, cx, cy, r):
+def _edamame(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     pods = _pieces(rng, rng.integers(7, 13), cx, cy, r * 0.65, (3.0, 4.0), (1.1, 1.4))
     _paint_pieces(rng, canvas, pods, ((0.45, 0.68, 0.25), (0.38, 0.6, 0.2)))
-    d.paint(canvas, pods[0] & (rng.random(pods[0].shape) < 0.08), (0.95, 0.95, 0.95))  # salt
+    d.paint(canvas, pods.any(0) & (rng.random((d.SIZE, d.SIZE)) < 0.08), (0.95, 0.95, 0.95))  # salt
 
 
-def _fried_rice(rng, canvas, cx, cy, r):
+def _fried_rice(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, r: float) -> None:
     d.paint(canvas, _disc(cx, cy, r * 0.85), d.jitter(rng, (0.88, 0.75, 0.45), 0.04))
     _paint_pieces(rng, canvas, _pieces(rng, 40, cx, cy, r * 0.8, (0.6, 0.9), (0.35, 0.5)), ((0.97, 0.9, 0.7),))
     _paint_pieces(rng, canvas, _pieces(rng, rng.integers(6, 12), cx, cy, r * 0.75, (0.5, 0.8), (0.5, 0.8)),
@@ -428,9 +430,9 @@ def _fried_rice(rng, canvas, cx, cy, r):
 Dish = Callable[[np.random.Generator, np.ndarray, float, float, float], None]
 """Paints a dish onto a canvas: centred at (cx, cy), about r pixels in radius."""
 
-# Twelve of Food101's classes, under its names (its hub copy writes them with underscores, the CLIP benchmark's
-# prompts with spaces). Pairs share colours (pizza and spaghetti red and yellow, waffles and pancakes golden,
-# salad and edamame green, fries and fried rice yellow), so that colour alone does not tell a dish.
+# Twelve of Food101's classes, under its names (with spaces where its hub copy writes underscores). Pairs share
+# colours (pizza and spaghetti red and yellow, waffles and pancakes golden, salad and edamame green, fries and
+# fried rice yellow), so that colour alone does not tell a dish.
 DISHES: dict[str, Dish] = {
     "pizza": _pizza, "sushi": _sushi, "hamburger": _hamburger, "donuts": _donuts, "waffles": _waffles,
     "pancakes": _pancakes, "spaghetti bolognese": _spaghetti, "greek salad": _greek_salad, "miso soup": _miso_soup,
@@ -460,7 +462,8 @@ _PIXEL_ROWS = {
     "u": "101 101 101 101 011", "v": "101 101 101 010 010", "w": "101 101 111 111 101", "x": "101 101 010 101 101",
     "y": "101 101 010 010 010", "z": "111 001 010 100 111",
 }
-PIXEL_FONT = {char: np.array([[bit == "1" for bit in row] for row in rows.split()]) for char, rows in _PIXEL_ROWS.items()}
+PIXEL_FONT = {char: np.array([[bit == "1" for bit in row] for row in rows.split()])
+              for char, rows in _PIXEL_ROWS.items()}
 
 # The class is in the words: sentiment words of one polarity among words that carry none, as SST2's sentences
 # mix judgement with plot and cast.
@@ -540,10 +543,10 @@ def _small_object(rng: np.random.Generator, label: int, nuisance: float, split: 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("small_objects", "CIFAR10", SMALL_OBJECTS, _small_object),
+    Family("dishes", "Food101", tuple(DISHES), _dish),
+    Family("garments", "FashionMNIST", tuple(GARMENTS), _garment),
     Family("scanned_digits", "EMNIST", procedural.DIGITS, _scanned_digit),
     Family("letters", "EMNISTLetters", LETTERS, _letter),
     Family("kana", "KMNIST", KANA, _kana),
-    Family("dishes", "Food101", tuple(DISHES), _dish),
-    Family("garments", "FashionMNIST", tuple(GARMENTS), _garment),
     Family("rendered_reviews", "RenderedSST2", SENTIMENTS, _review),
 )}
