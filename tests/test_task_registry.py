@@ -30,14 +30,14 @@ def test_every_group_member_has_a_record_and_every_mini_family_stands_in_for_its
 
 
 def test_unknown_tasks_groups_and_families_are_refused_naming_them(monkeypatch):
-    with pytest.raises(BenchError, match=r"^unknown task 'Food101': no record in tasks/registry.py; known: SUN397, "):
-        task_record("Food101")
-    with pytest.raises(BenchError, match=r"^unknown task group '14-task'; known: 8-task, robustness, "):
-        group("14-task")
+    with pytest.raises(BenchError, match=r"^unknown task 'ImageNet': no record in tasks/registry.py; known: SUN397, "):
+        task_record("ImageNet")
+    with pytest.raises(BenchError, match=r"^unknown task group '50-task'; known: 8-task, 14-task, 20-task, "):
+        group("50-task")
     with pytest.raises(BenchError, match=r"^mini family 'stripes' stands in for no task"):
         standing_in("stripes")
-    monkeypatch.setitem(GROUPS, "robustness", GROUPS["robustness"] + ("Food101",))
-    with pytest.raises(BenchError, match=r"^unknown task 'Food101'"):
+    monkeypatch.setitem(GROUPS, "robustness", GROUPS["robustness"] + ("ImageNet",))
+    with pytest.raises(BenchError, match=r"^unknown task 'ImageNet'"):
         group("robustness")
 
 
@@ -67,9 +67,10 @@ def test_list_tasks_shows_each_record_with_its_stand_in_classes_groups_and_sourc
     assert lines[0].split() == ["task", "mini", "stand-in", "classes", "splits", "hub", "dataset,", "experts,",
                                 "prompts", "groups"]
     assert lines[2].split() == ["Cars", "vehicles", "196", "(8", "mini)", "train,", "validation,", "test",
-                                "tanganke/stanford_cars,", "*_stanford-cars,", "8", "prompts", "8-task,", "robustness,",
-                                "generalization-1-seen,", "generalization-2-seen"]
-    assert len(lines) == 1 + len(RECORDS)
+                                "tanganke/stanford_cars,", "*_stanford-cars,", "8", "prompts", "8-task,", "14-task,",
+                                "20-task,", "20-task-fusionbench,", "robustness,", "generalization-1-seen,",
+                                "generalization-2-seen"]
+    assert len(lines) == 1 + len(RECORDS) == 1 + 21
 
 
 def _stripes(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
