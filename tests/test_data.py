@@ -154,3 +154,11 @@ def test_sizes_read_with_their_units():
     assert parse_size("1.5 kb", "--data-memory") == 1500 and parse_size("1000", "--data-memory") == 1000
     with pytest.raises(BenchError, match="--data-memory '8 apples'"):
         parse_size("8 apples", "--data-memory")
+
+
+def test_a_family_defined_outside_procedural_is_fingerprinted_with_every_family_module_it_may_build_on():
+    from tasks import drawing, families_tall14, families_tall20
+    from tasks.families import generator_modules
+
+    assert generator_modules(["signs", "digits"]) == [procedural, drawing]  # the shipped zoo's data fingerprint
+    assert generator_modules(["small_objects"]) == [procedural, families_tall14, families_tall20, drawing]
