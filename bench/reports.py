@@ -133,7 +133,7 @@ def multitask_section(rows: pd.DataFrame, out: Path) -> Section | None:
         for count, scenario_rows in by_task_count(group):
             scenario = scenario_rows["scenario"].iloc[0]
             table = tables.multitask_table(scenario_rows, reference)
-            averages.setdefault(count, table["Avg."])
+            averages.setdefault(count, table["Avg."].rename(index=tables.line_label))
             caption = (f"Multi-task performance when merging {count} experts ({scenario}), suite {suite} ({family}); "
                        f"accuracy (%).{' ' + NORMALIZED_NOTE if tables.NORMALIZED in table else ''}")
             blocks.append((f"Suite `{suite}` ({family}): {scenario}",
@@ -166,12 +166,12 @@ def published_by_task_count(published: pd.DataFrame) -> pd.DataFrame:
 
 
 def task_count_figure(averages: pd.DataFrame, rows: pd.DataFrame, out: Path) -> Path:
-    """Each method row's average accuracy against the number of tasks (`averages`: label x number of tasks), its
+    """Each method row's average accuracy against the number of tasks (`averages`: line label x number of tasks), its
     method's published averages beside it: the suite's own, or for a suite bench/published.csv has no numbers of
     (the mini suite), those of TASK_COUNT_REFERENCE."""
     suite, family = rows["suite"].iloc[0], rows["family"].iloc[0]
     source = (suite, family) if not published_of(suite, family).empty else TASK_COUNT_REFERENCE
-    presets = dict(zip(rows["label"], rows["preset"]))
+    presets = {tables.line_label(label): preset for label, preset in zip(rows["label"], rows["preset"])}
     matched = [tables.unpreset_label(label, presets[label]) for label in averages.index]
     published = published_by_task_count(published_of(*source)).reindex(matched).set_axis(averages.index)
     published = published.dropna(how="all")

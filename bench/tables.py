@@ -7,6 +7,8 @@ with `seeds` makes the rendering print `X` as mean ± std.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from tabulate import tabulate
@@ -132,6 +134,12 @@ def eight_task_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def task_count(rows: pd.DataFrame) -> int:
     """The number of tasks of one multi-task scenario's rows: as its name states, else as many as it tests."""
     return stated_task_count(rows["scenario"].iloc[0]) or rows["task"].nunique()
+
+
+def line_label(label: str) -> str:
+    """A row's label without the settings validation chose (`TSV-M (validation: scaling=0.9)` -> `TSV-M
+    (validation)`): one line across numbers of tasks, where validation chooses per number."""
+    return re.sub(r" \(validation: [^)]*\)", " (validation)", label)
 
 
 def unpreset_label(label: str, preset: str) -> str:

@@ -108,3 +108,11 @@ def test_stored_multitask_rows_of_an_older_run_are_reported_and_multitask_8_rows
     chosen = tables.eight_task_rows(pd.concat([old, new]))
     assert sorted(zip(chosen["family"], chosen["scenario"], chosen["value"])) == [
         ("new", "multitask-8", 0.7), ("old", "multitask", 0.5)]
+
+
+def test_a_validation_row_is_one_line_across_task_counts_whatever_settings_each_count_chose():
+    from bench.tables import line_label
+
+    assert line_label("TSV-M (validation: scaling=0.9)") == line_label("TSV-M (validation: scaling=0.8)")
+    assert line_label("TIES-Merging (validation: scaling=0.2, keep=0.3)") == "TIES-Merging (validation)"
+    assert line_label("Layer-wise AdaMerging (mini)") == "Layer-wise AdaMerging (mini)"
