@@ -99,6 +99,32 @@ def _on_black(rng: np.random.Generator, coverage: np.ndarray, nuisance: float) -
     return paper + coverage[..., None] * (ink - paper)
 
 
+@dataclass(frozen=True)
+class StrokeFont:
+    """A handwritten family's glyphs (per class name, its pen strokes) and how they are written: the letters and
+    the kana differ only in their tables, grids, rounding, wobble and size."""
+
+    glyphs: dict[str, tuple[Polyline, ...]]
+    wobble: float
+    size: float
+
+    @classmethod
+    def from_table(cls, table: dict[str, str], grid: tuple[float, float], rounding: int, wobble: float,
+                   size: float) -> StrokeFont:
+        """Strokes written as `x,y x,y | ...` on a `grid` (width, height), each rounded `rounding` times."""
+        glyphs = {name: tuple(_rounded(stroke, rounding) for stroke in _on_grid(_polylines(spec), *grid))
+                  for name, spec in table.items()}
+        return cls(glyphs, wobble, size)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.glyphs)
+
+    def render(self, rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
+        glyph = self.glyphs[self.names[label]]
+        return _on_black(rng, _handwrite(rng, glyph, nuisance, self.wobble, self.size), nuisance)
+
+
 # --- handwritten letters (EMNIST letters) -----------------------------------------------------------------
 
 # One stroke per pen movement on a 4 x 6 grid (x right, y down), upper case: FusionBench names EMNIST's letter
@@ -131,13 +157,7 @@ _LETTER_STROKES = {
     "Y": "0,0 2,3 4,0 | 2,3 2,6",
     "Z": "0,0 4,0 0,6 4,6",
 }
-LETTERS = tuple(_LETTER_STROKES)
-LETTER_GLYPHS = {name: tuple(_rounded(stroke, 1) for stroke in _on_grid(_polylines(spec), 4, 6))
-                 for name, spec in _LETTER_STROKES.items()}
-
-
-def _letter(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
-    return _on_black(rng, _handwrite(rng, LETTER_GLYPHS[LETTERS[label]], nuisance, 0.07, 11.0), nuisance)
+LETTER_FONT = StrokeFont.from_table(_LETTER_STROKES, grid=(4, 6), rounding=1, wobble=0.07, size=11.0)
 
 
 # --- cursive kana (KMNIST) --------------------------------------------------------------------------------
@@ -156,13 +176,7 @@ _KANA_STROKES = {
     "re": "1.5,0 1.5,6 | 0,2.2 1.5,2 0,5 | 1.5,4 3.5,1.8 4.2,2.2 4,5 5,5.8 6,5",
     "wo": "0.5,1.5 5,1.2 | 2.5,0 1,3.5 4,2.8 | 5,2.8 0.5,5 | 3,4.5 2.5,5.5 3.5,6 5.5,6",
 }
-KANA = tuple(_KANA_STROKES)
-KANA_GLYPHS = {name: tuple(_rounded(stroke, 2) for stroke in _on_grid(_polylines(spec), 6, 6))
-               for name, spec in _KANA_STROKES.items()}
-
-
-def _kana(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
-    return _on_black(rng, _handwrite(rng, KANA_GLYPHS[KANA[label]], nuisance, 0.08, 12.0), nuisance)
+KANA_FONT = StrokeFont.from_table(_KANA_STROKES, grid=(6, 6), rounding=2, wobble=0.08, size=12.0)
 
 
 # --- scanned digits (EMNIST digits): MNIST's UCI digits in EMNIST's look ------------------------------------
@@ -546,7 +560,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("dishes", "Food101", tuple(DISHES), _dish),
     Family("garments", "FashionMNIST", tuple(GARMENTS), _garment),
     Family("scanned_digits", "EMNIST", procedural.DIGITS, _scanned_digit),
-    Family("letters", "EMNISTLetters", LETTERS, _letter),
-    Family("kana", "KMNIST", KANA, _kana),
+    Family("letters", "EMNISTLetters", LETTER_FONT.names, LETTER_FONT.render),
+    Family("kana", "KMNIST", KANA_FONT.names, KANA_FONT.render),
     Family("rendered_reviews", "RenderedSST2", SENTIMENTS, _review),
 )}

@@ -21,8 +21,8 @@ def test_scanned_digits_are_the_digits_classes_drawn_from_the_same_writers_split
     assert train.max() == 0 and (test.reshape(20, -1).max(1) > 200).all()
 
 
-@pytest.mark.parametrize("family, glyphs, classes", [("letters", families_tall20.LETTER_GLYPHS, 26),
-                                                     ("kana", families_tall20.KANA_GLYPHS, 10)])
+@pytest.mark.parametrize("family, glyphs, classes", [("letters", families_tall20.LETTER_FONT.glyphs, 26),
+                                                     ("kana", families_tall20.KANA_FONT.glyphs, 10)])
 def test_each_stroke_family_writes_one_distinct_glyph_per_class(family, glyphs, classes):
     """Written upright and centred with a 2-pixel pen, any two glyphs differ in at least 10 pixels."""
     assert tuple(glyphs) == FAMILIES[family].class_names and len(set(glyphs)) == classes
