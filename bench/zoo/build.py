@@ -39,7 +39,7 @@ def class_vectors(recipe: ZooRecipe) -> tuple[dict[str, torch.Tensor], dict[str,
     for task, classes in names.items():
         if 2 * len(classes) > recipe.encoder.embed_dim:
             raise ValueError(f"recipe: embed_dim {recipe.encoder.embed_dim} < 2 x {len(classes)} classes of {task}")
-    scheme = {"per-task": embeddings.per_task, "by-name": embeddings.by_name}[recipe.class_embeddings]
+    scheme = embeddings.SCHEMES[recipe.class_embeddings]
     return scheme(names, recipe.encoder.embed_dim, recipe.seed, recipe.head_fidelity)
 
 

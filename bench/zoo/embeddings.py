@@ -21,8 +21,6 @@ import torch
 
 from tasks.procedural import hash_name
 
-SCHEMES = ("per-task", "by-name")
-
 
 def per_task(tasks: dict[str, tuple[str, ...]], dim: int, seed: int, fidelity: float) -> tuple[dict, dict]:
     pretraining, heads = {}, {}
@@ -56,3 +54,7 @@ def _name_draw(name: str, dim: int, seed: int) -> torch.Tensor:
 
 def _heads(caption: torch.Tensor, prompt: torch.Tensor, fidelity: float) -> tuple[torch.Tensor, torch.Tensor]:
     return caption.contiguous(), (fidelity * caption + (1 - fidelity**2) ** 0.5 * prompt).contiguous()
+
+
+# `ZooRecipe.class_embeddings` names one of these.
+SCHEMES = {"per-task": per_task, "by-name": by_name}
