@@ -23,7 +23,7 @@ def generator_modules(families: Iterable[str]) -> list[ModuleType]:
     """The modules whose source draws these families' images: `tasks/procedural.py` first and `tasks/drawing.py`
     last (every family builds on their helpers), between them, where any of the families is defined elsewhere,
     every module defining families (they build on each other: CIFAR10's stand-in draws STL10's silhouettes)."""
-    defined_in = {sys.modules[FAMILIES[name].render.__module__] for name in families}
-    others = sorted({sys.modules[family.render.__module__] for family in FAMILIES.values()} - {procedural, drawing},
-                    key=lambda module: module.__name__) if defined_in - {procedural} else []
-    return [procedural, *others, drawing]
+    if all(FAMILIES[name].render.__module__ == procedural.__name__ for name in families):
+        return [procedural, drawing]
+    others = {sys.modules[family.render.__module__] for family in FAMILIES.values()} - {procedural, drawing}
+    return [procedural, *sorted(others, key=lambda module: module.__name__), drawing]
