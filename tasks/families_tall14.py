@@ -411,6 +411,16 @@ def draw_silhouette(canvas: np.ndarray, name: str, rng: np.random.Generator, cx:
     SILHOUETTES[name](canvas, -u if flip else u, v, rng)
 
 
+def small_photo(rng: np.random.Generator, name: str, background: np.ndarray, nuisance: float,
+                contrast: tuple[float, float]) -> np.ndarray:
+    """The object `name` placed on `background` at the CIFAR stand-ins' size, then softened at a contrast drawn
+    from the `contrast` range: the one recipe of CIFAR10's and CIFAR100's stand-ins, on their own backgrounds."""
+    canvas = background.copy()
+    cx, cy, scale, angle = _place(rng, nuisance, 11.0)
+    draw_silhouette(canvas, name, rng, cx, cy, scale, angle, flip=rng.random() < 0.5)
+    return soften(canvas, background, rng.uniform(*contrast))
+
+
 def soften(canvas: np.ndarray, background: np.ndarray, contrast: float, block: int = 2) -> np.ndarray:
     """The canvas at `contrast` against the background it was drawn on, then averaged over block x block pixels:
     a small, dim object as a low-resolution photo shows it."""
@@ -481,12 +491,7 @@ SMALL_OBJECTS_FINE = ("apple", "orange", "pear", "mushroom", "rose", "sunflower"
 
 def _small_object_fine(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:
     """Small and dim on a cluttered background, at half resolution, as CIFAR's 32-pixel photos are."""
-    name = SMALL_OBJECTS_FINE[label]
-    background = _background(rng, nuisance)
-    canvas = background.copy()
-    cx, cy, scale, angle = _place(rng, nuisance, 11.0)
-    draw_silhouette(canvas, name, rng, cx, cy, scale, angle, flip=rng.random() < 0.5)
-    return soften(canvas, background, rng.uniform(0.7, 1.0))
+    return small_photo(rng, SMALL_OBJECTS_FINE[label], _background(rng, nuisance), nuisance, (0.7, 1.0))
 
 
 def _pet(rng: np.random.Generator, label: int, nuisance: float, split: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tasks import drawing as d
 from tasks import procedural
-from tasks.families_tall14 import SILHOUETTES, draw_silhouette, soften
+from tasks.families_tall14 import SILHOUETTES, small_photo
 from tasks.procedural import Family, _background, _place
 
 Polyline = np.ndarray  # float [points, 2]: x right, y down
@@ -549,10 +549,7 @@ def _small_object(rng: np.random.Generator, label: int, nuisance: float, split: 
     background = _background(rng, max(nuisance, 0.5))
     if rng.random() < 0.5:
         background[d.Y > d.SIZE * rng.uniform(0.5, 0.8)] *= rng.uniform(0.5, 1.3, 3).astype(np.float32)
-    canvas = background.copy()
-    cx, cy, scale, angle = _place(rng, nuisance, 11.0)
-    draw_silhouette(canvas, SMALL_OBJECTS[label], rng, cx, cy, scale, angle, flip=rng.random() < 0.5)
-    return soften(canvas, background, rng.uniform(0.5, 0.9))
+    return small_photo(rng, SMALL_OBJECTS[label], background, nuisance, (0.5, 0.9))
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
