@@ -88,5 +88,5 @@ class ZooRecipe:
 RECIPES = {
     "mini-v1": ZooRecipe(),
     "mini-v2": ZooRecipe(tasks=mini_families("20-task"), class_embeddings="by-name", pretrain_contrast="all-tasks",
-                         pretrain_images_per_task=9600),
+                         pretrain_images_per_task=9600, head_fidelity=0.2),
 }
