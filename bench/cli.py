@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import BenchError, Interrupted
+from tasks.shipped_zoo import SHIPPED_NAME
 
 log = logging.getLogger("bench")
 
@@ -34,7 +35,7 @@ EPILOG = """examples:
   python -m bench list tasks                             the task registry: stand-ins, groups, hub sources
   python -m bench perf                                   speed figures with their goals -> reports/perf.md
   python -m bench zoo info
-  python -m bench zoo build --out zoos/long --pretrained-from zoo/mini-v1 --finetune steps=2000
+  python -m bench zoo build --out zoos/long --pretrained-from zoo/mini-v2 --finetune steps=2000
                                                          the shipped zoo's experts re-fine-tuned 4x longer
 """
 
@@ -85,9 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", action="append", metavar="NAME", help="scenario family to run, or one of its "
                      "scenarios such as multitask-8 (repeatable; default: all of them, see `bench list scenarios`)")
     run.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
-    run.add_argument("--zoo", type=Path, help="mini suite: its zoo folder (default: the shipped zoo/mini-v1); CLIP "
-                     "suites: a local folder with one folder per hub repository, instead of the hub (default: the hub "
-                     "through its cache)")
+    run.add_argument("--zoo", type=Path, help=f"mini suite: its zoo folder (default: the shipped zoo/{SHIPPED_NAME}; "
+                     "zoo/mini-v1 is the 8-task zoo); CLIP suites: a local folder with one folder per hub repository, "
+                     "instead of the hub (default: the hub through its cache)")
     run.add_argument("--device", default="cpu",
                      help="torch device for merging and evaluation, e.g. cuda (default: cpu)")
     run.add_argument("--batch-size", type=int, help="inputs per forward pass in evaluation; lower it for large "
@@ -158,10 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     zoo_commands = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
     build = zoo_commands.add_parser("build", help="train pretrained model and experts from the recipe (about 20 "
                                     "minutes on 2 CPU cores)")
-    build.add_argument("--out", type=Path, help="output folder (default: the shipped zoo/mini-v1)")
-    build.add_argument("--recipe", choices=["mini-v1", "mini-v2"], default="mini-v1", help="mini-v1: the 8 tasks' "
-                       "families (the shipped zoo); mini-v2: all 20, class embeddings shared by class name "
-                       "(default: mini-v1)")
+    build.add_argument("--out", type=Path, help="output folder (default: the shipped zoos' folder, zoo/RECIPE)")
+    build.add_argument("--recipe", choices=["mini-v1", "mini-v2"], default=SHIPPED_NAME, help="mini-v1: the 8 "
+                       "tasks' families; mini-v2: all 20, class embeddings shared by class name "
+                       f"(default: {SHIPPED_NAME}, the zoo `run` uses)")
     build.add_argument("--tiny", action="store_true", help="the tests' seconds-long schedule and sizes instead of the "
                        "recipe's")
     build.add_argument("--seed", type=int, default=0, help="recipe seed: another seed gives another zoo of the same "
@@ -177,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("info", "print the manifest: recipe, accuracies, timings"),
                        ("verify", "check every zoo file against the sha256 in its manifest")):
         sub = zoo_commands.add_parser(name, help=text)
-        sub.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped zoo/mini-v1)")
+        sub.add_argument("--zoo", type=Path, help=f"zoo folder (default: the shipped zoo/{SHIPPED_NAME})")
     return parser
 
 
@@ -438,16 +439,16 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
         check_device("--device", args.device)
         recipe = dataclasses.replace(RECIPES[args.recipe], seed=args.seed)
         recipe = recipe.tiny() if args.tiny else recipe
+        out = args.out or SHIPPED_ZOO.parent / args.recipe
         if args.finetune and args.out is None:
-            raise BenchError(f"--finetune changes the recipe: give --out (the default, {SHIPPED_ZOO}, is the shipped "
-                             f"zoo)")
+            raise BenchError(f"--finetune changes the recipe: give --out (the default, {out}, is a shipped zoo)")
         overrides = {}
         for item in args.finetune:
             key, sep, value = item.partition("=")
             if not sep:
                 raise BenchError(f"--finetune {item!r}: expected KEY=VALUE")
             overrides[key] = value
-        manifest = build_zoo(recipe.with_finetune(overrides), args.out or SHIPPED_ZOO, device=args.device,
+        manifest = build_zoo(recipe.with_finetune(overrides), out, device=args.device,
                              pretrained_from=args.pretrained_from)
         print(json.dumps({"accuracy": manifest["accuracy"], "timings_s": manifest["timings_s"]}, indent=2))
         return

@@ -19,11 +19,12 @@ from bench.results import GRID, ResultStore
 from core.atomic import write_atomically
 from core.errors import BenchError
 from tasks.scenario_names import EIGHT_TASKS, MULTITASK
+from tasks.shipped_zoo import SHIPPED_NAME
 
 log = logging.getLogger(__name__)
 
 START, END = "<!-- headline-table:start -->", "<!-- headline-table:end -->"
-SHIPPED_ZOO = Path("zoo") / "mini-v1"  # relative to the README's folder: the zoo of the README's own checkout
+SHIPPED_ZOO = Path("zoo") / SHIPPED_NAME  # relative to the README's folder: the zoo of the README's own checkout
 MEASURED = "mini suite, shipped zoo (measured here)"
 # (suite, family) of bench/published.csv -> the column showing its 8-task averages
 PUBLISHED = {("clip-vit-b-32-task-vectors", "task-vectors"): "CLIP ViT-B/32, task-vectors checkpoints (published)",

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="the step budget (default: 50)")
     parser.add_argument("--every", type=int, default=25, help="evaluate every this many steps")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped zoo/mini-v1)")
+    parser.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped zoo)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -29,7 +29,7 @@ def flat(tensors: dict[str, torch.Tensor], keys: list[str]) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
-    parser.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped zoo/mini-v1)")
+    parser.add_argument("--zoo", type=Path, help="zoo folder (default: the shipped zoo)")
     args = parser.parse_args()
     pool = load_suite("mini", zoo=args.zoo).pool
     keys = pool.parameter_names

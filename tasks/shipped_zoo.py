@@ -1,13 +1,15 @@
-"""Where the shipped zoo lives: the source tree's zoo/mini-v1, or the copy a `pip install .` put under its data
-prefix (pyproject.toml's data-files), found through the files the install recorded."""
+"""Where the shipped zoo lives: the source tree's zoo/mini-v2, or the copy a `pip install .` put under its data
+prefix (pyproject.toml's data-files), found through the files the install recorded. zoo/mini-v1, the 8-task zoo
+the suite shipped first, stays beside it for `--zoo zoo/mini-v1`."""
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-SHIPPED_NAME = "mini-v1"
-SOURCE_ZOO = Path(__file__).resolve().parents[1] / "zoo" / SHIPPED_NAME
+SHIPPED_NAME = "mini-v2"
+SOURCE_ZOOS = Path(__file__).resolve().parents[1] / "zoo"  # one folder per recipe name (bench/zoo/recipe.py)
+SOURCE_ZOO = SOURCE_ZOOS / SHIPPED_NAME
 # The data-files target in pyproject.toml, relative to the install's data prefix.
 INSTALLED_MANIFEST = f"share/mergebench/zoo/{SHIPPED_NAME}/manifest.json"
 

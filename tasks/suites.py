@@ -44,8 +44,8 @@ def load_suite(name: str, zoo: Path | None = None, device: str = "cpu") -> Suite
     return SUITES[name][0](zoo=zoo, device=device)
 
 
-@register_suite("mini", "procedural tasks + a CLIP-layout ViT zoo trained on CPU (zoo/mini-v1: 8 tasks; a "
-                "mini-v2 zoo: 20)")
+@register_suite("mini", "procedural tasks + a CLIP-layout ViT zoo trained on CPU (zoo/mini-v2: 20 tasks; "
+                "zoo/mini-v1: 8)")
 def mini_suite(zoo: Path | None = None, device: str = "cpu") -> Suite:
     zoo = Path(zoo) if zoo is not None else SHIPPED_ZOO
     manifest = verify_zoo(zoo)

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # What a source distribution of the project holds: the packages, the zoo and the files pyproject.toml names.
 SHIPPED_FILES = ["pyproject.toml", "README.md"]
-SHIPPED_FOLDERS = ["bench", "core", "methods", "tasks", "zoo/mini-v1"]
+SHIPPED_FOLDERS = ["bench", "core", "methods", "tasks", "zoo/mini-v1", "zoo/mini-v2"]
 
 
 def installs_of_mergebench() -> list[str]:

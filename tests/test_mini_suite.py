@@ -1,4 +1,5 @@
-"""The shipped mini zoo: intact, reproduces its manifest, and shows the published ordering of methods."""
+"""The 8-task zoo the suite shipped first (zoo/mini-v1, still shipped for `--zoo zoo/mini-v1`): intact, reproduces
+its manifest, and shows the published ordering of methods."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from methods.averaging import TaskArithmetic, WeightAveraging
 from methods.references import Individual, Pretrained
 from methods.ties import TiesMerging
 from tasks.scenarios import multitask
-from tasks.suites import SHIPPED_ZOO, load_suite
+from tasks.shipped_zoo import SOURCE_ZOOS
+from tasks.suites import load_suite
 from tasks.zoo_manifest import verify_zoo
+
+V1_ZOO = SOURCE_ZOOS / "mini-v1"
 
 
 @pytest.fixture(scope="module")
 def mini_suite():
-    return load_suite("mini")
+    return load_suite("mini", zoo=V1_ZOO)
 
 
 def mean_accuracy_on(split: str):
@@ -43,12 +47,12 @@ validation_accuracy = mean_accuracy_on("validation")
 
 
 def test_the_shipped_zoo_matches_its_manifest():
-    manifest = verify_zoo(SHIPPED_ZOO)
+    manifest = verify_zoo(V1_ZOO)
     assert len(manifest["recipe"]["tasks"]) == 8
 
 
 def test_the_harness_reproduces_the_manifest_accuracies(mean_accuracy):
-    manifest = verify_zoo(SHIPPED_ZOO)
+    manifest = verify_zoo(V1_ZOO)
     assert mean_accuracy(Individual()) == pytest.approx(manifest["accuracy"]["expert"]["mean"], abs=1e-4)
     assert mean_accuracy(Pretrained()) == pytest.approx(manifest["accuracy"]["pretrained"]["mean"], abs=1e-4)
 

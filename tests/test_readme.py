@@ -11,6 +11,7 @@ import pytest
 from bench.cli import main
 from bench.readme import END, START, refresh_readme
 from bench.results import ResultStore
+from tasks.shipped_zoo import SHIPPED_NAME
 from tasks.zoo_manifest import zoo_family
 
 REPO_README = Path(__file__).resolve().parents[1] / "README.md"
@@ -32,7 +33,7 @@ def checkout(tmp_path: Path) -> Path:
     """A folder laid out as a checkout: the repository's README, a shipped zoo's manifest, and results of that zoo
     (task arithmetic, layer-wise AdaMerging with the mini preset) and of another zoo."""
     shutil.copy(REPO_README, tmp_path / "README.md")
-    zoo = tmp_path / "zoo" / "mini-v1"
+    zoo = tmp_path / "zoo" / SHIPPED_NAME
     zoo.mkdir(parents=True)
     (zoo / "manifest.json").write_text(json.dumps(MANIFEST))
     store = ResultStore(tmp_path / "results")

@@ -110,7 +110,8 @@ def test_reusing_a_zoos_pretrained_model_trains_the_same_experts_as_a_full_build
 def test_another_fine_tuning_schedule_on_a_reused_pretrained_model_changes_only_the_experts(tiny_zoo, tmp_path):
     from bench.cli import main
 
-    assert main(["zoo", "build", "--tiny", "--out", str(tmp_path / "longer"), "--pretrained-from", str(tiny_zoo),
+    assert main(["zoo", "build", "--tiny", "--recipe", "mini-v1", "--out", str(tmp_path / "longer"),
+                 "--pretrained-from", str(tiny_zoo),
                  "--finetune", "steps=30", "--finetune", "lr=1e-4"]) == 0
     longer, original = verify_zoo(tmp_path / "longer"), verify_zoo(tiny_zoo)
     assert longer["recipe"]["finetune"] | {"steps": 15, "lr": 3e-4} == original["recipe"]["finetune"]
@@ -122,7 +123,7 @@ def test_another_fine_tuning_schedule_on_a_reused_pretrained_model_changes_only_
 def test_a_pretrained_model_of_another_recipe_is_refused_naming_the_difference(tiny_zoo, tmp_path, capsys):
     from bench.cli import main
 
-    assert main(["zoo", "build", "--tiny", "--seed", "1", "--out", str(tmp_path / "z"),
+    assert main(["zoo", "build", "--tiny", "--recipe", "mini-v1", "--seed", "1", "--out", str(tmp_path / "z"),
                  "--pretrained-from", str(tiny_zoo)]) == 2
     assert "manifest.json: recipe seed is 0, this build's is 1" in capsys.readouterr().err
     assert not (tmp_path / "z").exists()
@@ -137,7 +138,8 @@ def test_a_pretrained_model_of_another_recipe_is_refused_naming_the_difference(t
 def test_a_bad_fine_tuning_override_exits_2_naming_it(tmp_path, capsys, argument, message):
     from bench.cli import main
 
-    assert main(["zoo", "build", "--tiny", "--out", str(tmp_path / "z"), "--finetune", argument]) == 2
+    assert main(["zoo", "build", "--tiny", "--recipe", "mini-v1", "--out", str(tmp_path / "z"),
+                 "--finetune", argument]) == 2
     assert message in capsys.readouterr().err
 
 
@@ -163,7 +165,8 @@ def test_a_zoo_built_before_the_class_embeddings_field_reuses_as_the_per_task_sc
     del manifest["recipe"]["class_embeddings"]
     manifest["recipe_hash"] = recipe_digest(manifest["recipe"])
     (older / "manifest.json").write_text(json.dumps(manifest))
-    assert main(["zoo", "build", "--tiny", "--out", str(tmp_path / "same"), "--pretrained-from", str(older)]) == 0
+    assert main(["zoo", "build", "--tiny", "--recipe", "mini-v1", "--out", str(tmp_path / "same"),
+                 "--pretrained-from", str(older)]) == 0
     assert main(["zoo", "build", "--tiny", "--recipe", "mini-v2", "--out", str(tmp_path / "v2"),
                  "--pretrained-from", str(older)]) == 2
     assert "recipe class_embeddings is 'per-task', this build's is 'by-name'" in capsys.readouterr().err
