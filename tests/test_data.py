@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 import datasets
 import numpy as np
 import pytest
@@ -162,3 +165,13 @@ def test_a_family_defined_outside_procedural_is_fingerprinted_with_every_family_
 
     assert generator_modules(["signs", "digits"]) == [procedural, drawing]  # the shipped zoo's data fingerprint
     assert generator_modules(["small_objects"]) == [procedural, families_tall14, families_tall20, drawing]
+
+
+def test_a_spawned_process_generates_a_split_of_a_family_outside_procedural_py(tmp_path, monkeypatch):
+    """A `run --jobs` worker is spawned, and so would be the renderer's pool inside it: that pool must still know
+    the families `tasks.families` registers (the split is over one render chunk, so a pool would be used)."""
+    monkeypatch.setenv("MERGEBENCH_CACHE", str(tmp_path))
+    data = MiniData(train_per_task=procedural.CHUNK + 100, test_per_task=10)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as worker:
+        split = worker.submit(load_split, "garments", "train", data).result()
+    assert len(split) == procedural.CHUNK + 100 and FAMILIES["garments"].render.__module__ != procedural.__name__
