@@ -93,7 +93,9 @@ def task_count_lines(measured: pd.DataFrame, published: pd.DataFrame, title: str
     """Average accuracy (%) against the number of tasks merged: a solid line with circles per method row of
     `measured` (label x number of tasks), and in the same colour, dashed with squares, the published averages of
     that row's method (`published`: measured label x number of tasks)."""
-    figure, axes = plt.subplots(figsize=(8.4, 4.6))
+    entries = len(measured) + len(published)
+    columns = 1 + entries // 24  # a legend no taller than the plot
+    figure, axes = plt.subplots(figsize=(6.4 + 2.2 * columns, 4.6))
     colours = plt.get_cmap("tab20").colors
     for index, (label, row) in enumerate(measured.iterrows()):
         row, colour = row.dropna(), colours[2 * index % 20 + index // 10 % 2]
@@ -108,5 +110,5 @@ def task_count_lines(measured: pd.DataFrame, published: pd.DataFrame, title: str
     axes.set_ylabel("average accuracy (%)")
     axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    axes.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), ncols=columns)
     return _save(figure, path)

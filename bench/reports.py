@@ -166,13 +166,19 @@ def published_by_task_count(published: pd.DataFrame) -> pd.DataFrame:
 
 
 def task_count_figure(averages: pd.DataFrame, rows: pd.DataFrame, out: Path) -> Path:
-    """Each method row's average accuracy against the number of tasks (`averages`: line label x number of tasks), its
-    method's published averages beside it: the suite's own, or for a suite bench/published.csv has no numbers of
-    (the mini suite), those of TASK_COUNT_REFERENCE."""
+    """Each method's average accuracy against the number of tasks (`averages`: line label x number of tasks), its
+    published averages beside it: the suite's own, or for a suite bench/published.csv has no numbers of (the mini
+    suite), those of TASK_COUNT_REFERENCE. One line per method: its validation-selected row where it has one (the
+    protocol's choice), else its fixed-setting row; a `run --all` would otherwise draw twice as many lines as
+    methods, with a legend taller than the plot."""
     suite, family = rows["suite"].iloc[0], rows["family"].iloc[0]
     source = (suite, family) if not published_of(suite, family).empty else TASK_COUNT_REFERENCE
-    presets = {tables.line_label(label): preset for label, preset in zip(rows["label"], rows["preset"])}
-    matched = [tables.unpreset_label(label, presets[label]) for label in averages.index]
+    lines = {tables.line_label(label): (method, preset, selection) for label, method, preset, selection
+             in zip(rows["label"], rows["method"], rows["preset"], rows["selection"])}
+    selected = {method for method, _, selection in lines.values() if selection == "validation"}
+    averages = averages.loc[[label for label in averages.index
+                             if lines[label][2] == "validation" or lines[label][0] not in selected]]
+    matched = [tables.unpreset_label(label.removesuffix(tables.SELECTED), lines[label][1]) for label in averages.index]
     published = published_by_task_count(published_of(*source)).reindex(matched).set_axis(averages.index)
     published = published.dropna(how="all")
     title = f"suite {suite} ({family}): average accuracy by number of tasks"

@@ -136,10 +136,13 @@ def task_count(rows: pd.DataFrame) -> int:
     return stated_task_count(rows["scenario"].iloc[0]) or rows["task"].nunique()
 
 
+SELECTED = " (validation)"  # what `line_label` leaves of the settings validation chose
+
+
 def line_label(label: str) -> str:
     """A row's label without the settings validation chose (`TSV-M (validation: scaling=0.9)` -> `TSV-M
     (validation)`): one line across numbers of tasks, where validation chooses per number."""
-    return re.sub(r" \(validation: [^)]*\)", " (validation)", label)
+    return re.sub(r" \(validation: [^)]*\)", SELECTED, label)
 
 
 def unpreset_label(label: str, preset: str) -> str:

@@ -116,3 +116,21 @@ def test_a_validation_row_is_one_line_across_task_counts_whatever_settings_each_
     assert line_label("TSV-M (validation: scaling=0.9)") == line_label("TSV-M (validation: scaling=0.8)")
     assert line_label("TIES-Merging (validation: scaling=0.2, keep=0.3)") == "TIES-Merging (validation)"
     assert line_label("Layer-wise AdaMerging (mini)") == "Layer-wise AdaMerging (mini)"
+
+
+def test_the_figure_draws_a_method_once_by_its_validation_selected_row_where_it_has_one(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(bench.reports, "task_count_lines", lambda measured, published, title, path: drawn.append(
+        (measured, published)) or path)
+    store = ResultStore(tmp_path / "results")
+    write_task_counts(store)
+    for count in (8, 14, 20):
+        chosen = rows("mini", "task_arithmetic", "Task Arithmetic (validation: scaling=0.4)",
+                      dict.fromkeys(TWENTY[:count], 0.75), scenario=f"multitask-{count}")
+        store.write(f"ta-validation{count}", [row | {"selection": "validation"} for row in chosen])
+    build_reports(tmp_path / "results", tmp_path / "reports")
+    [(measured, published)] = drawn
+    assert list(measured.index) == ["Individual", "Task Arithmetic (validation)"]
+    assert measured.loc["Task Arithmetic (validation)"].tolist() == [75.0, 75.0, 75.0]
+    assert "Task Arithmetic (validation)" in published.index  # the method's published points, beside its line
+    assert "Task Arithmetic" not in published.index
