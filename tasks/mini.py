@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import multiprocessing
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -16,8 +15,7 @@ import numpy as np
 import torch
 
 from core.atomic import publish_folder
-from tasks import procedural
-from tasks.families import FAMILIES, generator_modules
+from tasks.families import FAMILIES, generator_modules, render
 
 MEAN, STD = 0.5, 0.25
 
@@ -79,19 +77,10 @@ def pixels_to_inputs(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 def _build_split(family_name: str, data: MiniData, split: str) -> datasets.Dataset:
     family = FAMILIES[family_name]
     n = {"train": data.train_per_task, "test": data.test_per_task, "validation": data.validation_per_task}[split]
-    images, labels = procedural.render(family, data.seed, n, data.nuisance, split, workers=_render_workers())
+    images, labels = render(family_name, data.seed, n, data.nuisance, split)
     features = datasets.Features({"image": datasets.Image(),
                                   "label": datasets.ClassLabel(names=list(family.class_names))})
     return datasets.Dataset.from_dict({"image": list(images), "label": labels.tolist()}, features=features)
-
-
-def _render_workers() -> int | None:
-    """All cores (the renderer's default) where its pool forks; 1 elsewhere. Its workers find a family in
-    `procedural.FAMILIES`, where `tasks.families` registers those defined outside `procedural.py`: a forked worker
-    inherits the registration, a spawned one (the start method inside a `run --jobs` worker) imports
-    `tasks.procedural` alone and would not know the 14- and 20-task families. Such a process has siblings that keep
-    the other cores busy."""
-    return None if multiprocessing.get_start_method() == "fork" else 1
 
 
 def load_split(family_name: str, split: str, data: MiniData = MiniData()) -> datasets.Dataset:

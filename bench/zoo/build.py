@@ -23,9 +23,8 @@ from bench.zoo.training import train_encoder
 from core.atomic import publish_folder
 from core.errors import BenchError
 from core.models import ClassificationHead, build_encoder
-from tasks import procedural
 from tasks.base import decode_split, tensor_batches
-from tasks.families import FAMILIES
+from tasks.families import FAMILIES, render
 from tasks.mini import load_split, pixels_to_inputs, preprocess
 from tasks.zoo_manifest import MANIFEST, verify_zoo, write_manifest
 
@@ -53,8 +52,8 @@ def _pretraining_set(recipe: ZooRecipe, vectors: dict[str, torch.Tensor]) -> tup
     stacked_names = [name for task in recipe.tasks for name in FAMILIES[task].class_names]
     inputs, targets, allowed = [], [], []
     for offset, end, task in zip(offsets[:-1], offsets[1:], recipe.tasks):
-        images, labels = procedural.render(FAMILIES[task], recipe.seed + 1, recipe.pretrain_images_per_task,
-                                           recipe.pretrain_nuisance, "pretrain")
+        images, labels = render(task, recipe.seed + 1, recipe.pretrain_images_per_task, recipe.pretrain_nuisance,
+                                "pretrain")
         inputs.append(pixels_to_inputs(images))
         targets.append(torch.as_tensor(labels) + int(offset))
         rivals = torch.zeros(int(offsets[-1]), dtype=torch.bool)
