@@ -11,7 +11,7 @@ from methods.references import Individual, Pretrained
 from methods.ties import TiesMerging
 from methods.tsv import TaskSingularVectorsMerge
 from tasks.registry import mini_families
-from tasks.scenarios import generalization, multitask
+from tasks.scenarios import multitask, scenarios_for
 from tasks.shipped_zoo import SHIPPED_NAME, SOURCE_ZOO
 from tasks.suites import load_suite
 from tasks.zoo_manifest import verify_zoo
@@ -39,10 +39,6 @@ def mean_accuracy(suite):
     return measured
 
 
-def by_name(scenarios, name: str):
-    return next(scenario for scenario in scenarios if scenario.name == name)
-
-
 def test_the_default_zoo_is_the_shipped_mini_v2_of_the_twenty_tasks(suite):
     assert SHIPPED_NAME == "mini-v2"
     assert verify_zoo(SOURCE_ZOO)["recipe"]["tasks"] == list(mini_families("20-task")) == list(suite.tasks)
@@ -66,7 +62,7 @@ def test_experts_are_strong_and_the_pretrained_model_is_zero_shot_usable_on_the_
 @pytest.mark.parametrize("split", ["generalization/unseen-mnist-eurosat", "generalization/unseen-resisc45-svhn"])
 def test_a_static_merge_of_the_seen_tasks_beats_the_pretrained_model_on_the_unseen_ones(suite, mean_accuracy,
                                                                                          method, split):
-    scenario = by_name(generalization(suite), split)
+    (scenario,) = scenarios_for(split, suite)
     unseen = tuple(task for task, _ in scenario.evaluated if task not in scenario.merged_tasks)
     assert mean_accuracy(method, scenario, unseen) > mean_accuracy(Pretrained(), scenario, unseen)
 
