@@ -1,15 +1,15 @@
 """A run in this process or, with `--jobs N`, its units side by side in N worker processes.
 
 Small models do not keep many cores busy (one process's threads scale poorly on the mini suite's model:
-docs/performance.md), so a run spends its cores better on several units at once, each process with its share
-of the threads. The work is dealt out in parts of one method, seed and scenario family (multitask,
-robustness, generalization), a part's units run in order in one process: a static merge is still made once
-for the eight robustness splits. The families merge different sets of experts, so nothing else is shared
-across parts but what a method memoises in its pool (Fisher merging's Fishers, estimated again in each process
-that needs them). The run is planned once, in this process (the experts checked there, the store read there);
-each worker receives its part's planned units, builds the suite itself (spawned, never forked, so no
-half-initialised thread pool is inherited) and writes its units to the result store, whose atomic per-unit
-files need no coordination; what one process finished is kept if another fails.
+docs/performance.md), so a run spends its cores better on several units at once, each process with its share of the
+threads. The work is dealt out in parts of one method, seed and scenario family (multitask, robustness,
+generalization), a part's units run in order in one process: a static merge is still made once for the eight
+robustness splits. The families merge different sets of experts, so nothing else is shared across parts but what a
+method memoises in its pool; a method whose merge is mostly such per-expert work (Fisher merging's Fishers) runs all
+its families in one part, which does it once. The run is planned once, in this process (the experts checked there,
+the store read there); each worker receives its part's planned units, builds the suite itself (spawned, never
+forked, so no half-initialised thread pool is inherited) and writes its units to the result store, whose atomic
+per-unit files need no coordination; what one process finished is kept if another fails.
 """
 
 from __future__ import annotations
@@ -133,11 +133,16 @@ def _run_part(job: Job, units: list[Unit]) -> dict[str, float]:
 Part = list[Unit]  # the planned units of one method, seed and scenario family, in the order they run
 
 
+EVERY_FAMILY = "all scenarios"  # the part of a method that memoises per expert (`MergeMethod.memoises_per_expert`)
+
+
 def part_of(unit: Unit) -> tuple[str, int, str]:
-    """The part a unit is run in: its method, seed and scenario family. A method's fixed-setting and
-    validation-selected units share the part, so that where validation chooses the fixed setting the model is
-    merged and tested once (see `bench.runner.SharedMerge`)."""
-    return unit.method.name, unit.seed, unit.scenario.name.split("/")[0]
+    """The part a unit is run in: its method, seed and scenario family, or every family for a method whose
+    per-expert work the pool memoises, so that it is done once. A method's fixed-setting and validation-selected
+    units share the part, so that where validation chooses the fixed setting the model is merged and tested once
+    (see `bench.runner.SharedMerge`)."""
+    family = EVERY_FAMILY if unit.method.memoises_per_expert else unit.scenario.name.split("/")[0]
+    return unit.method.name, unit.seed, family
 
 
 def dealt(units: list[Unit]) -> list[tuple[str, int, str]]:

@@ -116,6 +116,10 @@ class MergeMethod:
     reference: ClassVar[str] = ""  # URL of the paper or code the defaults come from
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # named settings of other codebases
     version: ClassVar[int] = 1  # of the numerics: bump it with any change that can move its results (core/versions.py)
+    # True where `merge` keeps in the pool's memo (`ModelPool.memo`) work that one expert alone determines and that
+    # dominates the merge (Fisher merging's Fishers): a parallel run then gives all of a seed's scenarios of the
+    # method to one process, which does that work once per expert instead of once per scenario family.
+    memoises_per_expert: ClassVar[bool] = False
     preset: str = "default"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -155,6 +155,7 @@ class FisherMerging(MergeMethod):
     title = "Fisher Merging"
     reference = "https://arxiv.org/abs/2111.09832"
     presets = {"fusionbench": {"estimator": "batch_gradient", "floor_by": "add"}, "sampled": {"estimator": "sampled"}}
+    memoises_per_expert = True
     examples: int = setting(256, low=1)
     estimator: Literal["exact", "sampled", "batch_gradient"] = "exact"
     floor: float = setting(1e-6, above=0.0)  # where every expert's Fisher is 0, a floor of 0 would divide 0 by 0

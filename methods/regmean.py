@@ -136,6 +136,7 @@ class RegMean(MergeMethod):
     name = "regmean"
     title = "RegMean"
     reference = "https://arxiv.org/abs/2212.09849"
+    memoises_per_expert = True  # each expert's Gram matrices
     examples: int = setting(256, low=1)
     ratio: float = setting(0.6, low=0.0, high=1.0)  # the off-diagonal entries' factor (α); 1 keeps them whole
     seed: int = 0  # of the inputs drawn

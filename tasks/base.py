@@ -170,9 +170,10 @@ class Suite:
     # The preset each method runs with on this suite where the user names none (method name -> preset name);
     # a method not listed runs at its defaults. The row label names the preset.
     presets: dict[str, str] = field(default_factory=dict)
-    # The split the robustness scenario tests on, clean and corrupted at 7 corruptions: the test split, or its
-    # first images (`test[:N]`) where the whole of it would cost more than a run's budget (the mini suite's).
-    robustness_test: str = "test"
+    # The split every scenario tests on (the robustness scenario clean and corrupted at 7 corruptions): the test
+    # split, or its first images (`test[:N]`) where the whole of it would cost more than a run's budget (the mini
+    # suite's).
+    test_split: str = "test"
     cache: PixelCache = field(default_factory=PixelCache, repr=False)  # the pixels of all its tasks, one budget
 
     def __post_init__(self) -> None:

@@ -67,6 +67,15 @@ def covered(suite: Suite, groups: tuple[str, ...]) -> tuple[str, ...] | None:
     return None
 
 
+# 2: a suite may test on the first images of its test split (`Suite.test_split`; the mini suite does)
+SCENARIO_VERSION = 2
+
+
+def tested(suite: Suite, tasks: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Each task paired with the suite's test split."""
+    return tuple((task, suite.test_split) for task in tasks)
+
+
 def multitask(suite: Suite) -> list[Scenario]:
     """Merge the experts of each task-count benchmark (8, 14, 20 tasks) the suite covers; test each on its test split.
 
@@ -76,14 +85,11 @@ def multitask(suite: Suite) -> list[Scenario]:
     for count, groups in TASK_COUNT_GROUPS.items():
         tasks = covered(suite, groups)
         if tasks is not None:
-            scenarios.append(Scenario(task_count_scenario(count), tasks, tuple((task, "test") for task in tasks)))
+            scenarios.append(Scenario(task_count_scenario(count), tasks, tested(suite, tasks), SCENARIO_VERSION))
     if not scenarios:
         tasks = tuple(suite.tasks)
-        scenarios = [Scenario(MULTITASK, tasks, tuple((task, "test") for task in tasks))]
+        scenarios = [Scenario(MULTITASK, tasks, tested(suite, tasks), SCENARIO_VERSION)]
     return scenarios
-
-
-ROBUSTNESS_VERSION = 2  # 2: a suite may test on the first images of its test split (the mini suite does)
 
 
 def robustness(suite: Suite) -> list[Scenario]:
@@ -91,7 +97,7 @@ def robustness(suite: Suite) -> list[Scenario]:
 
     Each corrupted test set is the dataset's own where it ships one, else the suite's robustness test split (the
     test split or its first images) corrupted here."""
-    tasks, test = by_counterpart(suite, group("robustness")), suite.robustness_test
+    tasks, test = by_counterpart(suite, group("robustness")), suite.test_split
     splits = {"clean": {task: test for task in tasks}} | {
         name: {task: suite.tasks[task].corrupted_test_split(name, test) for task in tasks} for name in CORRUPTIONS}
     own = [f"{task}/{split}" for per_task in splits.values() for task, split in per_task.items()
@@ -100,7 +106,7 @@ def robustness(suite: Suite) -> list[Scenario]:
         log.info("robustness: %d corrupted test sets are the datasets' own (%s), the others corrupted here",
                  len(own), ", ".join(own))
     # One scenario per split, so that test-time adaptive methods adapt on the inputs they are tested on.
-    return [Scenario(f"robustness/{name}", tasks, tuple(per_task.items()), version=ROBUSTNESS_VERSION)
+    return [Scenario(f"robustness/{name}", tasks, tuple(per_task.items()), version=SCENARIO_VERSION)
             for name, per_task in splits.items()]
 
 
@@ -118,7 +124,7 @@ def generalization(suite: Suite) -> list[Scenario]:
         seen, unseen = group(seen_group), group(unseen_group)
         seen_tasks, unseen_tasks = by_counterpart(suite, seen), by_counterpart(suite, unseen)
         name = "generalization/unseen-" + "-".join(c.lower() for c in unseen)
-        scenarios.append(Scenario(name, seen_tasks, tuple((task, "test") for task in seen_tasks + unseen_tasks)))
+        scenarios.append(Scenario(name, seen_tasks, tested(suite, seen_tasks + unseen_tasks), SCENARIO_VERSION))
     return scenarios
 
 

@@ -3,6 +3,8 @@ it where it holds on this zoo (docs/mini-suite.md has every target as measured o
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.evaluation import evaluate
@@ -47,7 +49,8 @@ def test_the_default_zoo_is_the_shipped_mini_v2_of_the_twenty_tasks(suite):
 
 def test_the_harness_reproduces_the_manifest_accuracies(suite, mean_accuracy):
     manifest = verify_zoo(SOURCE_ZOO)
-    twenty = multitask(suite)[-1]
+    tested = multitask(suite)[-1]  # on the first half of each test split; the manifest's numbers are on the whole
+    twenty = dataclasses.replace(tested, evaluated=tuple((task, "test") for task in tested.merged_tasks))
     assert mean_accuracy(Individual(), twenty) == pytest.approx(manifest["accuracy"]["expert"]["mean"], abs=1e-4)
     assert mean_accuracy(Pretrained(), twenty) == pytest.approx(manifest["accuracy"]["pretrained"]["mean"], abs=1e-4)
 

@@ -10,15 +10,21 @@ import torch
 from bench.parallel import auto_jobs, parts_of, run_jobs
 from bench.runner import MethodSpec
 from core.pool import ModelPool
+from methods.base import get_method
 from tasks.suites import load_suite
+
+SCENARIOS = ["multitask", *(f"robustness/{split}" for split in ("clean", "contrast", "pixelate")),
+             "generalization/a", "generalization/b"]
+
+
+def planned_units(methods: list[str]) -> list[SimpleNamespace]:
+    """Stand-ins of planned units: each method in each of SCENARIOS."""
+    return [SimpleNamespace(method=get_method(name)(), seed=0, scenario=SimpleNamespace(name=scenario))
+            for name in methods for scenario in SCENARIOS]
 
 
 def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last():
-    specs = [MethodSpec("task_arithmetic"), MethodSpec("wemoe")]
-    scenarios = ["multitask", *(f"robustness/{split}" for split in ("clean", "contrast", "pixelate")),
-                 "generalization/a", "generalization/b"]
-    units = [SimpleNamespace(method=SimpleNamespace(name=spec.name), seed=0, scenario=SimpleNamespace(name=name))
-             for spec in specs for name in scenarios]
+    units = planned_units(["task_arithmetic", "wemoe"])
     parts = parts_of(units)
     assert [(part[0].method.name, part[0].scenario.name.split("/")[0]) for part in parts] == [
         ("task_arithmetic", "robustness"), ("wemoe", "robustness"),
@@ -27,6 +33,13 @@ def test_parts_with_more_units_are_dealt_first_so_the_longest_do_not_start_last(
     assert [unit.scenario.name for unit in parts[0]] == [f"robustness/{name}"
                                                          for name in ("clean", "contrast", "pixelate")]
     assert sorted(id(unit) for part in parts for unit in part) == sorted(map(id, units))  # each in one part
+
+
+def test_a_method_that_memoises_per_expert_runs_all_its_scenarios_in_one_part_which_estimates_each_once():
+    units = planned_units(["fisher_merging", "task_arithmetic"])
+    parts = parts_of(units)
+    assert [unit.scenario.name for unit in parts[0]] == SCENARIOS and parts[0][0].method.name == "fisher_merging"
+    assert [part[0].method.name for part in parts[1:]] == ["task_arithmetic"] * 3
 
 
 def test_auto_jobs_runs_one_single_threaded_process_per_thread_only_for_a_small_model_suite_on_the_cpu():

@@ -36,7 +36,7 @@ def test_robustness_merges_the_four_experts_and_tests_each_split_in_its_own_scen
     assert counterparts == ["Cars", "EuroSAT", "RESISC45", "GTSRB"]
     assert all(s.merged_tasks == scenarios[0].merged_tasks for s in scenarios)
     half = f"test[:{len(suite.tasks['signs'].labels('test')) // 2}]"  # the mini suite's: docs/mini-suite.md
-    assert suite.robustness_test == half
+    assert suite.test_split == half
     assert {split for s in scenarios for _, split in s.evaluated} == {half} | {
         f"{half}/{s.name.split('/')[1]}@2" for s in scenarios[1:]}
 
@@ -61,9 +61,9 @@ def test_adaptation_draws_its_unlabeled_inputs_from_the_corrupted_split(suite):
     pool = suite.pool.subset(scenario.merged_tasks, scenario.test_splits())
     task = scenario.merged_tasks[0]
     drawn = pool.test_inputs(task, 8, seed=3)
-    assert dict(scenario.evaluated)[task] == f"{suite.robustness_test}/gaussian_noise@2"
-    assert torch.equal(drawn, suite.tasks[task].sample(f"{suite.robustness_test}/gaussian_noise@2", 8, 3))
-    assert not torch.equal(drawn, suite.tasks[task].sample(suite.robustness_test, 8, 3))
+    assert dict(scenario.evaluated)[task] == f"{suite.test_split}/gaussian_noise@2"
+    assert torch.equal(drawn, suite.tasks[task].sample(f"{suite.test_split}/gaussian_noise@2", 8, 3))
+    assert not torch.equal(drawn, suite.tasks[task].sample(suite.test_split, 8, 3))
 
 
 def test_a_corrupted_split_is_its_clean_split_with_the_corruption_on_the_pixels(suite):
@@ -115,7 +115,7 @@ def test_an_8_task_suite_has_one_multitask_scenario_multitask_8_over_its_experts
     (scenario,) = multitask(suite)
     assert scenario.name == "multitask-8"
     assert [suite.tasks[t].counterpart for t in scenario.merged_tasks] == list(GROUPS["8-task"])
-    assert scenario.evaluated == tuple((task, "test") for task in scenario.merged_tasks)
+    assert scenario.evaluated == tuple((task, suite.test_split) for task in scenario.merged_tasks)
 
 
 @pytest.mark.parametrize("twenty", ["20-task", "20-task-fusionbench"])
@@ -125,7 +125,7 @@ def test_a_20_task_suite_has_a_scenario_per_task_count_each_merging_exactly_that
     assert [s.name for s in scenarios] == ["multitask-8", "multitask-14", "multitask-20"]
     for scenario, group_name in zip(scenarios, ("8-task", "14-task", twenty)):
         assert [reversed_order.tasks[t].counterpart for t in scenario.merged_tasks] == list(GROUPS[group_name])
-        assert scenario.evaluated == tuple((task, "test") for task in scenario.merged_tasks)
+        assert scenario.evaluated == tuple((task, suite.test_split) for task in scenario.merged_tasks)
 
 
 def test_a_suite_covering_no_task_count_group_merges_all_its_experts_in_one_multitask_scenario(suite):

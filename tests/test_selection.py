@@ -50,7 +50,7 @@ def test_the_chosen_setting_has_the_best_mean_validation_accuracy_and_only_it_is
     assert sorted(by_scaling.index) == list(SCALING_GRID) and searched["task"].nunique() == len(suite.tasks)
     best = by_scaling[by_scaling >= by_scaling.max() - 1e-9].index[0]  # the first of equals, in grid order
     tested = multitask_rows[multitask_rows["selection"] == "validation"]
-    assert set(tested["split"]) == {"test"} and len(tested) == len(suite.tasks)
+    assert set(tested["split"]) == {suite.test_split} and len(tested) == len(suite.tasks)
     assert {json.loads(p)["scaling"] for p in tested["params"]} == {best}
     assert set(tested["label"]) == {f"Task Arithmetic (validation: scaling={best})"}
 
@@ -59,7 +59,7 @@ def test_the_sweep_scenario_also_records_test_scores_of_the_grid_and_the_others_
     _, _, store = selected
     rows = store.load()
     grid = rows[rows["selection"] == GRID]
-    swept = grid[grid["split"] == "test"]
+    swept = grid[grid["split"] != "validation"]
     assert set(swept["scenario"]) == {"multitask-8"}
     assert {json.loads(p)["scaling"] for p in swept["params"]} == set(SCALING_GRID)
     corrupted = rows[rows["scenario"] != "multitask-8"]
@@ -91,7 +91,7 @@ def test_only_the_swept_methods_are_tested_along_their_grid(tiny_zoo, tmp_path, 
     assert main(args + ["--sweep", "ties_merging", "--param", "ties_merging.keep=0.2",
                         "--results", str(tmp_path / "r")]) == 0
     rows = ResultStore(tmp_path / "r").load()
-    tested = rows[(rows["selection"] == GRID) & (rows["split"] == "test")]
+    tested = rows[(rows["selection"] == GRID) & (rows["split"] != "validation")]
     assert set(tested["method"]) == {"ties_merging"}
     assert main(args + ["--sweep", "emr", "--results", str(tmp_path / "r")]) == 2
     assert "error: --sweep emr: method emr is not in this run (add --method emr)" in capsys.readouterr().err

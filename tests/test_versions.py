@@ -19,7 +19,7 @@ from bench.results import ResultStore
 from bench.runner import MethodSpec, requested, run
 from core.errors import BenchError
 from methods.averaging import TaskArithmetic
-from tasks.scenarios import scenarios_to_run
+from tasks.scenarios import SCENARIO_VERSION, scenarios_to_run
 from tasks.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +65,10 @@ def test_bumping_a_method_s_version_recomputes_its_units_and_no_others(versioned
         k for k in before if "test_versioned_arithmetic" in k)  # each replaces its unit at version 1, removed
     rows = ResultStore(results).load()
     versions = rows.groupby("method")["versions"].unique().map(lambda texts: [json.loads(t) for t in texts])
-    assert versions["test_versioned_arithmetic"] == [{"method": 2, "scenario": 1, "evaluation": EVALUATION_VERSION}]
-    assert versions["weight_averaging"] == [{"method": 1, "scenario": 1, "evaluation": EVALUATION_VERSION}]
+    assert versions["test_versioned_arithmetic"] == [{"method": 2, "scenario": SCENARIO_VERSION,
+                                                       "evaluation": EVALUATION_VERSION}]
+    assert versions["weight_averaging"] == [{"method": 1, "scenario": SCENARIO_VERSION,
+                                              "evaluation": EVALUATION_VERSION}]
     assert run_both(suite, results) == 0
 
 
@@ -75,10 +77,11 @@ def test_bumping_a_scenario_s_version_recomputes_its_units_only_and_the_evaluati
     suite, results = load_suite("mini", zoo=tiny_zoo), tmp_path / "results"
     scenarios = scenarios_to_run(suite, ["multitask", "generalization"])
     assert run_both(suite, results, scenarios) == 2 * 3
-    bumped = [dataclasses.replace(s, version=2) if s.name == "multitask-8" else s for s in scenarios]
+    bumped_version = SCENARIO_VERSION + 1
+    bumped = [dataclasses.replace(s, version=bumped_version) if s.name == "multitask-8" else s for s in scenarios]
     assert run_both(suite, results, bumped) == 2  # multitask, each method
-    assert sorted(path.name.split("@")[1] for path in results.rglob("*@*scenario2*.parquet")) == [
-        f"scenario2-evaluation{EVALUATION_VERSION}.parquet"] * 2
+    assert sorted(path.name.split("@")[1] for path in results.rglob(f"*@*scenario{bumped_version}*.parquet")) == [
+        f"scenario{bumped_version}-evaluation{EVALUATION_VERSION}.parquet"] * 2
     monkeypatch.setattr(bench.runner, "EVALUATION_VERSION", 3)
     assert run_both(suite, results, bumped) == 2 * 3
     assert len(list(results.rglob("*.parquet"))) == 2 * 3  # every superseded unit removed
