@@ -2,7 +2,7 @@
 
 Steps and learning rate are compute settings: the papers' (500 steps at lr 1e-3; 1,000 at 1e-4) are sized for
 ViT-B/32 and are still climbing on the mini suite. The step count is the suite's budget, not chosen on data: 50
-steps, what `run --all` affords within its 15 minutes on 2 cores (the adaptive methods are most of its time).
+steps, what `run --all` affords within its 20 minutes on 2 cores (adaptation is a third of its time).
 The learning rate is chosen on validation data: this script runs the adaptation the benchmark runs (on the
 experts of `--scenario`, multitask-8 by default; seed 0, one batch of 16 inputs per task and step), except that
 the unlabeled inputs it adapts on are the validation split's and the accuracy it reports is the validation

@@ -95,8 +95,8 @@ def multitask(suite: Suite) -> list[Scenario]:
 def robustness(suite: Suite) -> list[Scenario]:
     """Merge the robustness group's experts (Cars, EuroSAT, RESISC45, GTSRB); test on clean and corrupted tests.
 
-    Each corrupted test set is the dataset's own where it ships one, else the suite's robustness test split (the
-    test split or its first images) corrupted here."""
+    Each corrupted test set is the dataset's own where it ships one, else the suite's test split (the whole test
+    split or its first images) corrupted here."""
     tasks, test = by_counterpart(suite, group("robustness")), suite.test_split
     splits = {"clean": {task: test for task in tasks}} | {
         name: {task: suite.tasks[task].corrupted_test_split(name, test) for task in tasks} for name in CORRUPTIONS}
