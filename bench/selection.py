@@ -16,15 +16,18 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bench.evaluation import DEFAULT_EVAL, EvalSettings, evaluate
 from bench.merge_checks import timed
 from bench.results import GRID, VALIDATION
 from core.errors import BenchError
 from methods.base import MergeMethod
-from tasks.base import Suite
 from tasks.scenario_names import EIGHT_TASKS, MULTITASK
-from tasks.scenarios import Scenario
+
+if TYPE_CHECKING:  # annotations only: `bench.unit_costs` takes the grid's points where `datasets` is missing
+    from tasks.base import Suite
+    from tasks.scenarios import Scenario
 
 # The scenarios whose grid points may also be tested: the λ-sweep figure's, the 8-task table (or the one multitask
 # scenario of a suite covering no task-count group).

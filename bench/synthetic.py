@@ -20,6 +20,7 @@ from methods.base import MergeMethod
 from methods.fisher import fisher_merge
 
 VIT_B_32 = CLIP_ENCODERS["ViT-B-32"]
+TINY = EncoderConfig(image_size=32, patch_size=16, width=32, layers=2, heads=2, embed_dim=16)  # seconds on a CPU
 
 
 def write_synthetic_zoo(folder: Path, config: EncoderConfig, experts: int = 8, seed: int = 0,

@@ -7,13 +7,16 @@ suite's own code paths (the synthetic pool of `bench.synthetic`, the methods' `m
 - layer-wise AdaMerging and WEMoE at their papers' batch sizes: seconds per adaptation step (each step timed on
   its own by an optimizer hook, the first apart: it also builds the model), peak memory, and WEMoE's merged
   model's evaluation throughput (it routes each sample);
-- the static merges' seconds (task arithmetic, TIES, TSV-M), whose arithmetic runs where the pool's tensors
-  live: on the CPU, whatever the device (the `compute_device` column says so).
+- the static merges' seconds (task arithmetic, TIES, TSV-M by default; `--static` names any registered method),
+  and, for one that declares a validation grid, the seconds of merging every point of it as validation selection
+  does (`MergeMethod.merges`, work shared between points); their arithmetic runs where the pool's tensors live:
+  on the CPU, whatever the device (the `compute_device` column says so).
 
-The device's own figures come first for every backbone, the CPU-bound static merges last. Every figure is
-printed as it is measured and the parquet rewritten after each, so a run cut short keeps what it measured;
-`--budget-s` starts no measurement past its time, nor a static merge whose time, scaled from the backbone
-before, would overrun it. Light to import: torch, pandas and the suite's code, no open_clip, datasets or
+The device's own figures come first for every backbone, the CPU-bound static merges last; `--figures` picks
+among them (a host without a GPU times the big backbones' merges alone: their evaluation on a CPU takes hours).
+Every figure is printed as it is measured and the parquet rewritten after each, so a run cut short keeps what it
+measured; `--budget-s` starts no measurement past its time, nor a static merge whose time, scaled from the
+backbone before, would overrun it. Light to import: torch, pandas and the suite's code, no open_clip, datasets or
 imagecorruptions, so a GPU host without them runs it from the repository root.
 """
 
@@ -37,11 +40,13 @@ import pandas as pd
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+import methods  # noqa: F401  (registers every built-in method, for --static)
 from bench.evaluation import ACCELERATOR_BATCH, PRECISIONS, accuracy
 from bench.machine import cpu_name
 from bench.memory import PeakMemory
 from bench.preflight import check_device, check_writable_folder
-from bench.synthetic import synthetic_pool, write_synthetic_zoo
+from bench.selection import points
+from bench.synthetic import TINY, synthetic_pool, write_synthetic_zoo
 from bench.timing import best_time
 from core.atomic import write_atomically
 from core.errors import BenchError
@@ -51,14 +56,14 @@ from core.versions import code_version
 from methods.adamerging import LayerwiseAdaMerging
 from methods.adaptation import AdaptiveMethod
 from methods.averaging import TaskArithmetic
-from methods.base import Merged, MergeMethod
+from methods.base import REGISTRY, Merged, MergeMethod, get_method
 from methods.ties import TiesMerging
 from methods.tsv import TaskSingularVectorsMerge
 from methods.wemoe import WEMoE
 
 # CLIP's image towers by the names the CLI takes, and a tiny one that runs in seconds on a CPU (tests, checks).
 BACKBONES = {name.lower(): config for name, config in CLIP_ENCODERS.items()} | {
-    "tiny": EncoderConfig(image_size=32, patch_size=16, width=32, layers=2, heads=2, embed_dim=16)}
+    "tiny": TINY}
 CLASSES = 10  # the heads' classes: a head costs next to nothing beside the encoder
 FILE_NAME = "unit_costs.parquet"
 STATIC_TIME_GROWTH = 1.5  # a static merge's seconds grow at most as (model bytes) ** this (SVDs: m n^2 work)
@@ -220,27 +225,44 @@ def record_adaptation(measurement: Measurement, backbone: str, method: AdaptiveM
     then(merged)
 
 
-def record_static_merge(measurement: Measurement, backbone: str, method: MergeMethod, pool: ModelPool) -> float:
-    """Seconds of one merge, the merged model moved to the pool's device included."""
-    start = time.perf_counter()
-    method.merge(pool)
-    synchronize(measurement.device)
-    seconds = time.perf_counter() - start
-    measurement.record(backbone, method.name, "merge", seconds, "s", note=f"{len(pool.tasks)} experts, tensors "
-                       "read from the page cache; arithmetic on the CPU, where the pool's tensors live",
-                       compute_device="cpu")
+def record_static_merge(measurement: Measurement, backbone: str, method: MergeMethod, pool: ModelPool,
+                        selection: bool = True) -> float:
+    """Seconds of one merge, the merged model moved to the pool's device included; then, for a method declaring
+    a validation grid (and `selection`), of merging all its points (`merges`, as selection does). Returns the
+    one merge's."""
+    note = f"{len(pool.tasks)} experts, tensors read from the page cache; arithmetic on the CPU, where the pool's " \
+           f"tensors live"
+
+    def seconds_of(merge: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        merge()
+        synchronize(measurement.device)
+        return time.perf_counter() - start
+
+    seconds = seconds_of(lambda: method.merge(pool))
+    measurement.record(backbone, method.name, "merge", seconds, "s", note=note, compute_device="cpu")
+    grid = tuple(method.search_space().items())
+    if grid and selection:
+        chosen = points(grid)
+        measurement.record(backbone, method.name, "selection_merges",
+                           seconds_of(lambda: [None for _ in method.merges(pool, chosen)]), "s",
+                           note=f"the {len(chosen)} points of its validation grid, each merged and dropped; {note}",
+                           compute_device="cpu")
     return seconds
 
 
-STATIC_METHODS: dict[str, Callable[[], MergeMethod]] = {
-    method.name: method for method in (TaskArithmetic, TiesMerging, TaskSingularVectorsMerge)}
+DEFAULT_STATIC = (TaskArithmetic.name, TiesMerging.name, TaskSingularVectorsMerge.name)
+# What a run measures: the device's figures (evaluation, adaptation), the static merges, their validation grids'.
+FIGURES = {"device": "evaluation throughput and the adaptive methods on --device",
+           "static": "the --static merges on the CPU",
+           "selection": "the --static merges over their validation grids (with static)"}
 
 
 @dataclass
 class Settings:
     """What to measure: backbones (names in BACKBONES), device, experts per zoo, adaptation steps, timed calls
-    per throughput, the encoder's and the WEMoE model's evaluation batches, the static merges (names in
-    STATIC_METHODS), the evaluation precisions (the harness's)."""
+    per throughput, the encoder's and the WEMoE model's evaluation batches, the static merges (registered method
+    names), the evaluation precisions (the harness's), which figures (FIGURES)."""
 
     backbones: list[str]
     device: str = "cpu"
@@ -249,8 +271,9 @@ class Settings:
     repeats: int = 3
     eval_batch: int = ACCELERATOR_BATCH  # the harness's on an accelerator, where the grid runs
     wemoe_eval_batch: int = 256  # WEMoE mixes an MLP per sample: its memory grows with the batch
-    static: tuple[str, ...] = tuple(STATIC_METHODS)
+    static: tuple[str, ...] = DEFAULT_STATIC
     precisions: tuple[str, ...] = tuple(PRECISIONS)
+    figures: tuple[str, ...] = ("device", "static", "selection")
 
 
 def measure_device_figures(measurement: Measurement, backbone: str, folder: Path, settings: Settings) -> None:
@@ -284,7 +307,8 @@ def measure_static_merges(measurement: Measurement, zoos: dict[str, Path], setti
     last: dict[str, tuple[float, int]] = {}  # method -> (seconds, model bytes) on the backbone before
 
     def merge(name: str, backbone: str, pool: ModelPool, model_bytes: int) -> None:
-        last[name] = (record_static_merge(measurement, backbone, STATIC_METHODS[name](), pool), model_bytes)
+        last[name] = (record_static_merge(measurement, backbone, get_method(name)(), pool,
+                                          "selection" in settings.figures), model_bytes)
 
     for backbone, folder in zoos.items():
         model_bytes = (folder / "pretrained.safetensors").stat().st_size
@@ -316,9 +340,10 @@ def run_unit_costs(settings: Settings, out: Path, budget_s: float | None = None,
                                    note=f"pretrained + {settings.experts} random experts as safetensors")
 
             measurement.attempt(f"{backbone} zoo", write_zoo)
-            if backbone in zoos:
+            if backbone in zoos and "device" in settings.figures:
                 measure_device_figures(measurement, backbone, zoos[backbone], settings)
-        measure_static_merges(measurement, zoos, settings)
+        if "static" in settings.figures:
+            measure_static_merges(measurement, zoos, settings)
     return measurement
 
 
@@ -344,10 +369,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wemoe-eval-batch", type=int, default=Settings.wemoe_eval_batch,
                         help=f"the WEMoE model's evaluation batch (default: {Settings.wemoe_eval_batch})")
     parser.add_argument("--static", default=",".join(Settings.static),
-                        help=f"static merges to time, comma-separated (default: {','.join(Settings.static)})")
+                        help=f"merges to time on the CPU, comma-separated registered methods (`bench list methods`), "
+                             f"each also over its validation grid where it declares one; meant for those that need no "
+                             f"data (default: {','.join(Settings.static)})")
     parser.add_argument("--precisions", default=",".join(Settings.precisions),
                         help=f"evaluation precisions, comma-separated (default: {','.join(Settings.precisions)}; "
                              f"fp16 is slow on most CPUs)")
+    parser.add_argument("--figures", default=",".join(Settings.figures),
+                        help="what to measure, comma-separated: " + "; ".join(f"{name}: {what}" for name, what in
+                                                                        FIGURES.items())
+                             + f" (default: {','.join(Settings.figures)})")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no measurement after this many seconds, nor a static merge predicted to "
                              "end past them (default: no limit)")
@@ -366,11 +397,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise BenchError(f"--backbones {args.backbones}: unknown backbone {unknown[0] if unknown else '(none)'!r}; "
                          f"valid: {', '.join(BACKBONES)}")
     static = tuple(name.strip() for name in args.static.split(",") if name.strip())
-    if any(name not in STATIC_METHODS for name in static):
-        raise BenchError(f"--static {args.static}: expected some of {', '.join(STATIC_METHODS)}")
+    unknown = [name for name in static if name not in REGISTRY]
+    if unknown:
+        raise BenchError(f"--static {args.static}: unknown method {unknown[0]!r}; valid: {', '.join(REGISTRY)}")
     precisions = tuple(name.strip() for name in args.precisions.split(",") if name.strip())
     if not precisions or any(name not in PRECISIONS for name in precisions):
         raise BenchError(f"--precisions {args.precisions}: expected some of {', '.join(PRECISIONS)}")
+    figures = tuple(name.strip() for name in args.figures.split(",") if name.strip())
+    if not figures or any(name not in FIGURES for name in figures):
+        raise BenchError(f"--figures {args.figures}: expected some of {', '.join(FIGURES)}")
     for option, value, least in (("--experts", args.experts, 2), ("--steps", args.steps, 2),
                                  ("--repeats", args.repeats, 1), ("--eval-batch", args.eval_batch, 1),
                                  ("--wemoe-eval-batch", args.wemoe_eval_batch, 1)):
@@ -381,7 +416,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     check_device("--device", args.device)
     check_writable_folder("--out", args.out)
     return Settings(backbones, args.device, args.experts, args.steps, args.repeats, args.eval_batch,
-                    args.wemoe_eval_batch, static, precisions)
+                    args.wemoe_eval_batch, static, precisions, figures)
 
 
 def main(argv: list[str] | None = None) -> int:

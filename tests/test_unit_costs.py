@@ -36,7 +36,8 @@ def test_unit_costs_measures_every_figure_of_a_backbone_without_open_clip_or_dat
     assert figures == ({("zoo", "write"), ("encoder", "model_size"), ("encoder", "eval_throughput"),
                         ("wemoe", "eval_throughput")}
                        | {(method, figure) for method in ("adamerging_layerwise", "wemoe") for figure in adaptation}
-                       | {(method, "merge") for method in ("task_arithmetic", "ties_merging", "tsv_merge")})
+                       | {(method, figure) for method in ("task_arithmetic", "ties_merging", "tsv_merge")
+                          for figure in ("merge", "selection_merges")})  # each declares a validation grid
     assert rows["unit"].str.len().gt(0).all() and rows["value"].map(math.isfinite).all() and rows["value"].gt(0).all()
     assert set(rows["code_version"]) == {"test"} and set(rows["device"]) == {"cpu"}
 
@@ -68,3 +69,23 @@ def test_no_measurement_starts_past_the_budget(tmp_path, capsys):
     assert main(["--backbones", "tiny", "--budget-s", "1e-9", "--out", str(tmp_path), "--temp", str(tmp_path)]) == 0
     assert "skipped tiny zoo: past --budget-s" in capsys.readouterr().out
     assert not (tmp_path / "unit_costs.parquet").exists() and not list(tmp_path.iterdir())  # nor zoos left behind
+
+
+def test_figures_static_times_only_the_named_merges_and_their_grids(tmp_path):
+    options = ["--backbones", "tiny", "--experts", "2", "--figures", "static", "--static", "weight_averaging,pcb",
+               "--out", str(tmp_path), "--temp", str(tmp_path), "--code-version", "test"]
+    assert main(options) == 0
+    rows = pd.read_parquet(tmp_path / "unit_costs.parquet")
+    assert set(zip(rows["method"], rows["figure"])) == {("zoo", "write"), ("weight_averaging", "merge"),
+                                                        ("pcb", "merge")}  # no device figures, no grids
+    assert main([*options[:-6], "--figures", "static,selection", *options[-6:]]) == 0
+    rows = pd.read_parquet(tmp_path / "unit_costs.parquet")
+    assert ("pcb", "selection_merges") in set(zip(rows["method"], rows["figure"]))
+    assert ("weight_averaging", "selection_merges") not in set(zip(rows["method"], rows["figure"]))  # no grid
+
+
+def test_an_unknown_method_or_figure_is_named_before_any_work(tmp_path, capsys):
+    assert main(["--backbones", "tiny", "--static", "task_arithmetic,ties", "--out", str(tmp_path)]) == 2
+    assert "error: --static task_arithmetic,ties: unknown method 'ties'" in capsys.readouterr().err
+    assert main(["--backbones", "tiny", "--figures", "static,gpu", "--out", str(tmp_path)]) == 2
+    assert "error: --figures static,gpu: expected some of device, static, selection" in capsys.readouterr().err
