@@ -43,6 +43,7 @@ COLUMNS = ["run_id", "suite", "family", "scenario", "method", "label", "preset",
 DEFAULTS = {"versions": versions_text(INITIAL_VERSIONS), "selection": "fixed", "stored_models": math.nan,
             "inference_cost": math.nan}
 PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each per machine
+GRID_FIGURES = "grid"  # under the results root: the figures the grid-cost report prices (`bench.grid_costs`)
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 
 
@@ -90,10 +91,11 @@ class ResultStore:
         return [path for path in candidates if path.is_file() and path != self.path(key)]
 
     def load(self) -> pd.DataFrame:
-        """Every readable unit's rows under the root (every parquet file but the perf figures), in one frame
+        """Every readable unit's rows under the root (every parquet file but the perf and grid figures), in one frame
         (empty, with the columns, when there is none); a file that cannot be read is reported and left out."""
         frames = []
-        for path in sorted(f for f in self.root.rglob("*.parquet") if f != self.root / PERF_FILE):
+        not_units = (self.root / PERF_FILE, *(self.root / GRID_FIGURES).rglob("*.parquet"))
+        for path in sorted(f for f in self.root.rglob("*.parquet") if f not in not_units):
             try:
                 frame = pd.read_parquet(path)
                 frame = frame.assign(**{column: value for column, value in DEFAULTS.items() if column not in frame})

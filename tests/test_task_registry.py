@@ -86,7 +86,8 @@ def stripes_task(monkeypatch):
     """A new task, added as the registry says: one record and its group membership, with a mini family."""
     monkeypatch.setitem(FAMILIES, "stripes", Family("stripes", "Stripes", ("horizontal", "vertical"), _stripes))
     monkeypatch.setitem(RECORDS, "Stripes", TaskRecord("Stripes", 2, "someone/stripes", "stripes",
-                                                        ("a photo of {} stripes.",), mini_family="stripes"))
+                                                        ("a photo of {} stripes.",), mini_family="stripes",
+                                                        test_images=100))
     monkeypatch.setitem(GROUPS, "robustness", GROUPS["robustness"] + ("Stripes",))
 
 

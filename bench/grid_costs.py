@@ -1,0 +1,492 @@
+"""`python -m bench.grid_costs`: what the full CLIP grid (`bench.grid`) costs, estimated unit by unit from measured
+and cited figures, as a Markdown report written from parquet only.
+
+Two commands:
+- `passes` counts the images each method's merge pushes through the encoder at the grid's settings, for each
+  number of merged tasks in the grid (`bench.passes`, on tiny random experts: counts depend on settings and
+  tasks, not on the encoder's size), into `results/grid/passes.parquet`;
+- `report` (the default) prices every unit and writes `reports/grid-costs.md` from that file, the unit costs of
+  `bench.unit_costs` (`results/grid/unit_costs-*.parquet`) and the mini suite's results.
+
+A unit's seconds on one GPU, every term from a figure the report lists with its source:
+- evaluation: the scenario's test images x seconds per image x the method's forward time relative to the
+  pretrained encoder's (the mini suite's `inference_cost`; a routed model runs more than one encoder);
+- passes: (forward images + 3 x images with gradients) x seconds per image: a backward pass costs about two
+  forwards (checked in the report against adaptation steps measured on the CPU);
+- arithmetic: the method's merge measured on the CPU (where the harness merges, whatever the device) for 8
+  experts, scaled by the merged tasks; once per part and set of experts (scenarios share a static merge);
+- selection, for a validation-selected unit: the merges of its grid's points measured on the CPU, and every
+  point evaluated on 5,000 validation images a task (the held-out slice's cap: an upper bound); once per part
+  and set of experts.
+A method that memoises per expert (Fisher merging, RegMean) pays its passes once per expert and part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from bench.estimates import time_in_processes
+from bench.grid import BACKBONES, GridUnit, grid_units
+from bench.parallel import part_of
+from bench.passes import merge_passes
+from bench.results import GRID_FIGURES, ResultStore
+from bench.selection import points
+from bench.unit_costs import STATIC_TIME_GROWTH
+from core.atomic import write_atomically
+from core.errors import BenchError
+from core.models import CLIP_ENCODERS, build_encoder
+from core.versions import code_version
+from methods.base import MergeMethod
+from tasks.hub import MAX_VALIDATION
+from tasks.registry import RECORDS
+
+FIGURES = Path("results") / GRID_FIGURES  # the measured figures the report prices, beside the mini suite's results
+PASSES_FILE = "passes.parquet"
+REPORT = Path("reports/grid-costs.md")
+BACKWARD_FORWARDS = 2  # a backward pass costs about two forward passes (weights' and inputs' gradients)
+GPUS = (1, 8, 64)
+NO_MERGE = ("pretrained", "individual")  # the references: nothing merged
+# Methods priced with another's full-size measurements (`bench.unit_costs` measures these two adaptive methods):
+# the same adaptation loop and model, other coefficients or pruned task vectors.
+MEASURED_LIKE = {"adamerging_taskwise": "adamerging_layerwise", "adamerging_plus_taskwise": "adamerging_layerwise",
+                 "adamerging_plus_layerwise": "adamerging_layerwise", "wemoe_sparse": "wemoe"}
+OPEN_CLIP_NAMES = {"clip-vit-b-32": "ViT-B-32", "clip-vit-b-16": "ViT-B-16", "clip-vit-l-14": "ViT-L-14"}
+SHOWN = {"clip-vit-b-32": "ViT-B/32", "clip-vit-b-16": "ViT-B/16", "clip-vit-l-14": "ViT-L/14"}
+
+# Images per second of each backbone's image tower on one GPU, until `bench.unit_costs --device cuda` measures
+# them: timm's inference benchmark on an RTX 4090 (batch 1024, AMP, torch 2.4, CUDA 12.4), rows
+# vit_base_patch32_clip_224, vit_base_patch16_clip_224, vit_large_patch14_clip_224 of
+# huggingface/pytorch-image-models, results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv.
+REFERENCE_GPU = {"clip-vit-b-32": 10127.52, "clip-vit-b-16": 2783.55, "clip-vit-l-14": 658.44}
+REFERENCE_GPU_SOURCE = ("timm's inference benchmark, RTX 4090, batch 1024, AMP (huggingface/pytorch-image-models, "
+                        "results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv)")
+
+
+def settings_key(method: MergeMethod) -> str:
+    """A method's settings without its seed: what its passes depend on, with the number of tasks."""
+    return json.dumps({k: v for k, v in dataclasses.asdict(method).items() if k != "seed"}, sort_keys=True)
+
+
+# --- passes -------------------------------------------------------------------------------------------------------
+
+def count_passes(units: Iterable[GridUnit], version: str) -> pd.DataFrame:
+    """The encoder passes of each distinct (method settings, merged tasks) of the grid's units, counted by running
+    the merge on tiny random experts."""
+    wanted: dict[tuple[str, str, int], MergeMethod] = {}
+    for grid_unit in units:
+        method = grid_unit.unit.method
+        wanted.setdefault((method.name, settings_key(method), len(grid_unit.unit.scenario.merged_tasks)), method)
+    rows = []
+    torch.set_num_threads(1)  # counts do not depend on threads; one keeps the machine's other work unhurt
+    for (name, settings, tasks), method in tqdm(sorted(wanted.items()), desc="counting passes", unit="merge"):
+        with tempfile.TemporaryDirectory(prefix="mergebench-passes-") as folder:
+            passes = merge_passes(method, tasks, Path(folder))
+        rows.append({"method": name, "settings": settings, "tasks": tasks, "forward": passes.forward,
+                     "with_grad": passes.with_grad, "code_version": version})
+    return pd.DataFrame(rows)
+
+
+# --- pricing ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Figures:
+    """What the units are priced with: per backbone, seconds per image on the GPU and where that comes from;
+    per (method, backbone), the CPU seconds of one merge of 8 experts and of its validation grid's merges; per
+    method, the forward time relative to the pretrained encoder's and, where a full-size adaptation step was
+    measured, its time relative to its passes' price (`step_factor`); per (method, settings, tasks), the passes."""
+
+    image_s: dict[str, float]
+    image_source: dict[str, str]
+    merge_s: dict[tuple[str, str], float]
+    selection_s: dict[tuple[str, str], float]
+    relative_forward: dict[str, float]
+    step_factor: dict[str, float]
+    passes: dict[tuple[str, str, int], tuple[int, int]]
+
+    def forward_factor(self, method: str) -> float:
+        return self.relative_forward.get(MEASURED_LIKE.get(method, method), 1.0)
+
+    def gradient_factor(self, method: str) -> float:
+        return self.step_factor.get(MEASURED_LIKE.get(method, method), 1.0)
+
+
+def parameters(backbone: str) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_encoder(CLIP_ENCODERS[OPEN_CLIP_NAMES[backbone]]).parameters())
+
+
+def cpu_seconds(measured: dict[tuple[str, str], float], method: str, backbone: str) -> float | None:
+    """A CPU figure of `method` on `backbone`: measured there, else scaled from the measured backbone nearest in
+    size by (parameters ratio) ** STATIC_TIME_GROWTH (SVDs grow faster than the parameters); None where the method
+    was measured on no backbone."""
+    if (method, backbone) in measured:
+        return measured[method, backbone]
+    size = parameters(backbone)
+    known = sorted((abs(math.log(parameters(other) / size)), other) for name, other in measured if name == method)
+    if not known:
+        return None
+    other = known[0][1]
+    return measured[method, other] * (size / parameters(other)) ** STATIC_TIME_GROWTH
+
+
+def load_figures(unit_costs: pd.DataFrame, passes: pd.DataFrame, mini_rows: pd.DataFrame) -> Figures:
+    """The figures from their parquet: GPU seconds per image measured where `unit_costs` has a GPU's evaluation
+    throughput (bf16), else REFERENCE_GPU; CPU merges from its `merge` and `selection_merges` rows."""
+    image_s, image_source = {}, {}
+    for backbone in BACKBONES:
+        gpu = unit_costs[(unit_costs["device"] == "cuda") & (unit_costs["backbone"] == backbone.removeprefix("clip-"))
+                         & (unit_costs["method"] == "encoder") & (unit_costs["figure"] == "eval_throughput")
+                         & (unit_costs["precision"] == "bf16")]
+        if len(gpu):
+            image_s[backbone] = 1 / gpu["value"].max()
+            image_source[backbone] = f"measured: {gpu['device_name'].iloc[0]}, bf16, batch {gpu['batch'].iloc[0]}"
+        else:
+            image_s[backbone] = 1 / REFERENCE_GPU[backbone]
+            image_source[backbone] = "cited: RTX 4090 (timm)"
+    cpu = unit_costs[unit_costs["compute_device"] == "cpu"]
+
+    def per_method(figure: str) -> dict[tuple[str, str], float]:
+        chosen = cpu[cpu["figure"] == figure]
+        return {(row.method, f"clip-{row.backbone}"): row.value for row in chosen.itertuples()}
+
+    fixed = mini_rows[mini_rows["selection"] == "fixed"]
+    relative_forward = fixed.groupby("method")["inference_cost"].median().to_dict()
+    step_factor = {}
+    for full_size in full_size_factors(unit_costs):  # a GPU's (sorted last) replace the CPU's
+        relative_forward.update(full_size.relative_forward)
+        step_factor.update(full_size.step_factor)
+    counted = {(row.method, row.settings, row.tasks): (row.forward, row.with_grad) for row in passes.itertuples()}
+    return Figures(image_s, image_source, per_method("merge"), per_method("selection_merges"), relative_forward,
+                   step_factor, counted)
+
+
+@dataclass(frozen=True)
+class FullSize:
+    """What `bench.unit_costs` measured on one full-size backbone and device, against the pricing rules: a measured
+    adaptation step over its price ((1 + BACKWARD_FORWARDS) x inputs x the encoder's seconds per image), and a
+    measured model's forward time over the encoder's."""
+
+    device: str
+    where: str
+    step_factor: dict[str, float]
+    relative_forward: dict[str, float]
+    notes: list[str]
+
+
+def measured_figure(measured: pd.DataFrame, method: str, figure: str) -> tuple[float, int] | None:
+    """(value, batch) of a `bench.unit_costs` figure at float32, where measured."""
+    chosen = measured[(measured["method"] == method) & (measured["figure"] == figure)
+                      & (measured["precision"] == "fp32")]
+    return (float(chosen["value"].iloc[0]), int(chosen["batch"].iloc[0])) if len(chosen) else None
+
+
+def full_size_factors(unit_costs: pd.DataFrame) -> list[FullSize]:
+    """Per device and backbone measured (CPUs first, then GPUs), the factors its figures give."""
+    found = []
+    for (device, backbone), measured in sorted(unit_costs.groupby(["device", "backbone"]),
+                                               key=lambda item: item[0][0] == "cuda"):
+        encoder = measured_figure(measured, "encoder", "eval_throughput")
+        if encoder is None:
+            continue
+        where = f"{backbone} on the {device} ({measured['device_name'].iloc[0]})"
+        step_factor, relative_forward, notes = {}, {}, []
+        for method in ("adamerging_layerwise", "wemoe"):
+            step = measured_figure(measured, method, "step")
+            if step is not None:
+                priced = (1 + BACKWARD_FORWARDS) * step[1] / encoder[0]
+                step_factor[method] = step[0] / priced
+                notes.append(f"a {method} step ({step[1]} inputs with gradients): priced by its passes at "
+                             f"{priced:.1f} s, measured {step[0]:.1f} s (x{step_factor[method]:.2f})")
+        wemoe = measured_figure(measured, "wemoe", "eval_throughput")
+        if wemoe is not None:
+            relative_forward["wemoe"] = encoder[0] / wemoe[0]
+            notes.append(f"WEMoE's merged model evaluates {wemoe[0]:.2f} images/s (batch {wemoe[1]}), the encoder "
+                         f"{encoder[0]:.2f} (batch {encoder[1]}): x{relative_forward['wemoe']:.2f} the encoder's time")
+        found.append(FullSize(str(device), where, step_factor, relative_forward, notes))
+    return found
+
+
+def test_images(grid_unit: GridUnit) -> int:
+    """Images the unit's scenario tests on (a corrupted split is its test split's size)."""
+    by_task = {name.lower(): record.test_images for name, record in RECORDS.items()}
+    return sum(by_task[task] for task, _ in grid_unit.unit.scenario.evaluated)
+
+
+def part_key(grid_unit: GridUnit) -> tuple:
+    """The part a unit runs in: one Ray task of its suite's `run` command."""
+    return grid_unit.suite, *part_of(grid_unit.unit)
+
+
+def price_units(units: list[GridUnit], figures: Figures) -> tuple[list[dict[str, float]], set[str]]:
+    """Each unit's seconds on one GPU by term (see the module's docstring; work its part shares is paid by the
+    first unit that needs it), and what could not be priced."""
+    priced, unpriced = [], set()
+    paid: set[tuple] = set()  # (part, term, experts): a part merges a set of experts once, an expert's Fisher once
+    for grid_unit in units:
+        unit, backbone, part = grid_unit.unit, grid_unit.backbone, part_key(grid_unit)
+        method, tasks = unit.method, unit.scenario.merged_tasks
+        image_s = figures.image_s[backbone]
+        seconds = {"evaluation": test_images(grid_unit) * image_s * figures.forward_factor(method.name),
+                   "passes": 0.0, "arithmetic": 0.0, "selection": 0.0}
+        counted = figures.passes.get((method.name, settings_key(method), len(tasks)))
+        if counted is None:
+            unpriced.add(f"{method.name}: passes not counted for {len(tasks)} tasks")
+            counted = (0, 0)
+        forward_images = counted[0] + (1 + BACKWARD_FORWARDS) * counted[1] * figures.gradient_factor(method.name)
+        if method.memoises_per_expert:
+            new = [task for task in tasks if (part, "passes", task) not in paid]
+            paid.update((part, "passes", task) for task in new)
+            seconds["passes"] = forward_images * len(new) / len(tasks) * image_s
+        else:
+            seconds["passes"] = forward_images * image_s
+        if not forward_images and (part, "arithmetic", tasks) not in paid:
+            paid.add((part, "arithmetic", tasks))
+            merge = cpu_seconds(figures.merge_s, method.name, backbone)
+            if merge is None and method.name not in NO_MERGE:
+                unpriced.add(f"{method.name}: merge not measured")
+            seconds["arithmetic"] = (merge or 0.0) * len(tasks) / 8
+        if unit.grid and (part, "selection", tasks) not in paid:
+            paid.add((part, "selection", tasks))
+            merges = cpu_seconds(figures.selection_s, method.name, backbone)
+            if merges is None:
+                unpriced.add(f"{method.name}: its validation grid's merges not measured")
+            evaluated = len(points(unit.grid)) * MAX_VALIDATION * len(tasks) * image_s
+            seconds["selection"] = (merges or 0.0) * len(tasks) / 8 + evaluated
+        priced.append(seconds)
+    return priced, unpriced
+
+
+# --- report -------------------------------------------------------------------------------------------------------
+
+def hours(seconds: float) -> str:
+    value = seconds / 3600
+    return f"{value:,.{2 if value < 1 else 1 if value < 100 else 0}f}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as the unit that reads best: 40 s, 12 min, 3.4 h, 2.1 days."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def method_label(grid_unit: GridUnit) -> str:
+    return grid_unit.unit.method.name + (" (validation)" if grid_unit.unit.grid else "")
+
+
+def walls(part_seconds: list[float]) -> list[str]:
+    """Wall time on each of GPUS, parts dealt longest first to whichever GPU frees up."""
+    ordered = sorted(part_seconds, reverse=True)
+    return [duration(time_in_processes(ordered, gpus)) for gpus in GPUS]
+
+
+@dataclass(frozen=True)
+class PricedGrid:
+    """The grid's units with each one's seconds by term, and their parts' totals."""
+
+    units: list[GridUnit]
+    seconds: list[dict[str, float]]
+    unpriced: set[str]
+
+    def part_seconds(self, backbone: str | None = None) -> dict[tuple, float]:
+        totals: dict[tuple, float] = defaultdict(float)
+        for grid_unit, seconds in zip(self.units, self.seconds):
+            if backbone is None or grid_unit.backbone == backbone:
+                totals[part_key(grid_unit)] += sum(seconds.values())
+        return totals
+
+
+def report_lines(priced: PricedGrid, figures: Figures, unit_costs: pd.DataFrame, version: str,
+                 sources: list[str]) -> list[str]:
+    lines = ["# What the full CLIP grid costs (estimates)", "",
+             (f"Generated by `python -m bench.grid_costs` at code version {version} from {', '.join(sources)}. "
+             "Every unit of the grid is planned as `run --all` plans it (`bench.grid`) and priced from the figures "
+             "at the end; **no unit of it was run**, and until a GPU run of `bench.unit_costs` is stored the GPU's "
+             "speed is a cited figure, not ours. Read the hours as the grid's size, to within a factor of about "
+             "two (see the checks and what is not counted, below)."), ""]
+    lines += grid_table(priced)
+    lines += method_table(priced)
+    lines += wall_table(priced)
+    lines += figures_table(figures, unit_costs)
+    lines += ["## Not priced", ""] + ([f"- {item}" for item in sorted(priced.unpriced)] or ["- nothing"]) + [""]
+    return lines
+
+
+def grid_table(priced: PricedGrid) -> list[str]:
+    lines = ["## The grid", "", "| Backbone | Checkpoints | Suites (`run` commands) | Scenarios | Units | Parts |",
+             "|---|---|---|---:|---:|---:|"]
+    groups: dict[tuple[str, str], list[GridUnit]] = defaultdict(list)
+    for grid_unit in priced.units:
+        groups[grid_unit.backbone, grid_unit.family].append(grid_unit)
+    for (backbone, family), chosen in groups.items():
+        suites = sorted({grid_unit.suite for grid_unit in chosen}, key=len)
+        scenarios = {grid_unit.unit.scenario.name for grid_unit in chosen}
+        parts = {part_key(grid_unit) for grid_unit in chosen}
+        lines.append(f"| {SHOWN[backbone]} | {family} | {', '.join(f'`{s}`' for s in suites)} | {len(scenarios)} | "
+                     f"{len(chosen):,} | {len(parts):,} |")
+    seeds = {grid_unit.unit.seed for grid_unit in priced.units}
+    lines += ["", (f"{len(priced.units):,} units in {len(priced.part_seconds()):,} parts, for {len(seeds)} seed(s) "
+              "(each seed adds as many). A part is what one Ray task runs: a method, seed and scenario family of one "
+              "suite (all of a method's scenario families where it memoises per expert)."), ""]
+    return lines
+
+
+def method_table(priced: PricedGrid) -> list[str]:
+    """GPU-hours per method (fixed and validation-selected apart) and backbone."""
+    by_method: dict[tuple[str, str], float] = defaultdict(float)
+    units: dict[str, int] = defaultdict(int)
+    terms: dict[str, float] = defaultdict(float)
+    for grid_unit, seconds in zip(priced.units, priced.seconds):
+        by_method[method_label(grid_unit), grid_unit.backbone] += sum(seconds.values())
+        units[method_label(grid_unit)] += 1
+        for term, value in seconds.items():
+            terms[term] += value
+    total = sum(terms.values())
+    labels = sorted(units, key=lambda label: -sum(by_method[label, b] for b in BACKBONES))
+    lines = ["## GPU-hours per method and backbone", "",
+             ("The time each method's units hold a GPU, summed over both checkpoint families (a part holds its GPU "
+              "throughout, its merges on the CPU included). Units: per backbone."), "",
+             "| Method | Units | " + " | ".join(f"{SHOWN[b]} GPU-h" for b in BACKBONES) + " | Share |",
+             "|---|---:|" + "---:|" * len(BACKBONES) + "---:|"]
+    for label in labels:
+        seconds = [by_method[label, b] for b in BACKBONES]
+        lines.append(f"| {label} | {units[label] // len(BACKBONES)} | " + " | ".join(map(hours, seconds))
+                     + f" | {100 * sum(seconds) / total:.1f}% |")
+    sums = [sum(by_method[label, b] for label in labels) for b in BACKBONES]
+    lines += [f"| **all** | {len(priced.units) // len(BACKBONES):,} | "
+              + " | ".join(f"**{hours(s)}**" for s in sums) + " | 100% |", "",
+              "By term, over the grid: " + ", ".join(
+                  f"{term} {hours(value)} GPU-h ({100 * value / total:.0f}%)"
+                  for term, value in sorted(terms.items(), key=lambda item: -item[1])) + ".", ""]
+    return lines
+
+
+def wall_table(priced: PricedGrid) -> list[str]:
+    lines = ["## Wall time under Ray, one GPU per part", "",
+             ("Parts dealt longest first to whichever GPU frees up. A part is never split, so the longest one bounds "
+              "the wall time however many GPUs there are."), "",
+             "| Backbone | GPU-hours | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in GPUS)
+             + " | Longest part |", "|---|---:|" + "---:|" * (len(GPUS) + 1)]
+    for backbone in (*BACKBONES, None):
+        parts = priced.part_seconds(backbone)
+        longest = max(parts, key=parts.__getitem__)
+        name = "**all three**" if backbone is None else SHOWN[backbone]
+        suite, method, _, family = longest
+        lines.append(f"| {name} | {hours(sum(parts.values()))} | " + " | ".join(walls(list(parts.values())))
+                     + f" | {duration(parts[longest])}: {method}, {family}, `{suite}` |")
+    return lines + [""]
+
+
+def figures_table(figures: Figures, unit_costs: pd.DataFrame) -> list[str]:
+    lines = ["## The figures", "", "| Figure | " + " | ".join(SHOWN[b] for b in BACKBONES) + " | Source |",
+             "|---|" + "---:|" * len(BACKBONES) + "---|"]
+    lines.append("| GPU ms per image (evaluation forward) | " + " | ".join(
+        f"{1000 * figures.image_s[b]:.3f}" for b in BACKBONES) + " | " + "; ".join(
+        sorted(set(figures.image_source.values()))) + (f"; {REFERENCE_GPU_SOURCE}" if any(
+            source.startswith("cited") for source in figures.image_source.values()) else "") + " |")
+    for name in sorted({method for method, _ in figures.merge_s}):
+        values = [cpu_seconds(figures.merge_s, name, b) for b in BACKBONES]
+        measured = [b for b in BACKBONES if (name, b) in figures.merge_s]
+        lines.append(f"| {name}: merge of 8 experts, CPU s | " + " | ".join(
+            f"{v:.1f}" if v is not None else "" for v in values)
+            + f" | measured on {', '.join(SHOWN[b] for b in measured)}; the others scaled |")
+    for name in sorted({method for method, _ in figures.selection_s}):
+        values = [cpu_seconds(figures.selection_s, name, b) for b in BACKBONES]
+        lines.append(f"| {name}: its validation grid's merges, CPU s | " + " | ".join(
+            f"{v:.1f}" if v is not None else "" for v in values) + " | measured on ViT-B/32; the others scaled |")
+    lines += ["", "Forward time relative to the pretrained encoder (the mini suite's measured `inference_cost`, "
+              "median): " + ", ".join(f"{name} {value:.2f}" for name, value in sorted(
+                  figures.relative_forward.items()) if abs(value - 1) > 0.05) + "; every other method 1.", ""]
+    lines += checks(unit_costs)
+    return lines
+
+
+def checks(unit_costs: pd.DataFrame) -> list[str]:
+    """The pricing rules set against what `bench.unit_costs` measured on full-size backbones."""
+    lines = [f"- {full_size.where}: {note}." for full_size in full_size_factors(unit_costs) for note in full_size.notes]
+    if not lines:
+        return []
+    return ["Full-size measurements against the pricing rules (`bench.unit_costs`; where a method's step or forward "
+            "costs more than its passes' price, its units are priced at the measured factor, and so are "
+            + ", ".join(f"{name} (as {like})" for name, like in MEASURED_LIKE.items()) + "):", "", *lines, ""]
+
+
+# --- command ------------------------------------------------------------------------------------------------------
+
+def read_parquet(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise BenchError(f"{path}: not found; {what}")
+    return pd.read_parquet(path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.grid_costs",
+        description="What the full CLIP grid (3 backbones x 2 checkpoint families x 8/14/20-task suites x every "
+                    "method and scenario) costs in GPU-hours and wall time on 1, 8 and 64 GPUs, estimated from "
+                    "measured and cited figures. `passes` counts each method's encoder passes (minutes on a CPU); "
+                    "`report` writes the Markdown report from the stored figures.")
+    parser.add_argument("command", nargs="?", choices=["report", "passes"], default="report",
+                        help="report (default) or passes")
+    parser.add_argument("--figures", type=Path, default=FIGURES,
+                        help=f"folder of passes.parquet and unit_costs-*.parquet (default: {FIGURES})")
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="the mini suite's results, for the methods' relative forward time (default: results)")
+    parser.add_argument("--out", type=Path, default=REPORT, help=f"the report (default: {REPORT})")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per unit (default: 1)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.seeds < 1:
+            raise BenchError(f"--seeds {args.seeds}: expected at least 1")
+        units = grid_units(range(args.seeds))
+        version = code_version()
+        if args.command == "passes":
+            args.figures.mkdir(parents=True, exist_ok=True)
+            passes = count_passes(units, version)
+            write_atomically(args.figures / PASSES_FILE, lambda path: passes.to_parquet(path, index=False))
+            print(f"{len(passes)} counts in {args.figures / PASSES_FILE}")
+            return 0
+        passes = read_parquet(args.figures / PASSES_FILE, "run `python -m bench.grid_costs passes` first")
+        cost_files = sorted(args.figures.glob("unit_costs-*.parquet"))
+        unit_costs = pd.concat([pd.read_parquet(path) for path in cost_files], ignore_index=True) if cost_files \
+            else pd.DataFrame(columns=["device", "backbone", "method", "figure", "value", "precision",
+                                       "compute_device", "batch", "device_name"])
+        mini_rows = ResultStore(args.results).load()
+        if mini_rows.empty:
+            raise BenchError(f"--results {args.results}: no stored results (the mini suite's reference run)")
+        figures = load_figures(unit_costs, passes, mini_rows)
+        sources = [str(args.figures / PASSES_FILE), *map(str, cost_files), f"the results under {args.results}"]
+        priced = PricedGrid(units, *price_units(units, figures))
+        lines = report_lines(priced, figures, unit_costs, version, sources)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(args.out, lambda path: path.write_text("\n".join(lines)))
+        print(f"wrote {args.out}")
+        return 0
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
