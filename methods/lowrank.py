@@ -23,8 +23,14 @@ SCALING_GRID = tuple(round(0.1 * step, 1) for step in range(1, 31))
 
 
 def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The top `rank` singular triplets of a 2-D tensor: U (m x rank), S (rank), Vh (rank x n)."""
-    u, s, vh = torch.linalg.svd(matrix.float(), full_matrices=False)
+    """The top `rank` singular triplets of a 2-D tensor: U (m x rank), S (rank), Vh (rank x n).
+
+    In float32; where LAPACK's float32 solver does not converge (it can fail on a matrix with many repeated or
+    vanishing singular values, such as a task vector with the common subspace projected out), in float64."""
+    try:
+        u, s, vh = torch.linalg.svd(matrix.float(), full_matrices=False)
+    except torch.linalg.LinAlgError:
+        u, s, vh = (factor.float() for factor in torch.linalg.svd(matrix.double(), full_matrices=False))
     return u[:, :rank], s[:rank], vh[:rank]
 
 
