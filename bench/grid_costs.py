@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from bench.estimates import time_in_processes
+from bench.estimates import settings_key, time_in_processes
 from bench.grid import BACKBONES, GridUnit, grid_units
 from bench.parallel import part_of
 from bench.passes import merge_passes
@@ -50,6 +49,7 @@ from core.errors import BenchError
 from core.models import CLIP_ENCODERS, build_encoder
 from core.versions import code_version
 from methods.base import MergeMethod
+from tasks.clip import OPEN_CLIP_MODELS
 from tasks.hub import MAX_VALIDATION
 from tasks.registry import RECORDS
 
@@ -63,8 +63,7 @@ NO_MERGE = ("pretrained", "individual")  # the references: nothing merged
 # the same adaptation loop and model, other coefficients or pruned task vectors.
 MEASURED_LIKE = {"adamerging_taskwise": "adamerging_layerwise", "adamerging_plus_taskwise": "adamerging_layerwise",
                  "adamerging_plus_layerwise": "adamerging_layerwise", "wemoe_sparse": "wemoe"}
-OPEN_CLIP_NAMES = {"clip-vit-b-32": "ViT-B-32", "clip-vit-b-16": "ViT-B-16", "clip-vit-l-14": "ViT-L-14"}
-SHOWN = {"clip-vit-b-32": "ViT-B/32", "clip-vit-b-16": "ViT-B/16", "clip-vit-l-14": "ViT-L/14"}
+SHOWN = {backbone: "/".join(model.rsplit("-", 1)) for backbone, model in OPEN_CLIP_MODELS.items()}  # ViT-B/32
 
 # Images per second of each backbone's image tower on one GPU, until `bench.unit_costs --device cuda` measures
 # them: timm's inference benchmark on an RTX 4090 (batch 1024, AMP, torch 2.4, CUDA 12.4), rows
@@ -75,9 +74,9 @@ REFERENCE_GPU_SOURCE = ("timm's inference benchmark, RTX 4090, batch 1024, AMP (
                         "results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv)")
 
 
-def settings_key(method: MergeMethod) -> str:
-    """A method's settings without its seed: what its passes depend on, with the number of tasks."""
-    return json.dumps({k: v for k, v in dataclasses.asdict(method).items() if k != "seed"}, sort_keys=True)
+def passes_key(method: MergeMethod, tasks: int) -> tuple[str, str, int]:
+    """What a merge's passes depend on: the method, its settings but its seed, the number of tasks."""
+    return method.name, settings_key(dataclasses.asdict(method)), tasks
 
 
 # --- passes -------------------------------------------------------------------------------------------------------
@@ -88,7 +87,7 @@ def count_passes(units: Iterable[GridUnit], version: str) -> pd.DataFrame:
     wanted: dict[tuple[str, str, int], MergeMethod] = {}
     for grid_unit in units:
         method = grid_unit.unit.method
-        wanted.setdefault((method.name, settings_key(method), len(grid_unit.unit.scenario.merged_tasks)), method)
+        wanted.setdefault(passes_key(method, len(grid_unit.unit.scenario.merged_tasks)), method)
     rows = []
     torch.set_num_threads(1)  # counts do not depend on threads; one keeps the machine's other work unhurt
     for (name, settings, tasks), method in tqdm(sorted(wanted.items()), desc="counting passes", unit="merge"):
@@ -105,19 +104,22 @@ def count_passes(units: Iterable[GridUnit], version: str) -> pd.DataFrame:
 class Figures:
     """What the units are priced with: per backbone, seconds per image on the GPU and where that comes from;
     per (method, backbone), the CPU seconds of one merge of 8 experts and of its validation grid's merges; per
-    method, the forward time relative to the pretrained encoder's and, where a full-size adaptation step was
-    measured, its time relative to its passes' price (`step_factor`); per (method, settings, tasks), the passes."""
+    method, its merged model's forward time relative to the pretrained encoder's, on the mini suite and where
+    measured at full size, and a full-size adaptation step's time relative to its passes' price (`step_factor`);
+    per `passes_key`, the passes (forward, with gradients)."""
 
     image_s: dict[str, float]
     image_source: dict[str, str]
     merge_s: dict[tuple[str, str], float]
     selection_s: dict[tuple[str, str], float]
-    relative_forward: dict[str, float]
+    mini_forward: dict[str, float]
+    full_forward: dict[str, float]
     step_factor: dict[str, float]
     passes: dict[tuple[str, str, int], tuple[int, int]]
 
     def forward_factor(self, method: str) -> float:
-        return self.relative_forward.get(MEASURED_LIKE.get(method, method), 1.0)
+        """Measured at full size (on the method, or the one it is priced like), else on the mini suite, else 1."""
+        return self.full_forward.get(MEASURED_LIKE.get(method, method), self.mini_forward.get(method, 1.0))
 
     def gradient_factor(self, method: str) -> float:
         return self.step_factor.get(MEASURED_LIKE.get(method, method), 1.0)
@@ -125,7 +127,7 @@ class Figures:
 
 def parameters(backbone: str) -> int:
     with torch.device("meta"):
-        return sum(p.numel() for p in build_encoder(CLIP_ENCODERS[OPEN_CLIP_NAMES[backbone]]).parameters())
+        return sum(p.numel() for p in build_encoder(CLIP_ENCODERS[OPEN_CLIP_MODELS[backbone]]).parameters())
 
 
 def cpu_seconds(measured: dict[tuple[str, str], float], method: str, backbone: str) -> float | None:
@@ -156,21 +158,22 @@ def load_figures(unit_costs: pd.DataFrame, passes: pd.DataFrame, mini_rows: pd.D
         else:
             image_s[backbone] = 1 / REFERENCE_GPU[backbone]
             image_source[backbone] = "cited: RTX 4090 (timm)"
-    cpu = unit_costs[unit_costs["compute_device"] == "cpu"]
+    cpu = unit_costs[unit_costs["compute_device"] == "cpu"].sort_values("measured_at", kind="stable")
 
     def per_method(figure: str) -> dict[tuple[str, str], float]:
+        """The figure per (method, backbone); of a figure measured more than once, the latest."""
         chosen = cpu[cpu["figure"] == figure]
         return {(row.method, f"clip-{row.backbone}"): row.value for row in chosen.itertuples()}
 
     fixed = mini_rows[mini_rows["selection"] == "fixed"]
-    relative_forward = fixed.groupby("method")["inference_cost"].median().to_dict()
-    step_factor = {}
+    mini_forward = fixed.groupby("method")["inference_cost"].median().to_dict()
+    full_forward, step_factor = {}, {}
     for full_size in full_size_factors(unit_costs):  # a GPU's (sorted last) replace the CPU's
-        relative_forward.update(full_size.relative_forward)
+        full_forward.update(full_size.relative_forward)
         step_factor.update(full_size.step_factor)
     counted = {(row.method, row.settings, row.tasks): (row.forward, row.with_grad) for row in passes.itertuples()}
-    return Figures(image_s, image_source, per_method("merge"), per_method("selection_merges"), relative_forward,
-                   step_factor, counted)
+    return Figures(image_s, image_source, per_method("merge"), per_method("selection_merges"), mini_forward,
+                   full_forward, step_factor, counted)
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def full_size_factors(unit_costs: pd.DataFrame) -> list[FullSize]:
             if step is not None:
                 priced = (1 + BACKWARD_FORWARDS) * step[1] / encoder[0]
                 step_factor[method] = step[0] / priced
-                notes.append(f"a {method} step ({step[1]} inputs with gradients): priced by its passes at "
+                notes.append(f"one step of {method} ({step[1]} inputs with gradients): priced by its passes at "
                              f"{priced:.1f} s, measured {step[0]:.1f} s (x{step_factor[method]:.2f})")
         wemoe = measured_figure(measured, "wemoe", "eval_throughput")
         if wemoe is not None:
@@ -241,7 +244,7 @@ def price_units(units: list[GridUnit], figures: Figures) -> tuple[list[dict[str,
         image_s = figures.image_s[backbone]
         seconds = {"evaluation": test_images(grid_unit) * image_s * figures.forward_factor(method.name),
                    "passes": 0.0, "arithmetic": 0.0, "selection": 0.0}
-        counted = figures.passes.get((method.name, settings_key(method), len(tasks)))
+        counted = figures.passes.get(passes_key(method, len(tasks)))
         if counted is None:
             unpriced.add(f"{method.name}: passes not counted for {len(tasks)} tasks")
             counted = (0, 0)
@@ -313,10 +316,9 @@ class PricedGrid:
         return totals
 
 
-def report_lines(priced: PricedGrid, figures: Figures, unit_costs: pd.DataFrame, version: str,
-                 sources: list[str]) -> list[str]:
+def report_lines(priced: PricedGrid, figures: Figures, unit_costs: pd.DataFrame, sources: list[str]) -> list[str]:
     lines = ["# What the full CLIP grid costs (estimates)", "",
-             (f"Generated by `python -m bench.grid_costs` at code version {version} from {', '.join(sources)}. "
+             (f"Generated by `python -m bench.grid_costs` from {'; '.join(sources)}. "
              "Every unit of the grid is planned as `run --all` plans it (`bench.grid`) and priced from the figures "
              "at the end; **no unit of it was run**, and until a GPU run of `bench.unit_costs` is stored the GPU's "
              "speed is a cited figure, not ours. Read the hours as the grid's size, to within a factor of about "
@@ -326,7 +328,21 @@ def report_lines(priced: PricedGrid, figures: Figures, unit_costs: pd.DataFrame,
     lines += wall_table(priced)
     lines += figures_table(figures, unit_costs)
     lines += ["## Not priced", ""] + ([f"- {item}" for item in sorted(priced.unpriced)] or ["- nothing"]) + [""]
-    return lines
+    return lines + NOT_COUNTED
+
+
+NOT_COUNTED = """## Not counted
+
+- Decoding and preprocessing the datasets' images, by each part's `--workers` processes, once per split a part
+  tests: at ViT-B/32's GPU speed (about 10,000 images/s) a part needs many decoding processes to keep its GPU busy.
+- Reading and converting checkpoints and computing the zero-shot heads (once per node and suite, then cached).
+- The arithmetic of the methods that run data through the encoder (AdaMerging++'s TIES trim, the task arithmetic
+  under WEMoE and Surgery, Twin-Merging's compression): only their passes are priced.
+- Whether a part fits its GPU's memory: a ViT-L/14 WEMoE part holds its stacked task vectors and a step's
+  activations.
+- The factors measured on this machine's CPU (a WEMoE step, its routed forward) are applied to the GPU unchanged:
+  per-sample routing moves memory more than it computes, and a GPU's balance between the two differs from a CPU's.
+""".splitlines()
 
 
 def grid_table(priced: PricedGrid) -> list[str]:
@@ -336,7 +352,7 @@ def grid_table(priced: PricedGrid) -> list[str]:
     for grid_unit in priced.units:
         groups[grid_unit.backbone, grid_unit.family].append(grid_unit)
     for (backbone, family), chosen in groups.items():
-        suites = sorted({grid_unit.suite for grid_unit in chosen}, key=len)
+        suites = sorted({grid_unit.suite for grid_unit in chosen}, key=lambda name: (len(name), name))
         scenarios = {grid_unit.unit.scenario.name for grid_unit in chosen}
         parts = {part_key(grid_unit) for grid_unit in chosen}
         lines.append(f"| {SHOWN[backbone]} | {family} | {', '.join(f'`{s}`' for s in suites)} | {len(scenarios)} | "
@@ -404,16 +420,20 @@ def figures_table(figures: Figures, unit_costs: pd.DataFrame) -> list[str]:
     for name in sorted({method for method, _ in figures.merge_s}):
         values = [cpu_seconds(figures.merge_s, name, b) for b in BACKBONES]
         measured = [b for b in BACKBONES if (name, b) in figures.merge_s]
-        lines.append(f"| {name}: merge of 8 experts, CPU s | " + " | ".join(
+        lines.append(f"| {name}: merge of 8 experts, CPU s (x tasks / 8) | " + " | ".join(
             f"{v:.1f}" if v is not None else "" for v in values)
             + f" | measured on {', '.join(SHOWN[b] for b in measured)}; the others scaled |")
     for name in sorted({method for method, _ in figures.selection_s}):
         values = [cpu_seconds(figures.selection_s, name, b) for b in BACKBONES]
-        lines.append(f"| {name}: its validation grid's merges, CPU s | " + " | ".join(
-            f"{v:.1f}" if v is not None else "" for v in values) + " | measured on ViT-B/32; the others scaled |")
-    lines += ["", "Forward time relative to the pretrained encoder (the mini suite's measured `inference_cost`, "
-              "median): " + ", ".join(f"{name} {value:.2f}" for name, value in sorted(
-                  figures.relative_forward.items()) if abs(value - 1) > 0.05) + "; every other method 1.", ""]
+        measured = [b for b in BACKBONES if (name, b) in figures.selection_s]
+        lines.append(f"| {name}: its validation grid's merges, CPU s (x tasks / 8) | " + " | ".join(
+            f"{v:.1f}" if v is not None else "" for v in values)
+            + f" | measured on {', '.join(SHOWN[b] for b in measured)}; the others scaled |")
+    routed = {name: figures.forward_factor(name) for name in {*figures.mini_forward, *MEASURED_LIKE}}
+    lines += ["", "Merged models' forward time relative to the pretrained encoder's, as priced (the mini suite's "
+              "measured `inference_cost`, median, unless a full-size measurement below replaces it): "
+              + ", ".join(f"{name} {value:.2f}" for name, value in sorted(routed.items()) if abs(value - 1) > 0.05)
+              + "; every other method 1.", ""]
     lines += checks(unit_costs)
     return lines
 
@@ -429,6 +449,11 @@ def checks(unit_costs: pd.DataFrame) -> list[str]:
 
 
 # --- command ------------------------------------------------------------------------------------------------------
+
+def versions(frame: pd.DataFrame) -> str:
+    """The code versions that made a figure file's rows."""
+    return ", ".join(sorted(frame["code_version"].astype(str).unique()))
+
 
 def read_parquet(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
@@ -460,10 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 1:
             raise BenchError(f"--seeds {args.seeds}: expected at least 1")
         units = grid_units(range(args.seeds))
-        version = code_version()
         if args.command == "passes":
             args.figures.mkdir(parents=True, exist_ok=True)
-            passes = count_passes(units, version)
+            passes = count_passes(units, code_version())
             write_atomically(args.figures / PASSES_FILE, lambda path: passes.to_parquet(path, index=False))
             print(f"{len(passes)} counts in {args.figures / PASSES_FILE}")
             return 0
@@ -471,14 +495,16 @@ def main(argv: list[str] | None = None) -> int:
         cost_files = sorted(args.figures.glob("unit_costs-*.parquet"))
         unit_costs = pd.concat([pd.read_parquet(path) for path in cost_files], ignore_index=True) if cost_files \
             else pd.DataFrame(columns=["device", "backbone", "method", "figure", "value", "precision",
-                                       "compute_device", "batch", "device_name"])
+                                       "compute_device", "batch", "device_name", "measured_at"])
         mini_rows = ResultStore(args.results).load()
         if mini_rows.empty:
             raise BenchError(f"--results {args.results}: no stored results (the mini suite's reference run)")
         figures = load_figures(unit_costs, passes, mini_rows)
-        sources = [str(args.figures / PASSES_FILE), *map(str, cost_files), f"the results under {args.results}"]
+        sources = [f"`{args.figures / PASSES_FILE}` (passes counted at {versions(passes)})",
+                   *(f"`{path}` (measured at {versions(pd.read_parquet(path))})" for path in cost_files),
+                   f"the mini suite's results under `{args.results}` ({versions(mini_rows)})"]
         priced = PricedGrid(units, *price_units(units, figures))
-        lines = report_lines(priced, figures, unit_costs, version, sources)
+        lines = report_lines(priced, figures, unit_costs, sources)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(args.out, lambda path: path.write_text("\n".join(lines)))
         print(f"wrote {args.out}")

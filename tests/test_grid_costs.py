@@ -12,7 +12,7 @@ import pytest
 
 from bench.estimates import time_in_processes
 from bench.grid import BACKBONES, CHECKPOINT_FAMILIES, all_method_specs, grid_units
-from bench.grid_costs import Figures, PricedGrid, part_key, price_units, settings_key
+from bench.grid_costs import Figures, PricedGrid, part_key, passes_key, price_units
 from bench.passes import merge_passes
 from bench.selection import points
 from methods.adamerging import LayerwiseAdaMerging
@@ -62,12 +62,12 @@ def test_passes_count_every_image_through_the_encoder_with_and_without_gradients
 def figures(units, image_s: float = 1e-3, merge_s: float = 10.0, selection_s: float = 50.0) -> Figures:
     """Round figures: every backbone at image_s, every merge measured on ViT-B/32 only, no method routed, and
     passes of 100 forward and 10 gradient images per merge of Fisher merging, none of the others'."""
-    passes = {(u.unit.method.name, settings_key(u.unit.method), len(u.unit.scenario.merged_tasks)):
+    passes = {passes_key(u.unit.method, len(u.unit.scenario.merged_tasks)):
               (100, 10) if u.unit.method.name == "fisher_merging" else (0, 0) for u in units}
     names = {u.unit.method.name for u in units}
     return Figures({b: image_s for b in BACKBONES}, {b: "test" for b in BACKBONES},
                    {(name, "clip-vit-b-32"): merge_s for name in names},
-                   {(name, "clip-vit-b-32"): selection_s for name in names}, {}, {}, passes)
+                   {(name, "clip-vit-b-32"): selection_s for name in names}, {}, {}, {}, passes)
 
 
 def test_a_unit_is_priced_by_its_formula_and_shared_work_is_paid_once_per_part(units):
