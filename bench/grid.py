@@ -23,6 +23,7 @@ from tasks.base import Suite, Task
 from tasks.clip import CLIP_PRESETS
 from tasks.hub import CLIP_BACKBONES, CLIP_SUITES
 from tasks.scenarios import Scenario, scenarios_for, scenarios_to_run
+from tasks.suites import load_suite
 
 # A suite's name suffix to the scenarios of the grid it runs (None: every scenario family): the 14- and 20-task
 # suites add their multi-task scenarios only, the rest being their 8-task suite's.
@@ -88,3 +89,12 @@ def grid_units(seeds: Iterable[int] = (0,), backbones: Iterable[str] = BACKBONES
                 units += [GridUnit(name, backbone, family, unit)
                           for unit in suite_units(suite, scenarios, specs, seeds)]
     return units
+
+
+def mini_units() -> list[GridUnit]:
+    """`run --all`'s units on the mini suite (its shipped zoo), as the reference run planned them: the grid's
+    pricing is checked against their stored times."""
+    suite = load_suite("mini")
+    family = suite.provenance["family"]
+    return [GridUnit("mini", "mini", family, unit)
+            for unit in suite_units(suite, scenarios_to_run(suite), all_method_specs(), (0,))]
