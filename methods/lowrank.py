@@ -22,15 +22,20 @@ MatrixUpdate = Callable[[list[torch.Tensor]], torch.Tensor]
 SCALING_GRID = tuple(round(0.1 * step, 1) for step in range(1, 31))
 
 
-def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The top `rank` singular triplets of a 2-D tensor: U (m x rank), S (rank), Vh (rank x n).
-
-    In float32; where LAPACK's float32 solver does not converge (it can fail on a matrix with many repeated or
-    vanishing singular values, such as a task vector with the common subspace projected out), in float64."""
+def svd(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The thin SVD of a 2-D tensor, in float32; where LAPACK's float32 solver does not converge (it can fail on a
+    matrix with many repeated or vanishing singular values, such as a task vector with the common subspace
+    projected out, or the stacked singular vectors of such), in float64, the factors returned in float32."""
     try:
-        u, s, vh = torch.linalg.svd(matrix.float(), full_matrices=False)
+        return torch.linalg.svd(matrix.float(), full_matrices=False)
     except torch.linalg.LinAlgError:
-        u, s, vh = (factor.float() for factor in torch.linalg.svd(matrix.double(), full_matrices=False))
+        u, s, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+        return u.float(), s.float(), vh.float()
+
+
+def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The top `rank` singular triplets of a 2-D tensor: U (m x rank), S (rank), Vh (rank x n)."""
+    u, s, vh = svd(matrix)
     return u[:, :rank], s[:rank], vh[:rank]
 
 
@@ -43,7 +48,7 @@ def low_rank(matrix: torch.Tensor, rank: int) -> torch.Tensor:
 def closest_orthogonal(matrix: torch.Tensor) -> torch.Tensor:
     """The matrix with orthonormal columns (rows, if wide) nearest to `matrix` in Frobenius norm: U Vh of its
     SVD (the orthogonal Procrustes solution), as TSV-M and Iso-CTS orthogonalise stacked singular vectors."""
-    u, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+    u, _, vh = svd(matrix)
     return u @ vh
 
 
