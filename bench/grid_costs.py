@@ -119,6 +119,17 @@ class Figures:
     step_factor: dict[str, float]
     passes: dict[tuple[str, str, int], tuple[int, int]]
 
+    def selection_seconds(self, method: str, backbone: str) -> float | None:
+        """The merges of the method's validation grid on `backbone`: measured there, else measured on another
+        backbone and scaled by the ratio of the method's single merges on the two where both were measured, else
+        scaled by size (`cpu_seconds`)."""
+        if (method, backbone) in self.selection_s:
+            return self.selection_s[method, backbone]
+        for (name, other), seconds in self.selection_s.items():
+            if name == method and (method, other) in self.merge_s and (method, backbone) in self.merge_s:
+                return seconds * self.merge_s[method, backbone] / self.merge_s[method, other]
+        return cpu_seconds(self.selection_s, method, backbone)
+
     def forward_factor(self, method: str) -> float:
         """Measured at full size (on the method, or the one it is priced like), else on the mini suite, else 1."""
         return self.full_forward.get(MEASURED_LIKE.get(method, method), self.mini_forward.get(method, 1.0))
@@ -265,7 +276,7 @@ def price_units(units: list[GridUnit], figures: Figures) -> tuple[list[dict[str,
             seconds["arithmetic"] = (merge or 0.0) * len(tasks) / 8
         if unit.grid and (part, "selection", tasks) not in paid:
             paid.add((part, "selection", tasks))
-            merges = cpu_seconds(figures.selection_s, method.name, backbone)
+            merges = figures.selection_seconds(method.name, backbone)
             if merges is None:
                 unpriced.add(f"{method.name}: its validation grid's merges not measured")
             evaluated = len(points(unit.grid)) * MAX_VALIDATION * len(tasks) * image_s
@@ -340,7 +351,11 @@ NOT_COUNTED = """## Not counted
   tests: at ViT-B/32's GPU speed (about 10,000 images/s) a part needs many decoding processes to keep its GPU busy.
 - Reading and converting checkpoints and computing the zero-shot heads (once per node and suite, then cached).
 - The arithmetic of the methods that run data through the encoder (AdaMerging++'s TIES trim, the task arithmetic
-  under WEMoE and Surgery, Twin-Merging's compression): only their passes are priced.
+  under WEMoE and Surgery, Twin-Merging's compression, Expert Merging's layer-wise merges): only their passes are
+  priced.
+- Splits smaller than what a method asks for: the passes are counted on random inputs of any number, so
+  Twin-Merging's router is counted at 5,500 validation inputs a task, where a task's validation split may hold
+  fewer (at most 5,000 on the CLIP suites, a few hundred for DTD).
 - Whether a part fits its GPU's memory: a ViT-L/14 WEMoE part holds its stacked task vectors and a step's
   activations.
 - The factors measured on this machine's CPU (a WEMoE step, its routed forward) are applied to the GPU unchanged:
@@ -425,13 +440,15 @@ def figures_table(figures: Figures, unit_costs: pd.DataFrame, mini_rows: pd.Data
         measured = [b for b in BACKBONES if (name, b) in figures.merge_s]
         lines.append(f"| {name}: merge of 8 experts, CPU s (x tasks / 8) | " + " | ".join(
             f"{v:.1f}" if v is not None else "" for v in values)
-            + f" | measured on {', '.join(SHOWN[b] for b in measured)}; the others scaled |")
+            + f" | measured on {', '.join(SHOWN[b] for b in measured)}; the others scaled by parameters "
+              f"^ {STATIC_TIME_GROWTH} |")
     for name in sorted({method for method, _ in figures.selection_s}):
-        values = [cpu_seconds(figures.selection_s, name, b) for b in BACKBONES]
+        values = [figures.selection_seconds(name, b) for b in BACKBONES]
         measured = [b for b in BACKBONES if (name, b) in figures.selection_s]
         lines.append(f"| {name}: its validation grid's merges, CPU s (x tasks / 8) | " + " | ".join(
             f"{v:.1f}" if v is not None else "" for v in values)
-            + f" | measured on {', '.join(SHOWN[b] for b in measured)}; the others scaled |")
+            + f" | measured on {', '.join(SHOWN[b] for b in measured)}; the others scaled by the ratio of its "
+              f"single merges |")
     routed = {name: figures.forward_factor(name) for name in {*figures.mini_forward, *MEASURED_LIKE}}
     lines += ["", "Merged models' forward time relative to the pretrained encoder's, as priced (the mini suite's "
               "measured `inference_cost`, median, unless a full-size measurement below replaces it): "
@@ -453,6 +470,9 @@ def checks(unit_costs: pd.DataFrame) -> list[str]:
 
 
 MINI_CHECKED = "multitask-8"  # the scenario whose stored units the pricing is checked against
+# Fisher merging and RegMean compute their per-expert work once per part, for all its scenarios; Twin-Merging asks
+# for 5,500 validation inputs a task and the mini suite's validation splits hold fewer (see NOT_COUNTED).
+MINI_LEFT_OUT = ("fisher_merging", "regmean", "twin_merging")
 
 
 def mini_checks(figures: Figures, mini_rows: pd.DataFrame) -> list[str]:
@@ -468,14 +488,14 @@ def mini_checks(figures: Figures, mini_rows: pd.DataFrame) -> list[str]:
     lines = [(f"The same rule against the mini suite's stored units ({MINI_CHECKED}, seed 0; {1000 * image_s:.2f} "
               "ms per image, the pretrained unit's evaluation): each method's passes priced at (forward + 3 x with "
               "gradients) x that, against the merge time its unit measured (`merge_s`; its CPU arithmetic "
-              "included). Fisher merging and RegMean are left out: a part computes their per-expert work once, for "
-              "all its scenarios."), "",
+              "included). Left out: Fisher merging and RegMean (a part computes their per-expert work once, for all "
+              "its scenarios) and Twin-Merging (it asks for more validation inputs than the mini splits hold)."), "",
              "| Method | Passes: forward, with gradients | Priced | Measured | Measured / priced |",
              "|---|---:|---:|---:|---:|"]
     for method, rows in units.groupby("method"):
         tasks = len(rows)
         counted = figures.passes.get((method, settings_key(json.loads(rows["params"].iloc[0])), tasks))
-        if counted is None or not any(counted) or method in ("fisher_merging", "regmean"):
+        if counted is None or not any(counted) or method in MINI_LEFT_OUT:
             continue
         priced = (counted[0] + (1 + BACKWARD_FORWARDS) * counted[1]) * image_s
         measured = float(rows["merge_s"].iloc[0])
