@@ -492,14 +492,16 @@ def mini_checks(figures: Figures, mini_rows: pd.DataFrame) -> list[str]:
               "its scenarios) and Twin-Merging (it asks for more validation inputs than the mini splits hold)."), "",
              "| Method | Passes: forward, with gradients | Priced | Measured | Measured / priced |",
              "|---|---:|---:|---:|---:|"]
-    for method, rows in units.groupby("method"):
-        tasks = len(rows)
-        counted = figures.passes.get((method, settings_key(json.loads(rows["params"].iloc[0])), tasks))
+    for (method, params), rows in units.groupby(["method", "params"]):
+        settings = json.loads(params)
+        counted = figures.passes.get((method, settings_key(settings), rows["task"].nunique()))
         if counted is None or not any(counted) or method in MINI_LEFT_OUT:
-            continue
+            continue  # settings the grid's passes were not counted at (e.g. batch-routed WEMoE, Surgery's bases)
         priced = (counted[0] + (1 + BACKWARD_FORWARDS) * counted[1]) * image_s
-        measured = float(rows["merge_s"].iloc[0])
-        lines.append(f"| {method} | {counted[0]:,}, {counted[1]:,} | {priced:.2f} s | {measured:.2f} s | "
+        last = rows if rows["step"].isna().all() else rows[rows["step"] == rows["step"].max()]
+        measured = float(last["merge_s"].iloc[0])  # of a unit evaluated along its adaptation, at its last step
+        shown = f"{method} ({settings['preset']})" if "preset" in settings else method
+        lines.append(f"| {shown} | {counted[0]:,}, {counted[1]:,} | {priced:.2f} s | {measured:.2f} s | "
                      f"{measured / priced:.2f} |")
     return [*lines, ""]
 
