@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import is_built_in, registry_restored
 
 from bench.estimates import time_in_processes
 from bench.grid import BACKBONES, CHECKPOINT_FAMILIES, all_method_specs, grid_units
@@ -28,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def units():
-    return grid_units()
+    """The grid of the built-in methods (a module-scoped fixture is made before the per-test registry is)."""
+    with registry_restored(is_built_in):
+        return grid_units()
 
 
 def test_the_grid_has_every_method_on_every_scenario_of_each_backbone_and_checkpoint_family(units):
