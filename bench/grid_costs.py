@@ -42,7 +42,7 @@ from bench.estimates import settings_key, time_in_processes
 from bench.grid import BACKBONES, GridUnit, grid_units, mini_units
 from bench.parallel import part_of
 from bench.passes import merge_passes
-from bench.results import GRID_FIGURES, ResultStore
+from bench.results import GRID_FIGURES, GRID_PASSES, ResultStore
 from bench.selection import points
 from bench.unit_costs import STATIC_TIME_GROWTH
 from core.atomic import write_atomically
@@ -56,7 +56,6 @@ from tasks.registry import RECORDS
 from tasks.splits import parse_slice
 
 FIGURES = Path("results") / GRID_FIGURES  # the measured figures the report prices, beside the mini suite's results
-PASSES_FILE = "passes.parquet"
 REPORT = Path("reports/grid-costs.md")
 BACKWARD_FORWARDS = 2  # a backward pass costs about two forward passes (weights' and inputs' gradients)
 GPUS = (1, 8, 64)
@@ -540,9 +539,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"folder of passes.parquet and unit_costs-*.parquet (default: {FIGURES})")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="the mini suite's results, for the methods' relative forward time (default: results)")
-    parser.add_argument("--out", type=Path, default=REPORT, help=f"the report (default: {REPORT})")
+    parser.add_argument("--out", type=Path, default=REPORT,
+                        help=f"the report (default: {REPORT}; `python -m bench report` writes it too, with the rest)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per unit (default: 1)")
     return parser.parse_args(argv)
+
+
+def grid_cost_report(figures_folder: Path, results: Path, mini_rows: pd.DataFrame, seeds: int = 1) -> str:
+    """The report's Markdown, from the figures under `figures_folder` and the mini suite's rows (stored under
+    `results`): what `bench report` and this command write."""
+    passes = read_parquet(figures_folder / GRID_PASSES, "run `python -m bench.grid_costs passes` first")
+    if mini_rows.empty:
+        raise BenchError(f"--results {results}: no stored results (the mini suite's reference run)")
+    cost_files = sorted(figures_folder.glob("unit_costs-*.parquet"))
+    unit_costs = pd.concat([pd.read_parquet(path) for path in cost_files], ignore_index=True) if cost_files \
+        else pd.DataFrame(columns=["device", "backbone", "method", "figure", "value", "precision",
+                                   "compute_device", "batch", "device_name", "measured_at"])
+    figures = load_figures(unit_costs, passes, mini_rows)
+    sources = [f"`{figures_folder / GRID_PASSES}` (passes counted at {versions(passes)})",
+               *(f"`{path}` (measured at {versions(pd.read_parquet(path))})" for path in cost_files),
+               f"the mini suite's results under `{results}` ({versions(mini_rows)})"]
+    units = grid_units(range(seeds))
+    priced = PricedGrid(units, *price_units(units, figures))
+    return "\n".join(report_lines(priced, figures, unit_costs, mini_rows, sources))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,29 +569,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.seeds < 1:
             raise BenchError(f"--seeds {args.seeds}: expected at least 1")
-        units = grid_units(range(args.seeds))
         if args.command == "passes":
             args.figures.mkdir(parents=True, exist_ok=True)
-            passes = count_passes([*units, *mini_units()], code_version())
-            write_atomically(args.figures / PASSES_FILE, lambda path: passes.to_parquet(path, index=False))
-            print(f"{len(passes)} counts in {args.figures / PASSES_FILE}")
+            passes = count_passes([*grid_units(), *mini_units()], code_version())
+            write_atomically(args.figures / GRID_PASSES, lambda path: passes.to_parquet(path, index=False))
+            print(f"{len(passes)} counts in {args.figures / GRID_PASSES}")
             return 0
-        passes = read_parquet(args.figures / PASSES_FILE, "run `python -m bench.grid_costs passes` first")
-        cost_files = sorted(args.figures.glob("unit_costs-*.parquet"))
-        unit_costs = pd.concat([pd.read_parquet(path) for path in cost_files], ignore_index=True) if cost_files \
-            else pd.DataFrame(columns=["device", "backbone", "method", "figure", "value", "precision",
-                                       "compute_device", "batch", "device_name", "measured_at"])
-        mini_rows = ResultStore(args.results).load()
-        if mini_rows.empty:
-            raise BenchError(f"--results {args.results}: no stored results (the mini suite's reference run)")
-        figures = load_figures(unit_costs, passes, mini_rows)
-        sources = [f"`{args.figures / PASSES_FILE}` (passes counted at {versions(passes)})",
-                   *(f"`{path}` (measured at {versions(pd.read_parquet(path))})" for path in cost_files),
-                   f"the mini suite's results under `{args.results}` ({versions(mini_rows)})"]
-        priced = PricedGrid(units, *price_units(units, figures))
-        lines = report_lines(priced, figures, unit_costs, mini_rows, sources)
+        text = grid_cost_report(args.figures, args.results, ResultStore(args.results).load(), args.seeds)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(args.out, lambda path: path.write_text("\n".join(lines)))
+        write_atomically(args.out, lambda path: path.write_text(text))
         print(f"wrote {args.out}")
         return 0
     except BenchError as error:

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from bench import tables
 from bench.figures import adaptation_curves, average_bars, heat_map, scaling_sweep, task_count_lines
-from bench.results import GRID, PERF_FILE, VALIDATION, ResultStore, load_perf
+from bench.results import GRID, GRID_FIGURES, GRID_PASSES, PERF_FILE, VALIDATION, ResultStore, load_perf
 from core.atomic import publish_folder
 from core.errors import BenchError
 from tasks.scenario_names import EIGHT_TASKS, MULTITASK, scenario_family, stated_task_count
@@ -353,6 +353,17 @@ def code_versions(accuracy: pd.DataFrame) -> tuple[str, list[str]]:
     return f"Code versions of the results: {named or 'none'}.", notes
 
 
+def grid_cost_section(frame: pd.DataFrame, results: Path, out: Path) -> Section | None:
+    """What the full CLIP grid costs (`bench.grid_costs`), where the results hold the figures it prices."""
+    figures = results / GRID_FIGURES
+    if not (figures / GRID_PASSES).is_file():
+        return None
+    from bench.grid_costs import REPORT, grid_cost_report  # plans the CLIP grid (torch, open_clip): only here
+
+    (out / REPORT.name).write_text(grid_cost_report(figures, results, frame))
+    return Section("What the full CLIP grid costs (estimates)", [out / REPORT.name])
+
+
 def write_index(sections: list[Section], out: Path, versions: str = "", notes: list[str] | None = None) -> Path:
     lines = [f"{INDEX_TITLE}\n", "Built from the parquet results alone by `python -m bench report`.\n"]
     if versions:
@@ -405,7 +416,8 @@ def write_report(frame: pd.DataFrame, results: Path, folder: Path) -> list[str]:
                             robustness_section(accuracy[family == "robustness"], folder),
                             scaling_section(frame, folder),
                             adaptation_section(frame, folder),
-                            perf_section(results, folder)) if s is not None]
+                            perf_section(results, folder),
+                            grid_cost_section(frame, results, folder)) if s is not None]
     versions, notes = code_versions(accuracy)
     for note in notes:
         log.warning("report: %s", note)

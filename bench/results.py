@@ -44,6 +44,7 @@ DEFAULTS = {"versions": versions_text(INITIAL_VERSIONS), "selection": "fixed", "
             "inference_cost": math.nan}
 PERF_FILE = "perf.parquet"  # under the results root: the latest `bench perf` figures, one row each per machine
 GRID_FIGURES = "grid"  # under the results root: the figures the grid-cost report prices (`bench.grid_costs`)
+GRID_PASSES = "passes.parquet"  # in GRID_FIGURES: the encoder passes of each method's merge; the report needs it
 PERF_COLUMNS = ["figure", "value", "goal", "verdict", "machine", "measured_at"]  # verdict: met, NOT MET or ""
 
 

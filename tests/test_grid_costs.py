@@ -15,6 +15,8 @@ from bench.estimates import time_in_processes
 from bench.grid import BACKBONES, CHECKPOINT_FAMILIES, all_method_specs, grid_units
 from bench.grid_costs import Figures, PricedGrid, part_key, passes_key, price_units
 from bench.passes import merge_passes
+from bench.reports import grid_cost_section
+from bench.results import ResultStore
 from bench.selection import points
 from methods.adamerging import LayerwiseAdaMerging
 from methods.averaging import TaskArithmetic
@@ -117,3 +119,12 @@ def test_the_committed_grid_cost_report_is_the_one_its_figures_give(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.read_text() == (ROOT / "reports" / "grid-costs.md").read_text(), \
         "reports/grid-costs.md is stale: regenerate it with `python -m bench.grid_costs`"
+
+
+def test_the_report_writes_the_grid_cost_section_where_the_results_hold_its_figures(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # as `bench report` runs: the figures' paths in the report are the results' relative ones
+    results = Path("results")
+    section = grid_cost_section(ResultStore(results).load(), results, tmp_path)
+    assert section is not None and section.files == [tmp_path / "grid-costs.md"]
+    assert section.files[0].read_text() == (ROOT / "reports" / "grid-costs.md").read_text()
+    assert grid_cost_section(ResultStore(results).load(), tmp_path / "no-figures", tmp_path / "other") is None
