@@ -11,8 +11,9 @@ Two commands:
 A unit's seconds on one GPU, every term from a figure the report lists with its source:
 - evaluation: the scenario's test images x seconds per image x the method's forward time relative to the
   pretrained encoder's (the mini suite's `inference_cost`; a routed model runs more than one encoder);
-- passes: (forward images + 3 x images with gradients) x seconds per image: a backward pass costs about two
-  forwards (checked in the report against adaptation steps measured on the CPU);
+- passes: (forward images + 3 x images with gradients) x seconds per image in float32 (the methods run their
+  own passes in float32; only evaluation takes --precision): a backward pass costs about two forwards (checked
+  in the report against adaptation steps measured on the CPU);
 - arithmetic: the method's merge measured on the CPU (where the harness merges, whatever the device) for 8
   experts, scaled by the merged tasks; once per part and set of experts (scenarios share a static merge);
 - selection, for a validation-selected unit: the merges of its grid's points measured on the CPU, and every
@@ -73,6 +74,10 @@ SHOWN = {backbone: "/".join(model.rsplit("-", 1)) for backbone, model in OPEN_CL
 REFERENCE_GPU = {"clip-vit-b-32": 10127.52, "clip-vit-b-16": 2783.55, "clip-vit-l-14": 658.44}
 REFERENCE_GPU_SOURCE = ("timm's inference benchmark, RTX 4090, batch 1024, AMP (huggingface/pytorch-image-models, "
                         "results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv)")
+# The methods' own passes run in float32 (only evaluation takes --precision): on the cited GPU, at its float32
+# throughput over its float16 tensor throughput with float32 accumulation, 82.6 / 165.2 TFLOPS (NVIDIA's Ada
+# Lovelace architecture whitepaper, GeForce RTX 4090; PyTorch leaves TF32 matmuls off by default).
+REFERENCE_FLOAT32_SLOWDOWN = 165.2 / 82.6
 
 
 def passes_key(method: MergeMethod, tasks: int) -> tuple[str, str, int]:
@@ -109,8 +114,9 @@ class Figures:
     measured at full size, and a full-size adaptation step's time relative to its passes' price (`step_factor`);
     per `passes_key`, the passes (forward, with gradients)."""
 
-    image_s: dict[str, float]
+    image_s: dict[str, float]  # evaluation, at --precision bf16
     image_source: dict[str, str]
+    pass_image_s: dict[str, float]  # the methods' own passes, in float32
     merge_s: dict[tuple[str, str], float]
     selection_s: dict[tuple[str, str], float]
     mini_forward: dict[str, float]
@@ -158,17 +164,19 @@ def cpu_seconds(measured: dict[tuple[str, str], float], method: str, backbone: s
 
 def load_figures(unit_costs: pd.DataFrame, passes: pd.DataFrame, mini_rows: pd.DataFrame) -> Figures:
     """The figures from their parquet: GPU seconds per image measured where `unit_costs` has a GPU's evaluation
-    throughput (bf16), else REFERENCE_GPU; CPU merges from its `merge` and `selection_merges` rows."""
-    image_s, image_source = {}, {}
+    throughput (bf16 for evaluation, fp32 for the methods' passes), else REFERENCE_GPU (and its float32
+    slowdown); CPU merges from its `merge` and `selection_merges` rows."""
+    image_s, image_source, pass_image_s = {}, {}, {}
     for backbone in BACKBONES:
         gpu = unit_costs[(unit_costs["device"] == "cuda") & (unit_costs["backbone"] == backbone.removeprefix("clip-"))
-                         & (unit_costs["method"] == "encoder") & (unit_costs["figure"] == "eval_throughput")
-                         & (unit_costs["precision"] == "bf16")]
-        if len(gpu):
-            image_s[backbone] = 1 / gpu["value"].max()
-            image_source[backbone] = f"measured: {gpu['device_name'].iloc[0]}, bf16, batch {gpu['batch'].iloc[0]}"
+                         & (unit_costs["method"] == "encoder") & (unit_costs["figure"] == "eval_throughput")]
+        bf16, fp32 = gpu[gpu["precision"] == "bf16"], gpu[gpu["precision"] == "fp32"]
+        if len(bf16) and len(fp32):
+            image_s[backbone], pass_image_s[backbone] = 1 / bf16["value"].max(), 1 / fp32["value"].max()
+            image_source[backbone] = f"measured: {gpu['device_name'].iloc[0]}, batch {gpu['batch'].iloc[0]}"
         else:
             image_s[backbone] = 1 / REFERENCE_GPU[backbone]
+            pass_image_s[backbone] = image_s[backbone] * REFERENCE_FLOAT32_SLOWDOWN
             image_source[backbone] = "cited: RTX 4090 (timm)"
     cpu = unit_costs[unit_costs["compute_device"] == "cpu"].sort_values("measured_at", kind="stable")
 
@@ -184,7 +192,8 @@ def load_figures(unit_costs: pd.DataFrame, passes: pd.DataFrame, mini_rows: pd.D
         full_forward.update(full_size.relative_forward)
         step_factor.update(full_size.step_factor)
     counted = {(row.method, row.settings, row.tasks): (row.forward, row.with_grad) for row in passes.itertuples()}
-    return Figures(image_s, image_source, per_method("merge"), per_method("selection_merges"), mini_forward,
+    return Figures(image_s, image_source, pass_image_s, per_method("merge"), per_method("selection_merges"),
+                   mini_forward,
                    full_forward, step_factor, counted)
 
 
@@ -234,7 +243,7 @@ def full_size_factors(unit_costs: pd.DataFrame) -> list[FullSize]:
     return found
 
 
-def test_images(grid_unit: GridUnit) -> int:
+def tested_images(grid_unit: GridUnit) -> int:
     """Images the unit's scenario tests on (a corrupted split is its test split's size)."""
     by_task = {name.lower(): record.test_images for name, record in RECORDS.items()}
     return sum(by_task[task] for task, _ in grid_unit.unit.scenario.evaluated)
@@ -253,8 +262,8 @@ def price_units(units: list[GridUnit], figures: Figures) -> tuple[list[dict[str,
     for grid_unit in units:
         unit, backbone, part = grid_unit.unit, grid_unit.backbone, part_key(grid_unit)
         method, tasks = unit.method, unit.scenario.merged_tasks
-        image_s = figures.image_s[backbone]
-        seconds = {"evaluation": test_images(grid_unit) * image_s * figures.forward_factor(method.name),
+        image_s, pass_image_s = figures.image_s[backbone], figures.pass_image_s[backbone]
+        seconds = {"evaluation": tested_images(grid_unit) * image_s * figures.forward_factor(method.name),
                    "passes": 0.0, "arithmetic": 0.0, "selection": 0.0}
         counted = figures.passes.get(passes_key(method, len(tasks)))
         if counted is None:
@@ -264,9 +273,9 @@ def price_units(units: list[GridUnit], figures: Figures) -> tuple[list[dict[str,
         if method.memoises_per_expert:
             new = [task for task in tasks if (part, "passes", task) not in paid]
             paid.update((part, "passes", task) for task in new)
-            seconds["passes"] = forward_images * len(new) / len(tasks) * image_s
+            seconds["passes"] = forward_images * len(new) / len(tasks) * pass_image_s
         else:
-            seconds["passes"] = forward_images * image_s
+            seconds["passes"] = forward_images * pass_image_s
         if not forward_images and (part, "arithmetic", tasks) not in paid:
             paid.add((part, "arithmetic", tasks))
             merge = cpu_seconds(figures.merge_s, method.name, backbone)
@@ -430,10 +439,15 @@ def wall_table(priced: PricedGrid) -> list[str]:
 def figures_table(figures: Figures, unit_costs: pd.DataFrame, mini_rows: pd.DataFrame) -> list[str]:
     lines = ["## The figures", "", "| Figure | " + " | ".join(SHOWN[b] for b in BACKBONES) + " | Source |",
              "|---|" + "---:|" * len(BACKBONES) + "---|"]
-    lines.append("| GPU ms per image (evaluation forward) | " + " | ".join(
+    cited = any(source.startswith("cited") for source in figures.image_source.values())
+    lines.append("| GPU ms per image, evaluation (bf16) | " + " | ".join(
         f"{1000 * figures.image_s[b]:.3f}" for b in BACKBONES) + " | " + "; ".join(
-        sorted(set(figures.image_source.values()))) + (f"; {REFERENCE_GPU_SOURCE}" if any(
-            source.startswith("cited") for source in figures.image_source.values()) else "") + " |")
+        sorted(set(figures.image_source.values()))) + (f"; {REFERENCE_GPU_SOURCE}" if cited else "") + " |")
+    lines.append("| GPU ms per image, the methods' passes (fp32) | " + " | ".join(
+        f"{1000 * figures.pass_image_s[b]:.3f}" for b in BACKBONES) + " | " + (
+        f"cited x {REFERENCE_FLOAT32_SLOWDOWN:.1f}: the RTX 4090's float32 against float16 tensor throughput, 82.6 "
+        "against 165.2 TFLOPS (NVIDIA's Ada Lovelace whitepaper; TF32 matmuls off, PyTorch's default)" if cited
+        else "measured") + " |")
     for name in sorted({method for method, _ in figures.merge_s}):
         values = [cpu_seconds(figures.merge_s, name, b) for b in BACKBONES]
         measured = [b for b in BACKBONES if (name, b) in figures.merge_s]

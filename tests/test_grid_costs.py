@@ -70,7 +70,7 @@ def figures(units, image_s: float = 1e-3, merge_s: float = 10.0, selection_s: fl
     passes = {passes_key(u.unit.method, len(u.unit.scenario.merged_tasks)):
               (100, 10) if u.unit.method.name == "fisher_merging" else (0, 0) for u in units}
     names = {u.unit.method.name for u in units}
-    return Figures({b: image_s for b in BACKBONES}, {b: "test" for b in BACKBONES},
+    return Figures({b: image_s for b in BACKBONES}, {b: "test" for b in BACKBONES}, {b: image_s for b in BACKBONES},
                    {(name, "clip-vit-b-32"): merge_s for name in names},
                    {(name, "clip-vit-b-32"): selection_s for name in names}, {}, {}, {}, passes)
 
