@@ -15,14 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import methods  # noqa: F401  (registers the built-in methods: the grid has every one)
-from bench.runner import MethodSpec, Unit, method_specs
-from bench.selection import check_selectable
+from bench.runner import MethodSpec, Unit, method_specs, requested
 from core.errors import BenchError
 from methods.base import REGISTRY
 from tasks.base import Suite, Task
 from tasks.clip import CLIP_PRESETS
 from tasks.hub import CLIP_BACKBONES, CLIP_SUITES
-from tasks.scenarios import Scenario, scenarios_for, scenarios_to_run
+from tasks.scenarios import scenarios_for, scenarios_to_run
 from tasks.suites import load_suite
 
 # A suite's name suffix to the scenarios of the grid it runs (None: every scenario family): the 14- and 20-task
@@ -47,6 +46,13 @@ def _no_data(*_: object) -> None:
     raise BenchError("a suite on paper (bench.grid) has no data: it only plans")
 
 
+class _NoPool:
+    """A suite on paper's model pool: no checkpoints, so planning (`bench.runner.requested`) has none to check."""
+
+    def validate(self) -> None:
+        pass
+
+
 def paper_suite(name: str) -> Suite:
     """The CLIP suite `name` as `run` plans it: its tasks (named as `tasks.clip` names them) and presets."""
     if name not in CLIP_SUITES:
@@ -55,7 +61,7 @@ def paper_suite(name: str) -> Suite:
     tasks = {counterpart.lower(): Task(name=counterpart.lower(), counterpart=counterpart, class_names=(),
                                        load_split=_no_data, to_pixels=_no_data, normalize=_no_data, head=None)
              for counterpart in repos.tasks}
-    return Suite(name=name, tasks=tasks, pool=None, provenance={"family": name}, presets=CLIP_PRESETS)
+    return Suite(name=name, tasks=tasks, pool=_NoPool(), provenance={"family": name}, presets=CLIP_PRESETS)
 
 
 def all_method_specs() -> list[MethodSpec]:
@@ -63,21 +69,9 @@ def all_method_specs() -> list[MethodSpec]:
     return method_specs([(name, None) for name in REGISTRY], {}, "both", every=True)
 
 
-def suite_units(suite: Suite, scenarios: list[Scenario], specs: list[MethodSpec],
-                seeds: Iterable[int]) -> list[Unit]:
-    """The units `run` plans for these scenarios, methods and seeds, in its order (unkeyed: none is stored)."""
-    units = []
-    for index, spec in enumerate(specs):
-        for seed in seeds:
-            method = spec.build(seed, suite.presets)
-            grid = check_selectable(method, spec.overrides) if spec.selection == "validation" else ()
-            units += [Unit("", scenario, method, seed, index, grid) for scenario in scenarios]
-    return units
-
-
 def grid_units(seeds: Iterable[int] = (0,), backbones: Iterable[str] = BACKBONES) -> list[GridUnit]:
     """Every unit of the grid (see the module's docstring), suite by suite."""
-    specs, seeds = all_method_specs(), tuple(seeds)
+    specs, seeds = all_method_specs(), list(seeds)
     units = []
     for backbone in backbones:
         for infix, family in CHECKPOINT_FAMILIES.items():
@@ -87,7 +81,7 @@ def grid_units(seeds: Iterable[int] = (0,), backbones: Iterable[str] = BACKBONES
                 scenarios = scenarios_to_run(suite) if names is None else [
                     scenario for scenario_name in names for scenario in scenarios_for(scenario_name, suite)]
                 units += [GridUnit(name, backbone, family, unit)
-                          for unit in suite_units(suite, scenarios, specs, seeds)]
+                          for unit in requested(suite, scenarios, specs, seeds)]
     return units
 
 
@@ -97,4 +91,4 @@ def mini_units() -> list[GridUnit]:
     suite = load_suite("mini")
     family = suite.provenance["family"]
     return [GridUnit("mini", "mini", family, unit)
-            for unit in suite_units(suite, scenarios_to_run(suite), all_method_specs(), (0,))]
+            for unit in requested(suite, scenarios_to_run(suite), all_method_specs(), [0])]

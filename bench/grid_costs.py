@@ -33,6 +33,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -143,7 +144,9 @@ class Figures:
         return self.step_factor.get(MEASURED_LIKE.get(method, method), 1.0)
 
 
+@cache
 def parameters(backbone: str) -> int:
+    """The backbone's image tower's parameter count (built on the meta device, once: the pricing asks per part)."""
     with torch.device("meta"):
         return sum(p.numel() for p in build_encoder(CLIP_ENCODERS[OPEN_CLIP_MODELS[backbone]]).parameters())
 
@@ -243,10 +246,13 @@ def full_size_factors(unit_costs: pd.DataFrame) -> list[FullSize]:
     return found
 
 
+# A CLIP suite's task name (`tasks.clip`: the record's name in lower case) to its test split's size.
+TEST_IMAGES = {name.lower(): record.test_images for name, record in RECORDS.items()}
+
+
 def tested_images(grid_unit: GridUnit) -> int:
     """Images the unit's scenario tests on (a corrupted split is its test split's size)."""
-    by_task = {name.lower(): record.test_images for name, record in RECORDS.items()}
-    return sum(by_task[task] for task, _ in grid_unit.unit.scenario.evaluated)
+    return sum(TEST_IMAGES[task] for task, _ in grid_unit.unit.scenario.evaluated)
 
 
 def part_key(grid_unit: GridUnit) -> tuple:
@@ -565,13 +571,13 @@ def grid_cost_report(figures_folder: Path, results: Path, mini_rows: pd.DataFram
     passes = read_parquet(figures_folder / GRID_PASSES, "run `python -m bench.grid_costs passes` first")
     if mini_rows.empty:
         raise BenchError(f"--results {results}: no stored results (the mini suite's reference run)")
-    cost_files = sorted(figures_folder.glob("unit_costs-*.parquet"))
-    unit_costs = pd.concat([pd.read_parquet(path) for path in cost_files], ignore_index=True) if cost_files \
+    cost_files = {path: pd.read_parquet(path) for path in sorted(figures_folder.glob("unit_costs-*.parquet"))}
+    unit_costs = pd.concat(cost_files.values(), ignore_index=True) if cost_files \
         else pd.DataFrame(columns=["device", "backbone", "method", "figure", "value", "precision",
                                    "compute_device", "batch", "device_name", "measured_at"])
     figures = load_figures(unit_costs, passes, mini_rows)
     sources = [f"`{figures_folder / GRID_PASSES}` (passes counted at {versions(passes)})",
-               *(f"`{path}` (measured at {versions(pd.read_parquet(path))})" for path in cost_files),
+               *(f"`{path}` (measured at {versions(costs)})" for path, costs in cost_files.items()),
                f"the mini suite's results under `{results}` ({versions(mini_rows)})"]
     units = grid_units(range(seeds))
     priced = PricedGrid(units, *price_units(units, figures))

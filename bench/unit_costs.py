@@ -273,7 +273,7 @@ class Settings:
     wemoe_eval_batch: int = 256  # WEMoE mixes an MLP per sample: its memory grows with the batch
     static: tuple[str, ...] = DEFAULT_STATIC
     precisions: tuple[str, ...] = tuple(PRECISIONS)
-    figures: tuple[str, ...] = ("device", "static", "selection")
+    figures: tuple[str, ...] = tuple(FIGURES)
 
 
 def measure_device_figures(measurement: Measurement, backbone: str, folder: Path, settings: Settings) -> None:
